@@ -1,0 +1,48 @@
+# readiness-exporter: the README's two set-up commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LISTEN ?= 127.0.0.1:9847
+# Debian packages the test suite talks to (real servers and tools, never stand-ins).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter \
+	redis-server postgresql pgbackrest age chromium rabbitmq-server
+PYTEST_ARGS ?=
+
+.PHONY: run test venv deps system-deps services lint typecheck unit clean
+
+$(BIN)/readiness-exporter: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/readiness-exporter
+
+## run: start the daemon on its embedded default (no config file), on loopback
+run: venv
+	$(BIN)/readiness-exporter serve --web.listen-address $(LISTEN)
+
+## test: install what the suite needs, start the services it needs, run everything
+test: system-deps venv services lint unit
+
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+services:
+	bash scripts/start-services.sh
+
+lint: venv
+	$(BIN)/ruff check exporter tests bench
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache state

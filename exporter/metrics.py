@@ -1,0 +1,319 @@
+"""Exposition of the stored outcomes.
+
+Probes run on the exporter's own schedule and `/metrics` renders cached outcomes, so a
+scrape costs the same whatever the probes cost.
+
+Two renderers produce the same series:
+
+- `ReadinessCollector`: a plain prometheus_client custom collector (the reference, and
+  what the benchmark compares against);
+- `Exposition`: the served path. It renders each check's sample lines once, when its
+  outcome changes, and a scrape only concatenates the cached lines (plus a few global
+  series computed at scrape time). Gzip is incremental: the compressed check part is
+  cached and each scrape only compresses the small global tail on a copy of the
+  compressor.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from exporter import __version__
+from exporter.model import MetricFamily, Status
+from exporter.store import CheckState, Store
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+_CACHED_HELP = " Results are cached: probes run on the exporter's own schedule, so a scrape " \
+    "costs the same whatever the probes cost."
+
+STATUS = MetricFamily(
+    "readiness_check_status",
+    "Status of the check's latest run: 1 for its current status, 0 for the others."
+    + _CACHED_HELP,
+    ("check", "section", "severity", "status"),
+)
+LAST_RUN = MetricFamily(
+    "readiness_check_last_run_timestamp_seconds",
+    "When the check last finished a run (seconds since the epoch).", ("check",),
+)
+DURATION = MetricFamily(
+    "readiness_check_duration_seconds", "How long the check's last run took.", ("check",),
+)
+INTERVAL = MetricFamily(
+    "readiness_check_interval_seconds",
+    "The check's configured run interval (a result older than 3 intervals is stale).",
+    ("check",),
+)
+RUNS = MetricFamily(
+    "readiness_check_runs_total", "Runs of the check since the exporter started.", ("check",),
+    "counter",
+)
+ERRORS = MetricFamily(
+    "readiness_check_errors_total",
+    "Runs of the check that ended in error, by bounded reason.", ("check", "reason"), "counter",
+)
+GO_LIVE = MetricFamily(
+    "readiness_go_live",
+    "1 when every enabled critical check passes and its result is fresh, else 0.",
+)
+BUILD_INFO = MetricFamily(
+    "readiness_exporter_build_info", "Version of the running readiness-exporter (always 1).",
+    ("version",),
+)
+RELOAD_OK = MetricFamily(
+    "readiness_config_last_reload_successful",
+    "1 when the last configuration load or reload succeeded, 0 when it was rejected.",
+)
+RELOAD_TS = MetricFamily(
+    "readiness_config_last_reload_success_timestamp_seconds",
+    "When the configuration was last loaded successfully.",
+)
+CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS)
+GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS)
+CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
+
+
+@dataclass(slots=True)
+class ReloadState:
+    """Outcome of the last configuration (re)load, for the reload metrics."""
+
+    successful: bool = True
+    last_success: float = 0.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: Iterable[str], values: Iterable[str]) -> str:
+    inner = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
+    return "{" + inner + "}" if inner else ""
+
+
+def _line(name: str, labels: str, value: float) -> str:
+    return f"{name}{labels} {floatToGoString(value)}\n"
+
+
+def _family_label_names(family: MetricFamily, labels: Mapping[str, str]) -> list[str]:
+    names = [n for n in family.labels if n != "check"]
+    names.extend(sorted(k for k in labels if k not in names and k != "check"))
+    return names
+
+
+def _header(family: MetricFamily, openmetrics: bool) -> str:
+    help_text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
+    name = family.name
+    kind = family.type
+    if openmetrics:
+        if kind == "counter":
+            name = name.removesuffix("_total")
+        elif name.endswith("_info") and kind == "gauge":
+            name, kind = name.removesuffix("_info"), "info"
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+
+
+def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict[str, str]:
+    """Sample lines of one check, by family name (identical in both formats)."""
+    spec = state.spec
+    check = _escape(spec.id)
+    out: dict[str, str] = {
+        INTERVAL.name: f'{INTERVAL.name}{{check="{check}"}} {floatToGoString(spec.interval)}\n',
+        RUNS.name: f'{RUNS.name}{{check="{check}"}} {floatToGoString(state.runs)}\n',
+    }
+    if state.outcome is not None:
+        current = state.outcome.status
+        prefix = (f'{STATUS.name}{{check="{check}",section="{_escape(spec.section)}",'
+                  f'severity="{spec.severity.value}",status="')
+        out[STATUS.name] = "".join(
+            f'{prefix}{s.value}"}} {"1.0" if s is current else "0.0"}\n' for s in Status
+        )
+    if state.last_run is not None:
+        out[LAST_RUN.name] = _line(LAST_RUN.name, f'{{check="{check}"}}', state.last_run)
+    if state.duration is not None:
+        out[DURATION.name] = _line(DURATION.name, f'{{check="{check}"}}', state.duration)
+    if state.errors:
+        out[ERRORS.name] = "".join(
+            _line(ERRORS.name, f'{{check="{check}",reason="{_escape(r)}"}}', float(n))
+            for r, n in sorted(state.errors.items())
+        )
+    if state.outcome is not None:
+        by_family: dict[str, list[str]] = {}
+        for m in state.outcome.measurements:
+            family = families.get(m.family)
+            if family is None:
+                continue
+            names = _family_label_names(family, m.labels)
+            labels = _labels(["check", *names], [spec.id, *(m.labels.get(n, "") for n in names)])
+            by_family.setdefault(m.family, []).append(_line(m.family, labels, m.value))
+        for name, lines in by_family.items():
+            out[name] = "".join(lines)
+    return out
+
+
+def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: float) -> str:
+    """The few series computed at scrape time."""
+    return "".join((
+        _header(GO_LIVE, openmetrics), _line(GO_LIVE.name, "", 1.0 if store.go_live(now) else 0.0),
+        _header(BUILD_INFO, openmetrics),
+        _line(BUILD_INFO.name, _labels(["version"], [__version__]), 1.0),
+        _header(RELOAD_OK, openmetrics),
+        _line(RELOAD_OK.name, "", 1.0 if reload.successful else 0.0),
+        _header(RELOAD_TS, openmetrics), _line(RELOAD_TS.name, "", reload.last_success),
+    ))
+
+
+# --------------------------------------------------------------------------- served path
+
+
+class Exposition:
+    """Cached per-check sample lines; a scrape concatenates them."""
+
+    def __init__(self, store: Store, families: Mapping[str, MetricFamily],
+                 reload: ReloadState) -> None:
+        self._store = store
+        self._families = dict(families)
+        self._reload = reload
+        self._lines: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self._cache: dict[bool, tuple[int, bytes]] = {}
+        self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
+        store.subscribe(self._on_change)
+        for state in store.states.values():
+            self._on_change(state)
+
+    def set_families(self, families: Mapping[str, MetricFamily]) -> None:
+        """Adopt the family metadata of a reloaded configuration."""
+        self._families = dict(families)
+        self._lines = {cid: check_lines(s, self._families) for cid, s in
+                       self._store.states.items()}
+        self._cache.clear()
+        self._gzip_cache.clear()
+
+    def _on_change(self, state: CheckState) -> None:
+        self._lines[state.spec.id] = check_lines(state, self._families)
+        if len(self._lines) > len(self._store.states):
+            for stale in set(self._lines) - set(self._store.states):
+                del self._lines[stale]
+
+    def _checks_part(self, openmetrics: bool) -> tuple[int, bytes]:
+        generation = self._store.generation
+        cached = self._cache.get(openmetrics)
+        if cached is not None and cached[0] == generation:
+            return cached
+        order = [cid for cid in self._store.states if cid in self._lines]
+        lines = self._lines
+        parts: list[str] = []
+        family_names = [f.name for f in CHECK_FAMILIES] + sorted(self._families)
+        all_families = {f.name: f for f in CHECK_FAMILIES} | self._families
+        for name in family_names:
+            samples = [chunk for cid in order if (chunk := lines[cid].get(name))]
+            if samples:
+                parts.append(_header(all_families[name], openmetrics))
+                parts.extend(samples)
+        body = "".join(parts).encode("utf-8")
+        result = (generation, body)
+        self._cache[openmetrics] = result
+        return result
+
+    def checks_part(self, openmetrics: bool) -> tuple[int, bytes]:
+        """(generation, body of every check's series); call on the event loop."""
+        return self._checks_part(openmetrics)
+
+    def tail(self, openmetrics: bool, now: float | None = None) -> bytes:
+        """The global series computed at scrape time (and `# EOF` for OpenMetrics)."""
+        now = time.time() if now is None else now
+        text = global_lines(self._store, self._reload, openmetrics, now)
+        if openmetrics:
+            text += "# EOF\n"
+        return text.encode("utf-8")
+
+    def render(self, openmetrics: bool, now: float | None = None) -> bytes:
+        """The full exposition body."""
+        return self._checks_part(openmetrics)[1] + self.tail(openmetrics, now)
+
+    def gzip_body(self, openmetrics: bool, part: tuple[int, bytes], tail: bytes) -> bytes:
+        """Gzip of `part` + `tail`, reusing the compressed part (safe in a worker thread)."""
+        generation, checks = part
+        with self._lock:
+            cached = self._gzip_cache.get(openmetrics)
+            if cached is None or cached[0] != generation:
+                compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+                head = compressor.compress(checks)
+                cached = (generation, head, compressor)
+                self._gzip_cache[openmetrics] = cached
+            _, head, compressor = cached
+            finisher = compressor.copy()
+        return head + finisher.compress(tail) + finisher.flush()
+
+
+# --------------------------------------------------------------------------- reference
+
+
+class ReadinessCollector(Collector):
+    """prometheus_client custom collector over the store (plain, uncached rendering)."""
+
+    def __init__(self, store: Store, families: Mapping[str, MetricFamily],
+                 reload: ReloadState) -> None:
+        self._store = store
+        self._families = dict(families)
+        self._reload = reload
+
+    def collect(self) -> Iterator[Metric]:
+        states = list(self._store.states.values())
+        status = GaugeMetricFamily(STATUS.name, STATUS.help, labels=list(STATUS.labels))
+        last_run = GaugeMetricFamily(LAST_RUN.name, LAST_RUN.help, labels=["check"])
+        duration = GaugeMetricFamily(DURATION.name, DURATION.help, labels=["check"])
+        interval = GaugeMetricFamily(INTERVAL.name, INTERVAL.help, labels=["check"])
+        runs = CounterMetricFamily(RUNS.name, RUNS.help, labels=["check"])
+        errors = CounterMetricFamily(ERRORS.name, ERRORS.help, labels=["check", "reason"])
+        family_metrics: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        for state in states:
+            spec = state.spec
+            interval.add_metric([spec.id], spec.interval)
+            runs.add_metric([spec.id], state.runs)
+            if state.outcome is not None:
+                for s in Status:
+                    status.add_metric([spec.id, spec.section, spec.severity.value, s.value],
+                                      1.0 if s is state.outcome.status else 0.0)
+            if state.last_run is not None:
+                last_run.add_metric([spec.id], state.last_run)
+            if state.duration is not None:
+                duration.add_metric([spec.id], state.duration)
+            for reason, count in sorted(state.errors.items()):
+                errors.add_metric([spec.id, reason], count)
+            if state.outcome is None:
+                continue
+            for m in state.outcome.measurements:
+                family = self._families.get(m.family)
+                if family is None:
+                    continue
+                names = _family_label_names(family, m.labels)
+                metric = family_metrics.get(m.family)
+                if metric is None:
+                    cls = CounterMetricFamily if family.type == "counter" else GaugeMetricFamily
+                    metric = cls(m.family, family.help, labels=["check", *names])
+                    family_metrics[m.family] = metric
+                metric.add_metric([spec.id, *(m.labels.get(n, "") for n in names)], m.value)
+        yield from (status, last_run, duration, interval, runs, errors)
+        yield from (family_metrics[name] for name in sorted(family_metrics))
+        yield GaugeMetricFamily(GO_LIVE.name, GO_LIVE.help,
+                                value=1.0 if self._store.go_live() else 0.0)
+        info = GaugeMetricFamily(BUILD_INFO.name, BUILD_INFO.help, labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
+        yield GaugeMetricFamily(RELOAD_OK.name, RELOAD_OK.help,
+                                value=1.0 if self._reload.successful else 0.0)
+        yield GaugeMetricFamily(RELOAD_TS.name, RELOAD_TS.help, value=self._reload.last_success)

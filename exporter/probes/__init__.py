@@ -1,0 +1,1 @@
+"""Probe families: one module (or sub-package) per family."""

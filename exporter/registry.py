@@ -1,0 +1,86 @@
+"""Probe kind name -> (configuration model, probe), and connection kinds.
+
+A new probe family is one module under `exporter/probes/` that defines a `KIND`
+(`ProbeKind`) and, if it shares a client, a `CONNECTION` (`ConnectionKind`), plus one
+line below. Modules are imported on first use, so `check --only 2.1.1` does not pay for
+the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import Any
+
+from exporter.model import ConnectionKind, ProbeKind
+
+# kind name -> "module:attribute"
+PROBE_KINDS: dict[str, str] = {
+    "env": "exporter.probes.env:KIND",
+    "secret_strength": "exporter.probes.secret_strength:KIND",
+    "file": "exporter.probes.file:KIND",
+    "config_value": "exporter.probes.config_value:KIND",
+    # issue 3: TLS and HTTP
+    "tls_file": "exporter.probes.tls.files:KIND",
+    "tls_endpoint": "exporter.probes.tls.endpoint:KIND",
+    "http": "exporter.probes.http.probe:KIND",
+    # issue 4: data tier
+    "postgres": "exporter.probes.postgres.probe:KIND",
+    "sql": "exporter.probes.postgres.sql:KIND",
+    "alembic": "exporter.probes.postgres.alembic:KIND",
+    "ciphertext": "exporter.probes.postgres.ciphertext:KIND",
+    "redis": "exporter.probes.redis_probe:KIND",
+    "broker": "exporter.probes.broker:KIND",
+    # issue 5: backups and recovery
+    "backup": "exporter.probes.backup.probe:KIND",
+    "rpo": "exporter.probes.backup.rpo:KIND",
+    "restore_drill": "exporter.probes.backup.drill:KIND",
+    # issue 6: Kubernetes
+    "kubernetes": "exporter.probes.kubernetes.probe:KIND",
+    # issue 8: the rest of the checklist
+    "report": "exporter.probes.report:KIND",
+    "secret_scan": "exporter.probes.secret_scan:KIND",
+    "logs": "exporter.probes.logs:KIND",
+    "attestation": "exporter.probes.attestation.probe:KIND",
+    "prometheus_query": "exporter.probes.prometheus_query:KIND",
+    "alertmanager": "exporter.probes.alertmanager:KIND",
+    "aggregate": "exporter.probes.aggregate:KIND",
+}
+
+# connection kind name -> "module:attribute"
+CONNECTION_KINDS: dict[str, str] = {
+    "postgres": "exporter.probes.postgres.connection:CONNECTION",  # issue 4
+    "redis": "exporter.probes.redis_probe:CONNECTION",  # issue 4
+    "kubernetes": "exporter.probes.kubernetes.connection:CONNECTION",  # issue 6
+}
+
+
+def _load(ref: str) -> Any:
+    module_name, _, attribute = ref.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+@cache
+def probe_kind(name: str) -> ProbeKind[Any]:
+    """The probe kind called `name`; `KeyError` when there is none."""
+    kind = _load(PROBE_KINDS[name])
+    assert isinstance(kind, ProbeKind) and kind.name == name, name
+    return kind
+
+
+@cache
+def connection_kind(name: str) -> ConnectionKind[Any]:
+    """The connection kind called `name`; `KeyError` when there is none."""
+    kind = _load(CONNECTION_KINDS[name])
+    assert isinstance(kind, ConnectionKind) and kind.name == name, name
+    return kind
+
+
+def probe_kind_names() -> list[str]:
+    """Every known probe kind, sorted."""
+    return sorted(PROBE_KINDS)
+
+
+def connection_kind_names() -> list[str]:
+    """Every known connection kind, sorted."""
+    return sorted(CONNECTION_KINDS)

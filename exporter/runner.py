@@ -1,0 +1,36 @@
+"""Run one check: its probe under a timeout, every failure mode mapped to an outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from exporter import registry
+from exporter.model import CheckSpec, Outcome, ProbeContext, ProbeError, Reason
+
+log = logging.getLogger("readiness.runner")
+
+
+async def run_check(spec: CheckSpec, ctx: ProbeContext) -> tuple[Outcome, float]:
+    """Run `spec` once; return its outcome and duration in seconds.
+
+    Never raises (except cancellation): a timeout becomes `error/timeout`, a
+    `ProbeError` its own reason, any other exception `error/internal` with only the
+    exception's type in the message (exception text may carry secrets).
+    """
+    started = time.monotonic()
+    try:
+        kind = registry.probe_kind(spec.kind)
+        async with asyncio.timeout(spec.timeout):
+            outcome = await kind.run(spec, ctx)
+    except TimeoutError:
+        outcome = Outcome.errored(Reason.TIMEOUT, f"no result within {spec.timeout:g}s")
+    except ProbeError as exc:
+        outcome = Outcome.errored(exc.reason, exc.message)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("probe raised", extra={"check": spec.id, "error": type(exc).__name__})
+        outcome = Outcome.errored(Reason.INTERNAL, f"probe failed: {type(exc).__name__}")
+    return outcome, time.monotonic() - started

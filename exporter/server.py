@@ -1,0 +1,172 @@
+"""aiohttp application: /metrics, /health, /healthz, /readyz, /api/v1/checks, /-/reload
+and the readiness board at `/`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.model import Severity, Status
+from exporter.results import record, sorted_states
+from exporter.web.sections import section_key, section_title
+from exporter.webconfig import BasicAuth
+
+if TYPE_CHECKING:
+    from exporter.daemon import Runtime
+
+RUNTIME = web.AppKey("runtime", "Runtime")
+AUTH = web.AppKey("auth", BasicAuth)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def basic_auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 on every endpoint unless the request carries valid credentials."""
+    auth = request.app[AUTH]
+    if auth.enabled and not await auth.allows(request.headers.get("Authorization")):
+        return web.Response(status=401, text="Unauthorized\n",
+                            headers={"WWW-Authenticate": 'Basic realm="readiness-exporter"'})
+    return await handler(request)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text or OpenMetrics by the Accept header; gzip when accepted."""
+    runtime = request.app[RUNTIME]
+    _, content_type = choose_encoder(request.headers.get("Accept", ""))
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    exposition = runtime.exposition
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        part = exposition.checks_part(openmetrics)
+        tail = exposition.tail(openmetrics)
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, exposition.gzip_body, openmetrics, part, tail)
+        response = web.Response(body=body, headers={"Content-Encoding": "gzip"})
+    else:
+        response = web.Response(body=exposition.render(openmetrics))
+    response.headers["Content-Type"] = content_type
+    response.headers["Vary"] = "Accept, Accept-Encoding"
+    return response
+
+
+async def health(request: web.Request) -> web.Response:
+    """The checklist's basic health contract."""
+    return web.json_response({"status": "healthy"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 once every enabled check has completed its first run."""
+    if request.app[RUNTIME].store.first_round_complete():
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="first round of checks not complete\n")
+
+
+async def checks_api(request: web.Request) -> web.Response:
+    """Every check's latest result as JSON."""
+    runtime = request.app[RUNTIME]
+    now = time.time()
+    stale = runtime.store.stale_after_intervals
+    records = [record(s, now, stale) for s in sorted_states(runtime.store.states.values())]
+    return web.json_response(records)
+
+
+async def reload(request: web.Request) -> web.Response:
+    """POST: reload the configuration; 200 when applied, 400 with the errors when not."""
+    errors = await request.app[RUNTIME].reload()
+    if errors:
+        return web.json_response({"status": "error", "errors": errors}, status=400)
+    return web.json_response({"status": "success"})
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+async def board(request: web.Request) -> web.Response:
+    """The readiness board."""
+    runtime = request.app[RUNTIME]
+    store = runtime.store
+    now = time.time()
+    states = sorted_states(store.states.values())
+    groups: dict[str, dict[str, Any]] = {}
+    for state in states:
+        rec = record(state, now, store.stale_after_intervals)
+        top = state.spec.section
+        group = groups.setdefault(top, {"section": top, "title": section_title(top), "rows": [],
+                                        "passed": 0, "enabled": 0})
+        group["rows"].append({**rec, "age": _age(now - state.last_run if state.last_run else None)})
+        if state.spec.enabled:
+            group["enabled"] += 1
+            group["passed"] += state.status is Status.PASS
+    counts = Counter(record(s)["status"] for s in states)
+    blockers = [{"id": s.spec.id} for s in store.blockers(now)
+                if s.spec.severity is Severity.CRITICAL]
+    html = request.app[TEMPLATES].get_template("board.html").render(
+        go_live=not blockers, blockers=blockers,
+        groups=[groups[k] for k in sorted(groups, key=section_key)],
+        counts=sorted(counts.items()), total=len(states), version=__version__,
+        source=runtime.config.source, prefix="/", refresh=30,
+        rendered=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    return web.Response(text=html, content_type="text/html")
+
+
+async def static(request: web.Request) -> web.Response:
+    """The board's stylesheet."""
+    name = request.match_info["name"]
+    if name != "board.css":
+        raise web.HTTPNotFound()
+    css = (resources.files("exporter.web") / "static" / name).read_text(encoding="utf-8")
+    return web.Response(text=css, content_type="text/css",
+                        headers={"Cache-Control": "max-age=300"})
+
+
+def make_app(runtime: Runtime, auth: BasicAuth) -> web.Application:
+    """The exporter's HTTP application; the runtime starts and stops with it."""
+    app = web.Application(middlewares=[basic_auth_middleware])
+    app[RUNTIME] = runtime
+    app[AUTH] = auth
+    app[TEMPLATES] = jinja2.Environment(
+        loader=jinja2.PackageLoader("exporter.web", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/checks", checks_api)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/", board)
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        await runtime.start()
+        yield
+        await runtime.stop()
+
+    app.cleanup_ctx.append(runtime_ctx)
+    return app

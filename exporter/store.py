@@ -1,0 +1,122 @@
+"""The latest outcome of every check, with run counters, and the go/no-go verdict."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from exporter.model import CheckSpec, CheckView, Outcome, Severity, Status
+
+
+@dataclass(slots=True)
+class CheckState:
+    """What the exporter knows of one check."""
+
+    spec: CheckSpec
+    outcome: Outcome | None = None
+    last_run: float | None = None  # wall-clock end of the last run
+    duration: float | None = None
+    runs: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # reason -> count
+    status_since: float | None = None
+
+    @property
+    def status(self) -> Status | None:
+        """Status of the latest run, None before the first run."""
+        return self.outcome.status if self.outcome is not None else None
+
+    def is_fresh(self, now: float, stale_after_intervals: float) -> bool:
+        """The latest result is younger than `stale_after_intervals` intervals."""
+        if self.last_run is None:
+            return False
+        return now - self.last_run <= self.spec.interval * stale_after_intervals + self.spec.timeout
+
+
+Listener = Callable[[CheckState], None]
+
+
+class Store:
+    """Holds a `CheckState` per configured check; notifies listeners on each record."""
+
+    def __init__(self, specs: Iterable[CheckSpec], stale_after_intervals: float = 3.0) -> None:
+        self.stale_after_intervals = stale_after_intervals
+        self._states: dict[str, CheckState] = {s.id: CheckState(s) for s in specs}
+        self._listeners: list[Listener] = []
+        self.generation = 0
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(state)` after every change of a check's state."""
+        self._listeners.append(listener)
+
+    def _notify(self, state: CheckState) -> None:
+        self.generation += 1
+        for listener in self._listeners:
+            listener(state)
+
+    @property
+    def states(self) -> dict[str, CheckState]:
+        """Check id -> state (do not mutate)."""
+        return self._states
+
+    def get(self, check_id: str) -> CheckState:
+        """The state of one check (`KeyError` when unknown)."""
+        return self._states[check_id]
+
+    def record(self, check_id: str, outcome: Outcome, finished: float,
+               duration: float) -> Status | None:
+        """Store a run's outcome; return the previous status (None before the first run)."""
+        state = self._states.get(check_id)
+        if state is None:  # removed by a reload while it ran
+            return None
+        previous = state.status
+        state.outcome = outcome
+        state.last_run = finished
+        state.duration = duration
+        state.runs += 1
+        if outcome.status is Status.ERROR:
+            reason = outcome.reason.value if outcome.reason is not None else "internal"
+            state.errors[reason] = state.errors.get(reason, 0) + 1
+        if previous != outcome.status:
+            state.status_since = finished
+        self._notify(state)
+        return previous
+
+    def replace_specs(self, specs: Iterable[CheckSpec]) -> None:
+        """Adopt a reloaded configuration: keep history of checks that remain."""
+        new_states: dict[str, CheckState] = {}
+        for spec in specs:
+            old = self._states.get(spec.id)
+            if old is None:
+                new_states[spec.id] = CheckState(spec)
+            else:
+                old.spec = spec
+                new_states[spec.id] = old
+        self._states = new_states
+        for state in new_states.values():
+            self._notify(state)
+
+    def views(self) -> list[CheckView]:
+        """Read-only summaries for probes (`aggregate`)."""
+        return [
+            CheckView(s.spec.id, s.spec.section, s.spec.severity, s.spec.enabled, s.status,
+                      s.last_run)
+            for s in self._states.values()
+        ]
+
+    def first_round_complete(self) -> bool:
+        """Every enabled check has a result."""
+        return all(s.outcome is not None for s in self._states.values() if s.spec.enabled)
+
+    def blockers(self, now: float | None = None) -> list[CheckState]:
+        """Enabled critical checks that do not pass or whose result is stale."""
+        now = time.time() if now is None else now
+        return [
+            s for s in self._states.values()
+            if s.spec.enabled and s.spec.severity is Severity.CRITICAL
+            and (s.status is not Status.PASS or not s.is_fresh(now, self.stale_after_intervals))
+        ]
+
+    def go_live(self, now: float | None = None) -> bool:
+        """Every enabled critical check passes and is fresh."""
+        return not self.blockers(now)
