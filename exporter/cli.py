@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,7 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from exporter.webconfig import load_web_config
 
     if not 0 <= args.shard < args.total_shards:
-        _print_errors([f"--shard must be between 0 and --total-shards - 1 ({args.total_shards - 1})"])
+        _print_errors([f"--shard must be between 0 and {args.total_shards - 1} "
+                       "(--total-shards - 1)"])
         return EXIT_CONFIG
     cfg = _load(args.config_file)
     if cfg is None:
@@ -79,7 +83,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
+    _exit_past_blocked_probe_threads()
     return EXIT_OK
+
+
+def _exit_past_blocked_probe_threads() -> None:
+    """Exit now if a probe thread is still blocked (a hung NFS read, a FIFO...).
+
+    The interpreter would otherwise wait for it forever at exit; the daemon's own state
+    is already closed at this point.
+    """
+    stuck = [t for t in threading.enumerate()
+             if t.name.startswith("readiness-probe") and t.is_alive()]
+    if stuck:
+        logging.getLogger("readiness.daemon").warning(
+            "probe threads still blocked at exit; not waiting for them",
+            extra={"threads": len(stuck)})
+        logging.shutdown()
+        os._exit(EXIT_OK)
 
 
 # --------------------------------------------------------------------------- check
@@ -168,7 +189,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _describe_field(name: str, info: FieldInfo) -> str:
     annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
     annotation = annotation.replace("typing.", "").replace("pathlib.", "")
-    default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+    default = ("required" if info.is_required()
+               else f"default {info.get_default(call_default_factory=True)!r}")
     text = f"    {name}: {annotation} ({default})"
     if info.description:
         text += f": {info.description}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -68,10 +69,8 @@ class Runtime:
         """Start scheduling checks."""
         self.scheduler.start()
         loop = asyncio.get_running_loop()
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        except (NotImplementedError, RuntimeError):  # not on the main thread
-            pass
 
     def _on_sighup(self) -> None:
         log.info("SIGHUP received: reloading configuration")

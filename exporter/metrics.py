@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import __version__
 from exporter.model import MetricFamily, Status
@@ -94,6 +94,11 @@ class ReloadState:
 # --------------------------------------------------------------------------- helpers
 
 
+def _fmt(value: float) -> str:
+    text: str = _float_to_go(value)  # type: ignore[no-untyped-call]
+    return text
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -104,7 +109,7 @@ def _labels(names: Iterable[str], values: Iterable[str]) -> str:
 
 
 def _line(name: str, labels: str, value: float) -> str:
-    return f"{name}{labels} {floatToGoString(value)}\n"
+    return f"{name}{labels} {_fmt(value)}\n"
 
 
 def _family_label_names(family: MetricFamily, labels: Mapping[str, str]) -> list[str]:
@@ -130,8 +135,8 @@ def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict
     spec = state.spec
     check = _escape(spec.id)
     out: dict[str, str] = {
-        INTERVAL.name: f'{INTERVAL.name}{{check="{check}"}} {floatToGoString(spec.interval)}\n',
-        RUNS.name: f'{RUNS.name}{{check="{check}"}} {floatToGoString(state.runs)}\n',
+        INTERVAL.name: f'{INTERVAL.name}{{check="{check}"}} {_fmt(spec.interval)}\n',
+        RUNS.name: f'{RUNS.name}{{check="{check}"}} {_fmt(state.runs)}\n',
     }
     if state.outcome is not None:
         current = state.outcome.status

@@ -35,9 +35,9 @@ __all__ = [
     "MetricFamily",
     "Outcome",
     "ProbeContext",
+    "ProbeError",
     "ProbeKind",
     "Reason",
-    "ProbeError",
     "SecretRef",
     "SecretReference",
     "Severity",
@@ -49,7 +49,7 @@ __all__ = [
 class Status(StrEnum):
     """Result of one check run."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a status, not a password
     FAIL = "fail"
     ERROR = "error"
     SKIPPED = "skipped"

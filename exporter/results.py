@@ -53,7 +53,7 @@ def to_table(states: Iterable[CheckState]) -> str:
         rec = record(state)
         if rec["section"] != current:
             current = rec["section"]
-            lines.append("" if lines else "")
+            lines.append("")
             lines.append(section_title(current))
         status = rec["status"].upper() + (f"/{rec['reason']}" if rec["reason"] else "")
         lines.append(f"  {status:<16} {rec['id']:<22} {rec['severity']:<8} {rec['title']}")

@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -36,7 +36,7 @@ class Scheduler:
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._jitter = jitter
         self._spread = first_round_spread
-        self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._inflight: set[asyncio.Task[None]] = set()
         self._specs: dict[str, CheckSpec] = {}
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -54,7 +54,7 @@ class Scheduler:
                 if self._scheduler.get_job(check_id) is not None:
                     self._scheduler.remove_job(check_id)
                 del self._specs[check_id]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for check_id, spec in wanted.items():
             if check_id in self._specs:
                 continue
@@ -63,9 +63,10 @@ class Scheduler:
                 self._store.record(check_id, disabled_outcome(spec), time.time(), 0.0)
                 continue
             first = now + timedelta(seconds=random.uniform(0, min(self._spread, spec.interval)))  # noqa: S311
+            trigger = IntervalTrigger(seconds=spec.interval,
+                                      jitter=spec.interval * self._jitter or None, timezone=UTC)
             self._scheduler.add_job(
-                self._run, IntervalTrigger(seconds=spec.interval, jitter=spec.interval * self._jitter
-                                           or None, timezone=timezone.utc),
+                self._run, trigger,
                 args=[check_id], id=check_id, max_instances=1, coalesce=True,
                 misfire_grace_time=max(1, int(spec.interval)), next_run_time=first,
                 replace_existing=True,

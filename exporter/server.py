@@ -25,7 +25,7 @@ from exporter.webconfig import BasicAuth
 if TYPE_CHECKING:
     from exporter.daemon import Runtime
 
-RUNTIME = web.AppKey("runtime", "Runtime")
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 AUTH = web.AppKey("auth", BasicAuth)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 

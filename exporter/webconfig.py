@@ -96,7 +96,8 @@ def load_web_config(path: Path) -> WebConfig:
         web = WebConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([
-            f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            f"{path}: {'.'.join(str(p) for p in e['loc'])}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         ]) from None
     if web.tls_server_config is not None:

@@ -24,8 +24,8 @@ from exporter.model import (
     MetricFamily,
     Outcome,
     ProbeContext,
-    ProbeKind,
     ProbeError,
+    ProbeKind,
     Reason,
 )
 from exporter.probes.dotenv import DotenvError, parse_dotenv

@@ -63,6 +63,8 @@ DIGEST_OK = MetricFamily(
 
 def _read_facts(path: Path, want_digest: bool) -> FileFacts:
     stat = os.stat(path)
+    if stat.st_mode & 0o170000 == 0o040000:
+        raise IsADirectoryError(path)
     digest = None
     if want_digest:
         hasher = hashlib.sha256()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 import os
 import re
@@ -89,7 +90,9 @@ def estimate_entropy_bits(value: str) -> float:
     if not value:
         return 0.0
     chars = set(value)
-    if chars <= set(string.hexdigits):
+    if chars <= set(string.digits):
+        alphabet = 10
+    elif chars <= set(string.hexdigits):
         alphabet = 16
     elif chars <= set(string.ascii_letters + string.digits + "+/=-_"):
         alphabet = 64
@@ -114,12 +117,10 @@ def _decoded_size(value: str, encoding: str, wanted: int) -> int | None:
     if encoding in ("auto", "hex") and re.fullmatch(r"[0-9a-fA-F]+", value) and len(value) % 2 == 0:
         candidates.append(len(value) // 2)
     if encoding in ("auto", "base64"):
-        try:
+        with contextlib.suppress(binascii.Error, ValueError):
             candidates.append(len(base64.b64decode(value + "=" * (-len(value) % 4),
                                                    altchars=b"-_" if "-" in value or "_" in value
                                                    else None, validate=True)))
-        except (binascii.Error, ValueError):
-            pass
     if not candidates:
         return None
     return wanted if wanted in candidates else candidates[0]
@@ -134,7 +135,7 @@ def _looks_placeholder(value: str) -> str | None:
     for word in PLACEHOLDERS:
         if lowered == word or (word in lowered and len(lowered) < len(word) * 3):
             return "a well-known placeholder"
-    if re.fullmatch(r"(.{1,4})\1{3,}", value):
+    if re.fullmatch(r"(.{1,16}?)\1+", value):
         return "a repeated pattern"
     return None
 
