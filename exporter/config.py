@@ -319,10 +319,16 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
         errors.extend(_connection_errors(spec, where, connections))
         checks.append(spec)
 
+    # Secret references are resolved now (so a missing one stops the start) wherever
+    # something enabled needs them: enabled checks and the connections they use.
     env = os.environ if environ is None else environ
-    for path, ref in _iter_secret_refs(connections, "connections"):
-        errors.extend(_secret_error(ref, path, env))
-    for spec in checks:
+    enabled = [spec for spec in checks if spec.enabled]
+    used = {getattr(spec, field_name) for spec in enabled
+            for field_name in getattr(type(spec), "connection_fields", {})}
+    for name in sorted(n for n in used if n in connections):
+        for path, ref in _iter_secret_refs(connections[name], f"connections.{name}"):
+            errors.extend(_secret_error(ref, path, env))
+    for spec in enabled:
         for path, ref in _iter_secret_refs(spec, f"checks (id {spec.id})"):
             errors.extend(_secret_error(ref, path, env))
 

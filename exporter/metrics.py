@@ -16,6 +16,7 @@ Two renderers produce the same series:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import zlib
@@ -183,18 +184,52 @@ def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: floa
 # --------------------------------------------------------------------------- served path
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A built body of every check's series."""
+
+    build: int
+    generation: int
+    built_at: float  # monotonic
+    body: bytes
+
+
+def build_checks_body(snapshot: list[dict[str, str]], families: Mapping[str, MetricFamily],
+                      openmetrics: bool) -> bytes:
+    """Join cached sample lines family by family (pure: safe in a worker thread)."""
+    parts: list[str] = []
+    for family in [*CHECK_FAMILIES, *(families[n] for n in sorted(families))]:
+        name = family.name
+        samples = [chunk for lines in snapshot if (chunk := lines.get(name))]
+        if samples:
+            parts.append(_header(family, openmetrics))
+            parts.extend(samples)
+    return "".join(parts).encode("utf-8")
+
+
 class Exposition:
-    """Cached per-check sample lines; a scrape concatenates them."""
+    """Cached per-check sample lines; a scrape concatenates them.
+
+    Each check's lines are rendered on the event loop when its outcome changes (a few
+    microseconds). A scrape reuses the joined body while it is younger than `max_age`
+    seconds (results are cached anyway: probes run on their own schedule), otherwise the
+    join runs in a worker thread on an immutable snapshot; concurrent scrapes share one
+    build. Gzip reuses the compressed body and only compresses the small global tail.
+    """
 
     def __init__(self, store: Store, families: Mapping[str, MetricFamily],
-                 reload: ReloadState) -> None:
+                 reload: ReloadState, max_age: float = 1.0) -> None:
         self._store = store
         self._families = dict(families)
         self._reload = reload
+        self.max_age = max_age
         self._lines: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
-        self._cache: dict[bool, tuple[int, bytes]] = {}
+        self._parts: dict[bool, Part] = {}
+        self._building: dict[bool, asyncio.Future[Part]] = {}
+        self._builds = 0
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
+        self._tails: dict[bool, tuple[tuple[bool, bool, float], float, bytes]] = {}
         store.subscribe(self._on_change)
         for state in store.states.values():
             self._on_change(state)
@@ -204,38 +239,60 @@ class Exposition:
         self._families = dict(families)
         self._lines = {cid: check_lines(s, self._families) for cid, s in
                        self._store.states.items()}
-        self._cache.clear()
-        self._gzip_cache.clear()
+        self._parts.clear()
 
     def _on_change(self, state: CheckState) -> None:
         self._lines[state.spec.id] = check_lines(state, self._families)
-        if len(self._lines) > len(self._store.states):
-            for stale in set(self._lines) - set(self._store.states):
-                del self._lines[stale]
 
-    def _checks_part(self, openmetrics: bool) -> tuple[int, bytes]:
-        generation = self._store.generation
-        cached = self._cache.get(openmetrics)
-        if cached is not None and cached[0] == generation:
-            return cached
-        order = [cid for cid in self._store.states if cid in self._lines]
+    def _snapshot(self) -> list[dict[str, str]]:
         lines = self._lines
-        parts: list[str] = []
-        family_names = [f.name for f in CHECK_FAMILIES] + sorted(self._families)
-        all_families = {f.name: f for f in CHECK_FAMILIES} | self._families
-        for name in family_names:
-            samples = [chunk for cid in order if (chunk := lines[cid].get(name))]
-            if samples:
-                parts.append(_header(all_families[name], openmetrics))
-                parts.extend(samples)
-        body = "".join(parts).encode("utf-8")
-        result = (generation, body)
-        self._cache[openmetrics] = result
-        return result
+        return [lines[cid] for cid in self._store.states if cid in lines]
 
-    def checks_part(self, openmetrics: bool) -> tuple[int, bytes]:
-        """(generation, body of every check's series); call on the event loop."""
-        return self._checks_part(openmetrics)
+    def _new_part(self, generation: int, body: bytes) -> Part:
+        self._builds += 1
+        return Part(self._builds, generation, time.monotonic(), body)
+
+    def _fresh(self, part: Part | None, max_age: float) -> bool:
+        return part is not None and (part.generation == self._store.generation
+                                     or time.monotonic() - part.built_at < max_age)
+
+    def checks_part(self, openmetrics: bool) -> Part:
+        """The check series, rebuilt now if anything changed (synchronous)."""
+        part = self._parts.get(openmetrics)
+        if not self._fresh(part, 0.0):
+            generation = self._store.generation
+            body = build_checks_body(self._snapshot(), self._families, openmetrics)
+            part = self._new_part(generation, body)
+            self._parts[openmetrics] = part
+        assert part is not None
+        return part
+
+    async def checks_part_async(self, openmetrics: bool) -> Part:
+        """The check series, at most `max_age` old, joined in a worker thread."""
+        part = self._parts.get(openmetrics)
+        if part is not None and self._fresh(part, self.max_age):
+            return part
+        pending = self._building.get(openmetrics)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Part] = loop.create_future()
+        self._building[openmetrics] = future
+        try:
+            generation = self._store.generation
+            snapshot = self._snapshot()
+            body = await loop.run_in_executor(None, build_checks_body, snapshot,
+                                              dict(self._families), openmetrics)
+            part = self._new_part(generation, body)
+            self._parts[openmetrics] = part
+            future.set_result(part)
+            return part
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            del self._building[openmetrics]
 
     def tail(self, openmetrics: bool, now: float | None = None) -> bytes:
         """The global series computed at scrape time (and `# EOF` for OpenMetrics)."""
@@ -245,23 +302,42 @@ class Exposition:
             text += "# EOF\n"
         return text.encode("utf-8")
 
-    def render(self, openmetrics: bool, now: float | None = None) -> bytes:
-        """The full exposition body."""
-        return self._checks_part(openmetrics)[1] + self.tail(openmetrics, now)
+    def _cached_tail(self, openmetrics: bool) -> bytes:
+        """`tail()`, reused for `max_age` seconds unless the reload state changed."""
+        key = (openmetrics, self._reload.successful, self._reload.last_success)
+        now = time.monotonic()
+        cached = self._tails.get(openmetrics)
+        if cached is not None and cached[0] == key and now - cached[1] < self.max_age:
+            return cached[2]
+        tail = self.tail(openmetrics)
+        self._tails[openmetrics] = (key, now, tail)
+        return tail
 
-    def gzip_body(self, openmetrics: bool, part: tuple[int, bytes], tail: bytes) -> bytes:
+    def render(self, openmetrics: bool, now: float | None = None) -> bytes:
+        """The full, current exposition body (synchronous)."""
+        return self.checks_part(openmetrics).body + self.tail(openmetrics, now)
+
+    def gzip_body(self, openmetrics: bool, part: Part, tail: bytes) -> bytes:
         """Gzip of `part` + `tail`, reusing the compressed part (safe in a worker thread)."""
-        generation, checks = part
         with self._lock:
             cached = self._gzip_cache.get(openmetrics)
-            if cached is None or cached[0] != generation:
+            if cached is None or cached[0] != part.build:
                 compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
-                head = compressor.compress(checks)
-                cached = (generation, head, compressor)
+                head = compressor.compress(part.body)
+                cached = (part.build, head, compressor)
                 self._gzip_cache[openmetrics] = cached
             _, head, compressor = cached
             finisher = compressor.copy()
         return head + finisher.compress(tail) + finisher.flush()
+
+    async def body(self, openmetrics: bool, gzip: bool) -> bytes:
+        """What a scrape gets: the check series (cached) plus the global tail."""
+        part = await self.checks_part_async(openmetrics)
+        tail = self._cached_tail(openmetrics)
+        if not gzip:
+            return part.body + tail
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.gzip_body, openmetrics, part, tail)
 
 
 # --------------------------------------------------------------------------- reference

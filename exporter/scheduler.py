@@ -77,17 +77,22 @@ class Scheduler:
         if task is not None:
             self._inflight.add(task)
         try:
-            async with self._semaphore:
-                spec = self._specs.get(check_id)
-                if spec is None:
-                    return
-                outcome, duration = await run_check(spec, self._ctx)
-                previous = self._store.record(check_id, outcome, time.time(), duration)
-            if previous != outcome.status:
-                log_status_change(spec, previous, outcome)
+            await self._run_once(check_id)
+        except asyncio.CancelledError:
+            return  # shutdown: the run simply ends (nothing to record)
         finally:
             if task is not None:
                 self._inflight.discard(task)
+
+    async def _run_once(self, check_id: str) -> None:
+        async with self._semaphore:
+            spec = self._specs.get(check_id)
+            if spec is None:
+                return
+            outcome, duration = await run_check(spec, self._ctx)
+            previous = self._store.record(check_id, outcome, time.time(), duration)
+        if previous != outcome.status:
+            log_status_change(spec, previous, outcome)
 
     async def shutdown(self, grace: float = 2.0) -> None:
         """Stop scheduling; give in-flight probes `grace` seconds, then cancel them."""

@@ -3,7 +3,6 @@ and the readiness board at `/`."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,15 +47,11 @@ async def metrics(request: web.Request) -> web.Response:
     _, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-    exposition = runtime.exposition
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        part = exposition.checks_part(openmetrics)
-        tail = exposition.tail(openmetrics)
-        body = await asyncio.get_running_loop().run_in_executor(
-            None, exposition.gzip_body, openmetrics, part, tail)
-        response = web.Response(body=body, headers={"Content-Encoding": "gzip"})
-    else:
-        response = web.Response(body=exposition.render(openmetrics))
+    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    body = await runtime.exposition.body(openmetrics, gzip)
+    response = web.Response(body=body)
+    if gzip:
+        response.headers["Content-Encoding"] = "gzip"
     response.headers["Content-Type"] = content_type
     response.headers["Vary"] = "Accept, Accept-Encoding"
     return response

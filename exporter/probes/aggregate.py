@@ -1,0 +1,150 @@
+"""`aggregate`: passes when a selected set of other checks passes (11.3.1).
+
+Reads the latest result of every configured check through `ctx.checks()`; it never runs
+them. A check is selected when it matches every filter that is given (`ids`, `sections`
+as dotted prefixes, `severities`) and is not in `exclude`; the aggregate never selects
+itself. Disabled checks are left out. A selected check that has not run yet, or whose
+result is older than `max_age`, counts as not passing.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from exporter.model import (
+    CheckSpec,
+    CheckView,
+    Duration,
+    Measurement,
+    MetricFamily,
+    Outcome,
+    ProbeContext,
+    ProbeKind,
+    Reason,
+    Severity,
+    Status,
+)
+
+__all__ = ["KIND", "AggregateCheck", "run", "selected"]
+
+_LIST_IN_MESSAGE = 5
+# Every value of the `state` label (bounded).
+STATES = ("pass", "fail", "error", "skipped", "not_run", "stale")
+
+
+class AggregateCheck(CheckSpec):
+    """`kind: aggregate` options."""
+
+    summarises_other_checks: ClassVar[bool] = True  # `check` runs it after the others
+
+    kind: Literal["aggregate"]
+    ids: list[str] = Field(default=[], description="only these check ids (empty: any)")
+    sections: list[str] = Field(
+        default=[], description="only checks in these sections or below ('5' selects 5.1, "
+        "5.1.2 ...; empty: any)")
+    severities: list[Severity] = Field(default=[], description="only these severities "
+                                       "(empty: any)")
+    exclude: list[str] = Field(default=[], description="check ids never selected")
+    allow_skipped: bool = Field(default=False, description="a skipped check counts as passing")
+    max_age: Duration | None = Field(
+        default=None, gt=0, description="a result older than this counts as not passing")
+    require_listed: bool = Field(
+        default=True, description="an id in `ids` that is not configured fails the check")
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> AggregateCheck:
+        if not (self.ids or self.sections or self.severities):
+            raise ValueError("select checks with at least one of ids, sections, severities")
+        if self.id in self.ids:
+            raise ValueError("an aggregate cannot include itself in ids")
+        return self
+
+
+CHECKS = MetricFamily(
+    "readiness_aggregate_checks",
+    "Selected checks by state of their latest result (pass, fail, error, skipped, "
+    "not_run, stale).",
+    ("state",),
+)
+SELECTED = MetricFamily(
+    "readiness_aggregate_selected_checks",
+    "Enabled checks the aggregate covers.",
+)
+
+
+def _in_sections(section: str, prefixes: list[str]) -> bool:
+    return any(section == prefix or section.startswith(prefix + ".") for prefix in prefixes)
+
+
+def selected(spec: AggregateCheck, views: list[CheckView]) -> list[CheckView]:
+    """The enabled checks `spec` covers (never itself)."""
+    chosen = []
+    for view in views:
+        if view.id == spec.id or view.id in spec.exclude or not view.enabled:
+            continue
+        if spec.ids and view.id not in spec.ids:
+            continue
+        if spec.sections and not _in_sections(view.section, spec.sections):
+            continue
+        if spec.severities and view.severity not in spec.severities:
+            continue
+        chosen.append(view)
+    return chosen
+
+
+def _state(spec: AggregateCheck, view: CheckView, now: float) -> str:
+    if view.status is None:
+        return "not_run"
+    if (spec.max_age is not None and view.last_run is not None
+            and now - view.last_run > spec.max_age):
+        return "stale"
+    return str(view.status.value)
+
+
+async def run(spec: AggregateCheck, ctx: ProbeContext) -> Outcome:
+    """Summarise the latest results of the selected checks."""
+    views = ctx.checks()
+    chosen = selected(spec, views)
+    known = {view.id for view in views}
+    unknown = [check_id for check_id in spec.ids if check_id not in known]
+    now = ctx.now()
+
+    counts = dict.fromkeys(STATES, 0)
+    failing: list[str] = []
+    passing_states = {Status.PASS.value} | ({Status.SKIPPED.value} if spec.allow_skipped
+                                           else set())
+    for view in chosen:
+        state = _state(spec, view, now)
+        counts[state] += 1
+        if state not in passing_states:
+            failing.append(f"{view.id} ({state.replace('_', ' ')})")
+    measurements = [Measurement(CHECKS.name, float(count), {"state": state})
+                    for state, count in counts.items()]
+    measurements.append(Measurement(SELECTED.name, float(len(chosen))))
+
+    if unknown and spec.require_listed:
+        return Outcome.failed(f"not configured: {_short(unknown)}", tuple(measurements))
+    if not chosen:
+        return Outcome.errored(Reason.CONFIG, "the selection matches no enabled check",
+                               tuple(measurements))
+    if failing:
+        return Outcome.failed(f"{len(failing)} of {len(chosen)} not passing: {_short(failing)}",
+                              tuple(measurements))
+    return Outcome.passed(f"all {len(chosen)} selected checks pass", tuple(measurements))
+
+
+def _short(items: list[str]) -> str:
+    shown = ", ".join(items[:_LIST_IN_MESSAGE])
+    extra = len(items) - _LIST_IN_MESSAGE
+    return f"{shown} and {extra} more" if extra > 0 else shown
+
+
+KIND = ProbeKind(
+    name="aggregate",
+    spec=AggregateCheck,
+    run=run,
+    summary="Passes when every selected check (by id, section, severity) passes.",
+    metrics=(CHECKS, SELECTED),
+)

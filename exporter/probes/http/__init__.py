@@ -1,0 +1,1 @@
+"""The `http` probe family: status, latency, body, security headers and documents."""

@@ -1,0 +1,204 @@
+"""`http`: one request to an endpoint, judged on status, latency, body and headers.
+
+Opt-in sub-blocks add HSTS (2.2.2), CORS (2.2.3), rate limiting (2.2.4), input
+validation (2.2.5), WAF (2.2.6), correlation ids (5.2.4), OIDC discovery and SAML
+metadata (2.1.4) and Prometheus exposition (6.2, 7.4). Credentials come from secret
+references and never appear in a message, label or log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+
+from pydantic import SecretStr
+from yarl import URL
+
+from exporter.model import Outcome, ProbeContext, ProbeError, ProbeKind, Reason
+from exporter.probes.http import metrics as m
+from exporter.probes.http.active import (
+    check_burst,
+    check_cors,
+    check_input_validation,
+    check_waf,
+)
+from exporter.probes.http.assertions import evaluate
+from exporter.probes.http.client import Caller, Deadline, Response, ssl_for
+from exporter.probes.http.documents import (
+    check_exposition,
+    check_oidc,
+    check_saml,
+    parse_json,
+)
+from exporter.probes.http.headers import (
+    check_correlation,
+    check_hsts,
+    check_rate_limit_headers,
+)
+from exporter.probes.http.report import Report
+from exporter.probes.http.spec import HttpCheck
+
+__all__ = ["KIND", "HttpCheck", "run"]
+
+# Leave the scheduler's own timeout a little room, so a slow target ends as our
+# error/timeout with a clear message rather than a cancelled run.
+_DEADLINE_SHARE = 0.95
+_BIG_TEXT = 64 * 1024
+
+
+def _auth_headers(spec: HttpCheck) -> dict[str, str]:
+    """Credentials as headers; `ProbeError(config)` naming the reference when unset."""
+    headers: dict[str, str] = {}
+    try:
+        if spec.bearer_token is not None:
+            token = spec.bearer_token.resolve().get_secret_value()
+            headers["Authorization"] = f"{spec.token_scheme} {token}"
+        if spec.basic_auth is not None:
+            password: SecretStr = spec.basic_auth.password.resolve()
+            pair = f"{spec.basic_auth.username}:{password.get_secret_value()}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        for name, ref in spec.secret_headers.items():
+            headers[name] = ref.resolve().get_secret_value()
+    except LookupError as exc:  # the message names the reference, never a value
+        raise ProbeError(Reason.CONFIG, f"credential not available: {exc}") from None
+    return headers
+
+
+def _request_body(spec: HttpCheck) -> tuple[bytes | None, dict[str, str]]:
+    headers: dict[str, str] = {}
+    if spec.json_body is not None:
+        data: bytes | None = json.dumps(spec.json_body).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    elif spec.body is not None:
+        data = spec.body.encode("utf-8")
+    else:
+        data = None
+    if spec.content_type is not None:
+        headers["Content-Type"] = spec.content_type
+    return data, headers
+
+
+async def _judge_body(spec: HttpCheck, response: Response, ctx: ProbeContext,
+                      report: Report) -> None:
+    if spec.body_regex is not None:
+        text = response.text()
+        if len(text) > _BIG_TEXT:  # a long search must not stall the event loop
+            found = await ctx.run_blocking(re.search, spec.body_regex, text)
+        else:
+            found = re.search(spec.body_regex, text)
+        matched = found is not None
+        report.measure(m.BODY_REGEX, 1 if matched else 0)
+        if not matched:
+            report.fail("body does not match body_regex")
+    if spec.json_assertions:
+        try:
+            document = await parse_json(response, ctx)
+        except ValueError:
+            for index, assertion in enumerate(spec.json_assertions):
+                report.measure(m.JSON_ASSERTION, 0, index=str(index), path=assertion.path)
+            report.fail("body is not JSON")
+            return
+        failed = 0
+        for index, assertion in enumerate(spec.json_assertions):
+            problem = evaluate(assertion, document)
+            report.measure(m.JSON_ASSERTION, 0 if problem else 1, index=str(index),
+                           path=assertion.path)
+            if problem:
+                failed += 1
+                report.fail(problem)
+        if not failed:
+            count = len(spec.json_assertions)
+            report.note(f"{count} JSON assertion{'s' if count > 1 else ''} hold")
+
+
+async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Report) -> None:
+    deadline = Deadline(spec.timeout * _DEADLINE_SHARE)
+    auth = _auth_headers(spec)
+    data, body_headers = _request_body(spec)
+    ssl_arg = await ssl_for(spec.tls, ctx)
+    caller = Caller(session=ctx.http, deadline=deadline, ssl_arg=ssl_arg,
+                    server_hostname=spec.tls.server_name, headers=dict(spec.headers),
+                    auth_headers=auth, max_body_bytes=spec.max_body_bytes)
+    extra = dict(body_headers)
+    sent_id: str | None = None
+    if spec.correlation_id is not None and spec.correlation_id.echo_header is not None:
+        sent_id = f"readiness-{uuid.uuid4().hex}"
+        extra[spec.correlation_id.echo_header] = sent_id
+    if spec.max_latency is not None:
+        report.measure(m.DURATION_TARGET, spec.max_latency)
+
+    try:
+        response = await caller.call(spec.method, spec.url, extra_headers=extra, data=data,
+                                     follow_redirects=spec.follow_redirects)
+    except ProbeError:
+        report.measure(m.STATUS_CODE, 0)
+        raise
+    report.measure(m.STATUS_CODE, response.status)
+    report.measure(m.DURATION, response.elapsed)
+    report.measure(m.RESPONSE_BYTES, len(response.body))
+
+    status_ok = response.status in spec.expected_status
+    if not status_ok and spec.authenticated and response.status in (401, 403):
+        raise ProbeError(Reason.AUTH, f"credentials rejected ({response.status})")
+    if not status_ok:
+        expected = "/".join(str(code) for code in spec.expected_status)
+        report.fail(f"status {response.status}, expected {expected}")
+    else:
+        report.note(f"{response.status} in {response.elapsed * 1000:.0f} ms")
+    if spec.max_latency is not None and response.elapsed > spec.max_latency:
+        report.fail(f"took {response.elapsed * 1000:.0f} ms > {spec.max_latency * 1000:.0f} ms")
+
+    https = URL(response.url).scheme == "https"
+    if spec.hsts is not None:
+        check_hsts(spec.hsts, response.headers, https, report)
+    if spec.correlation_id is not None:
+        check_correlation(spec.correlation_id, response.headers, sent_id, report)
+    if spec.rate_limit is not None and spec.rate_limit.require_headers:
+        check_rate_limit_headers(response.headers, report)
+
+    # Body checks only make sense on the expected answer.
+    if status_ok:
+        await _judge_body(spec, response, ctx, report)
+        if spec.oidc is not None:
+            await check_oidc(spec.oidc, response, caller, ctx, report)
+        if spec.saml_metadata is not None:
+            await check_saml(spec.saml_metadata, response, ctx, report)
+        if spec.prometheus_exposition is not None:
+            await check_exposition(spec.prometheus_exposition, response, ctx, report)
+
+    if spec.cors is not None:
+        await check_cors(spec.cors, spec.url, caller, report)
+    if spec.input_validation is not None:
+        await check_input_validation(spec.input_validation, spec.url, caller, report)
+    if spec.waf is not None:
+        await check_waf(spec.waf, spec.url, caller, report)
+    if spec.rate_limit is not None and spec.rate_limit.burst is not None:
+        await check_burst(spec.rate_limit.burst, spec.url, caller, report)
+
+
+async def run(spec: HttpCheck, ctx: ProbeContext) -> Outcome:
+    """Send the request(s) and judge the answer."""
+    report = Report()
+    try:
+        await _run_checks(spec, ctx, report)
+    except ProbeError as exc:
+        if not report.problems:
+            return Outcome.errored(exc.reason, exc.message, tuple(report.measurements))
+        # The target already answered "not ready": keep that, mention the later error.
+        report.fail(f"then: {exc.message}")
+    measurements = tuple(report.measurements)
+    if report.problems:
+        return Outcome.failed(report.summary(), measurements)
+    return Outcome.passed(report.summary() or "ok", measurements)
+
+
+KIND = ProbeKind(
+    name="http",
+    spec=HttpCheck,
+    run=run,
+    summary="HTTP endpoint: status, latency, JSON/regex body, HSTS, CORS, rate limits, "
+            "input validation, WAF, correlation ids, OIDC/SAML metadata, /metrics.",
+    metrics=m.ALL,
+)
