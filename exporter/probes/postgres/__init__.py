@@ -1,0 +1,1 @@
+"""PostgreSQL probe family: server state, SQL assertions, Alembic revisions, ciphertext."""

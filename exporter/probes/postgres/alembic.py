@@ -1,0 +1,275 @@
+"""`alembic`: the database is at the migration head (3.1.6, 7.1) and can roll back (8.2).
+
+Reads the revision(s) in the version table (name and schema configurable) and compares
+them with the head(s) of a migrations directory, read with alembic's `ScriptDirectory`
+in a thread (no migration is ever run, no `env.py` executed), or with an expected
+revision. In `verify: downgrade` mode it checks that each current revision's script
+has a `downgrade()` that does something (not only `pass`, `...`, a docstring or
+`raise NotImplementedError`).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import asyncpg
+from pydantic import Field, model_validator
+
+from exporter.model import (
+    CheckSpec,
+    Duration,
+    Measurement,
+    MetricFamily,
+    Outcome,
+    ProbeContext,
+    ProbeError,
+    ProbeKind,
+    Reason,
+)
+from exporter.probes.postgres.errors import quote_ident, read_only, with_connection
+
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+
+
+class AlembicCheck(CheckSpec):
+    """`kind: alembic` options."""
+
+    kind: Literal["alembic"]
+    connection: str = Field(description="name of a `kind: postgres` connection")
+    connection_fields: ClassVar[dict[str, str]] = {"connection": "postgres"}
+    script_location: Path | None = Field(
+        default=None, description="migrations directory (with versions/), read-only"
+    )
+    expected_revision: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_]+$",
+        description="compare with this revision instead of the script heads",
+    )
+    verify: Literal["head", "downgrade"] = Field(
+        default="head", description="head: at head; downgrade: current revision can roll back"
+    )
+    version_table: str = Field(default="alembic_version", pattern=_IDENT)
+    version_table_schema: str | None = Field(default=None, pattern=_IDENT)
+    statement_timeout: Duration = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _source(self) -> AlembicCheck:
+        if self.verify == "downgrade" and self.script_location is None:
+            raise ValueError("verify: downgrade needs script_location")
+        if self.verify == "head" and (self.script_location is None) == (
+                self.expected_revision is None):
+            raise ValueError("give exactly one of script_location or expected_revision")
+        return self
+
+
+AT_HEAD = MetricFamily("readiness_alembic_at_head",
+                       "1 when the database revisions equal the expected head(s).")
+REVISION = MetricFamily("readiness_alembic_revision_info",
+                        "Revisions seen (value 1): source is database or head.",
+                        ("revision", "source"))
+PENDING = MetricFamily("readiness_alembic_pending_revisions",
+                       "Migrations between the database revision and the head(s).")
+DOWNGRADE = MetricFamily("readiness_alembic_downgrade_available",
+                         "1 when the revision's script has a non-empty downgrade().",
+                         ("revision",))
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptFacts:
+    """What the probe needs from a migrations directory."""
+
+    heads: tuple[str, ...]
+    known: frozenset[str]
+    pending: int | None
+    downgradable: dict[str, bool]
+
+
+_cache: dict[Path, tuple[tuple[tuple[str, int], ...], Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def _signature(directory: Path) -> tuple[tuple[str, int], ...]:
+    versions = directory / "versions"
+    entries: list[tuple[str, int]] = []
+    for root, _dirs, files in os.walk(versions):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                entries.append((path, os.stat(path).st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+def _script_directory(directory: Path) -> Any:
+    """A `ScriptDirectory`, reused until a file under versions/ changes."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    if not (directory / "versions").is_dir():
+        raise ProbeError(Reason.CONFIG, f"{directory}: no versions/ directory")
+    signature = _signature(directory)
+    with _cache_lock:
+        cached = _cache.get(directory)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+    try:
+        script = ScriptDirectory(str(directory))
+        script.get_heads()  # loads every revision now, in this thread
+    except CommandError as exc:
+        raise ProbeError(Reason.CONFIG, f"{directory}: {str(exc)[:160]}") from None
+    with _cache_lock:
+        _cache[directory] = (signature, script)
+    return script
+
+
+def _is_empty_body(body: list[ast.stmt]) -> bool:
+    for stmt in body:
+        if isinstance(stmt, ast.Pass):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # docstring or `...`
+        if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+            target = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+            if isinstance(target, ast.Name) and target.id == "NotImplementedError":
+                continue
+        return False
+    return True
+
+
+def has_downgrade(path: str) -> bool:
+    """True when the module at `path` defines a top-level `downgrade()` that does work."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "downgrade":
+            return not _is_empty_body(node.body)
+    return False
+
+
+def script_facts(directory: Path, current: tuple[str, ...]) -> ScriptFacts:
+    """Heads, known revisions, pending count and downgrade paths (blocking: thread)."""
+    from alembic.util import CommandError
+
+    script = _script_directory(directory)
+    heads = tuple(sorted(script.get_heads()))
+    known = frozenset(rev.revision for rev in script.walk_revisions())
+    pending: int | None = None
+    if current and all(rev in known for rev in current):
+        try:
+            upgrade_path = script.iterate_revisions(heads, current)
+            pending = sum(1 for _ in upgrade_path)
+        except CommandError:
+            pending = None  # e.g. database on a branch the heads do not descend from
+    downgradable: dict[str, bool] = {}
+    for rev in current:
+        if rev in known:
+            revision = script.get_revision(rev)
+            try:
+                downgradable[rev] = has_downgrade(revision.path)
+            except (OSError, SyntaxError, UnicodeDecodeError):
+                downgradable[rev] = False
+    return ScriptFacts(heads, known, pending, downgradable)
+
+
+# --------------------------------------------------------------------------- probe
+
+_REV_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+async def _database_revisions(spec: AlembicCheck, ctx: ProbeContext) -> tuple[str, ...] | None:
+    table = quote_ident(spec.version_table)
+    if spec.version_table_schema:
+        table = f"{quote_ident(spec.version_table_schema)}.{table}"
+
+    async def work(con: asyncpg.Connection) -> tuple[str, ...] | None:
+        async with read_only(con, spec.statement_timeout):
+            try:
+                rows = await con.fetch(f"SELECT version_num FROM {table}")
+            except asyncpg.UndefinedTableError:
+                return None
+        return tuple(sorted(str(row[0]) for row in rows))
+
+    return await with_connection(ctx, spec.connection, work)
+
+
+def _label(rev: str) -> str:
+    return rev if _REV_RE.match(rev) else "invalid"
+
+
+async def run(spec: AlembicCheck, ctx: ProbeContext) -> Outcome:
+    """Compare database revision(s) with the head(s), or check the downgrade path."""
+    try:
+        current = await _database_revisions(spec, ctx)
+    except ProbeError as exc:
+        return Outcome.errored(exc.reason, exc.message)
+    where = (f"{spec.version_table_schema}.{spec.version_table}" if spec.version_table_schema
+             else spec.version_table)
+    if current is None:
+        return Outcome.failed(f"version table {where} does not exist (no migration applied)")
+    measurements = [Measurement(REVISION.name, 1, {"revision": _label(rev), "source": "database"})
+                    for rev in current]
+    facts: ScriptFacts | None = None
+    if spec.script_location is not None:
+        try:
+            facts = await ctx.run_blocking(script_facts, spec.script_location, current)
+        except ProbeError as exc:
+            return Outcome.errored(exc.reason, exc.message, tuple(measurements))
+    shown = ", ".join(current) or "none"
+    if spec.verify == "downgrade":
+        assert facts is not None
+        return _downgrade_outcome(current, facts, measurements)
+
+    heads = facts.heads if facts is not None else (str(spec.expected_revision),)
+    measurements += [Measurement(REVISION.name, 1, {"revision": _label(rev), "source": "head"})
+                     for rev in heads]
+    at_head = tuple(sorted(current)) == tuple(sorted(heads))
+    measurements.append(Measurement(AT_HEAD.name, 1 if at_head else 0))
+    if facts is not None and facts.pending is not None:
+        measurements.append(Measurement(PENDING.name, facts.pending))
+    result = tuple(measurements)
+    if at_head:
+        return Outcome.passed(f"database at head {shown}", result)
+    if not current:
+        return Outcome.failed(f"version table {where} is empty; head {', '.join(heads)}", result)
+    if facts is not None:
+        unknown = [rev for rev in current if rev not in facts.known]
+        if unknown:
+            return Outcome.failed(f"database revision {', '.join(unknown)} not in the "
+                                  "migrations directory (code older than database?)", result)
+        if facts.pending:
+            return Outcome.failed(f"database at {shown}, {facts.pending} migration(s) behind "
+                                  f"head {', '.join(heads)}", result)
+    return Outcome.failed(f"database at {shown}, expected {', '.join(heads)}", result)
+
+
+def _downgrade_outcome(current: tuple[str, ...], facts: ScriptFacts,
+                       measurements: list[Measurement]) -> Outcome:
+    if not current:
+        return Outcome.failed("no revision in the database to roll back from",
+                              tuple(measurements))
+    missing: list[str] = []
+    for rev in current:
+        available = facts.downgradable.get(rev, False)
+        measurements.append(Measurement(DOWNGRADE.name, 1 if available else 0,
+                                        {"revision": _label(rev)}))
+        if not available:
+            missing.append(rev if rev in facts.known else f"{rev} (not in scripts)")
+    if missing:
+        return Outcome.failed(f"no downgrade path for {', '.join(missing)}", tuple(measurements))
+    return Outcome.passed(f"revision {', '.join(current)} has a downgrade()",
+                          tuple(measurements))
+
+
+KIND: ProbeKind[Any] = ProbeKind(
+    name="alembic",
+    spec=AlembicCheck,
+    run=run,
+    summary="Alembic revision in the database equals the migration head(s); downgrade path.",
+    metrics=(AT_HEAD, REVISION, PENDING, DOWNGRADE),
+)
