@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -67,6 +68,10 @@ class Runtime:
 
     async def start(self) -> None:
         """Start scheduling checks."""
+        # Move start-up objects (config, modules) out of the collector's view, so full
+        # collections scan less and stall the event loop less.
+        gc.collect()
+        gc.freeze()
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread

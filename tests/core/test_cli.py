@@ -127,3 +127,20 @@ def test_list_shows_kinds_and_options() -> None:
     assert result.returncode == 0, result.stderr
     assert "secret_strength:" in result.stdout and "min_length: int (default 32)" in result.stdout
     assert "config_value:" in result.stdout and "qbitel-production" in result.stdout
+
+
+def test_serve_with_a_bad_configuration_starts_nothing(tmp_path: Path) -> None:
+    from tests.support.servers import free_port
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("checks:\n  - id: a\n    section: '1.2'\n    title: t\n    kind: env\n"
+                   "  - id: a\n    section: '1.2'\n    title: t\n    kind: env\n")
+    port = free_port()
+    result = run(["serve", "--config.file", str(bad), "--web.listen-address",
+                  f"127.0.0.1:{port}"])
+    assert result.returncode == 2
+    assert "checks[1] (id a).id: duplicate check id (also checks[0])" in result.stderr
+    import socket
+
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
