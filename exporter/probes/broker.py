@@ -1,0 +1,371 @@
+"""`broker`: RabbitMQ is healthy, queues have retention, consumers keep up (3.3.1-3.3.3).
+
+Everything comes from the RabbitMQ management HTTP API through the shared aiohttp
+session, with a monitoring user (tag `monitoring` is enough). Three aspects:
+
+- `health`: the API answers, every node is running, no memory or disk alarm is in
+  effect (`/api/health/checks/alarms`, evaluated live by the broker).
+- `retention`: every selected queue has a message TTL, a length limit, a max age or an
+  expiry, either from its `x-` arguments or from its effective (operator) policy.
+- `consumers`: every selected queue has a consumer, and no queue's ready backlog is
+  above `max_ready`.
+
+Queues are listed page by page (`page_size`) so 10,000 queues cost bounded memory.
+Labels are bounded: vhost, node, and queue only for the `top_queues` largest backlogs.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import ssl
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import Field, field_validator, model_validator
+
+from exporter.model import (
+    CheckSpec,
+    Measurement,
+    MetricFamily,
+    Outcome,
+    ProbeContext,
+    ProbeError,
+    ProbeKind,
+    Reason,
+    SecretReference,
+)
+
+_QUEUE_COLUMNS = "name,vhost,arguments,effective_policy_definition,exclusive,consumers," \
+    "messages_ready"
+_NAMED = 3
+
+
+class BrokerCheck(CheckSpec):
+    """`kind: broker` options."""
+
+    kind: Literal["broker"]
+    url: str = Field(default="http://127.0.0.1:15672",
+                     description="management API base URL (http or https)")
+    user: str = Field(min_length=1, description="management user (tag monitoring)")
+    password: SecretReference | None = Field(
+        default=None, description="password by reference, resolved when the configuration loads")
+    password_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="or: variable holding the password, read at each run (not at load)")
+    aspect: Literal["health", "retention", "consumers"] = Field(
+        default="health", description="what to check")
+    vhost: str | None = Field(default=None, description="only this vhost (default: all)")
+    queues: str = Field(default=".*", description="regex: queues to judge (search)")
+    exclude_queues: str | None = Field(
+        default=r"^amq\.", description="regex: queues never judged (server-named ones)")
+    include_exclusive: bool = Field(
+        default=False, description="judge exclusive (connection-owned) queues too")
+    retention_keys: list[str] = Field(
+        default=["message-ttl", "max-length", "max-length-bytes", "max-age", "expires"],
+        min_length=1,
+        description="policy keys (or x- arguments) that count as a retention policy")
+    max_ready: int = Field(default=1000, ge=0,
+                           description="consumers: highest accepted messages_ready per queue")
+    require_consumers: bool = Field(default=True,
+                                    description="consumers: fail on queues without consumer")
+    top_queues: int = Field(default=10, ge=0, le=100,
+                            description="queues with a per-queue backlog label")
+    page_size: int = Field(default=500, gt=0, le=10_000, description="queues per API page")
+    ca_file: Path | None = Field(default=None, description="CA bundle for an https url")
+
+    @field_validator("queues", "exclude_queues")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        if "@" in value.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("url must not carry credentials: use user and password")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BrokerCheck:
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("give either password or password_env, not both")
+        return self
+
+
+UP = MetricFamily("readiness_broker_up", "1 when the management API answered.")
+INFO = MetricFamily("readiness_broker_info", "Broker product and version (value 1).",
+                    ("product", "version"))
+NODE_RUNNING = MetricFamily("readiness_broker_node_running", "1 when the node runs.",
+                            ("node",))
+NODE_ALARM = MetricFamily("readiness_broker_node_alarm",
+                          "1 when a resource alarm (memory, disk) is in effect on the node.",
+                          ("node", "resource"))
+NODE_MEM = MetricFamily("readiness_broker_node_memory_used_bytes", "Memory used.", ("node",))
+NODE_MEM_LIMIT = MetricFamily("readiness_broker_node_memory_limit_bytes",
+                              "Memory high watermark.", ("node",))
+NODE_DISK = MetricFamily("readiness_broker_node_disk_free_bytes", "Free disk.", ("node",))
+NODE_DISK_LIMIT = MetricFamily("readiness_broker_node_disk_free_limit_bytes",
+                               "Free disk alarm limit.", ("node",))
+QUEUES = MetricFamily("readiness_broker_queues", "Queues judged.", ("vhost",))
+NO_RETENTION = MetricFamily("readiness_broker_queues_without_retention",
+                            "Queues with no TTL, length limit, max age or expiry.", ("vhost",))
+NO_CONSUMERS = MetricFamily("readiness_broker_queues_without_consumers",
+                            "Queues with no consumer.", ("vhost",))
+OVER_BACKLOG = MetricFamily("readiness_broker_queues_over_backlog",
+                            "Queues whose messages_ready is above the target.", ("vhost",))
+READY = MetricFamily("readiness_broker_queue_messages_ready",
+                     "Ready messages of the queues with the largest backlog (top N).",
+                     ("vhost", "queue"))
+READY_TARGET = MetricFamily("readiness_broker_queue_messages_ready_target",
+                            "Objective: highest accepted messages_ready per queue.")
+
+METRICS = (UP, INFO, NODE_RUNNING, NODE_ALARM, NODE_MEM, NODE_MEM_LIMIT, NODE_DISK,
+           NODE_DISK_LIMIT, QUEUES, NO_RETENTION, NO_CONSUMERS, OVER_BACKLOG, READY,
+           READY_TARGET)
+
+
+class _Api:
+    """GET JSON from the management API with mapped errors."""
+
+    def __init__(self, spec: BrokerCheck, ctx: ProbeContext, tls: ssl.SSLContext | None,
+                 password: str) -> None:
+        self.spec = spec
+        self.session = ctx.http
+        self.tls = tls
+        token = base64.b64encode(f"{spec.user}:{password}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+
+    async def get(self, path: str, *, accept: tuple[int, ...] = (200,)) -> tuple[int, Any]:
+        url = f"{self.spec.url}{path}"
+        try:
+            async with self.session.get(
+                url, headers=self._headers, ssl=self.tls if self.tls is not None else True,
+                timeout=aiohttp.ClientTimeout(total=self.spec.timeout),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                if status in (401, 403):
+                    raise ProbeError(Reason.AUTH, f"management API refused user "
+                                     f"{self.spec.user!r} (HTTP {status})")
+                if status == 404 and self.spec.vhost is not None and "/queues/" in path:
+                    raise ProbeError(Reason.CONFIG, f"vhost {self.spec.vhost!r} not found")
+                if status not in accept:
+                    raise ProbeError(Reason.PROTOCOL, f"{path.split('?')[0]}: HTTP {status}")
+                try:
+                    return status, await response.json(content_type=None)
+                except ValueError:
+                    raise ProbeError(Reason.PROTOCOL, f"{path.split('?')[0]}: "
+                                     "not a JSON answer") from None
+        except ProbeError:
+            raise
+        except aiohttp.ClientConnectorCertificateError:
+            raise ProbeError(Reason.TLS, f"{self._where()}: certificate verify failed") from None
+        except aiohttp.ClientSSLError:
+            raise ProbeError(Reason.TLS, f"{self._where()}: TLS handshake failed") from None
+        except aiohttp.ClientConnectorDNSError:
+            raise ProbeError(Reason.DNS, f"cannot resolve {self._where()}") from None
+        except aiohttp.ClientConnectorError:
+            raise ProbeError(Reason.CONNECT, f"connection to {self._where()} refused") from None
+        except TimeoutError:
+            raise ProbeError(Reason.TIMEOUT, f"{self._where()}: timed out") from None
+        except aiohttp.ClientError as exc:
+            raise ProbeError(Reason.PROTOCOL,
+                             f"{self._where()}: {type(exc).__name__}") from None
+
+    def _where(self) -> str:
+        return self.spec.url.split("//", 1)[1].split("/", 1)[0]
+
+    async def queues(self) -> AsyncIterator[dict[str, Any]]:
+        """Every queue of the selected vhost(s), one API page at a time."""
+        base = "/api/queues" if self.spec.vhost is None else \
+            f"/api/queues/{quote(self.spec.vhost, safe='')}"
+        page = 1
+        while True:
+            _, body = await self.get(f"{base}?page={page}&page_size={self.spec.page_size}"
+                                     f"&columns={_QUEUE_COLUMNS}")
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise ProbeError(Reason.PROTOCOL, f"{base}: unexpected answer")
+            for item in body["items"]:
+                if isinstance(item, dict):
+                    yield item
+            if page >= int(body.get("page_count") or 0):
+                return
+            page += 1
+
+
+def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+async def _health(api: _Api) -> Outcome:
+    _, overview = await api.get("/api/overview")
+    _, nodes = await api.get("/api/nodes?columns=name,running,mem_used,mem_limit,disk_free,"
+                             "disk_free_limit")
+    _, alarms = await api.get("/api/health/checks/alarms", accept=(200, 503))
+    overview = overview if isinstance(overview, dict) else {}
+    product = str(overview.get("product_name") or "RabbitMQ")[:32]
+    version = str(overview.get("product_version") or overview.get("rabbitmq_version")
+                  or "unknown")[:32]
+    measurements = [Measurement(UP.name, 1.0),
+                    Measurement(INFO.name, 1.0, {"product": product, "version": version})]
+    in_effect = {(str(a.get("node")), str(a.get("resource")))
+                 for a in (alarms.get("alarms") or []) if isinstance(a, dict)} \
+        if isinstance(alarms, dict) else set()
+    if isinstance(alarms, dict) and alarms.get("status") == "failed" and not in_effect:
+        in_effect.add(("cluster", "unknown"))
+    problems: list[str] = []
+    names: list[str] = []
+    for node in nodes if isinstance(nodes, list) else []:
+        name = str(node.get("name", "unknown"))
+        names.append(name)
+        running = bool(node.get("running"))
+        measurements.append(Measurement(NODE_RUNNING.name, 1.0 if running else 0.0,
+                                        {"node": name}))
+        if not running:
+            problems.append(f"node {name} not running")
+        for family, key in ((NODE_MEM, "mem_used"), (NODE_MEM_LIMIT, "mem_limit"),
+                            (NODE_DISK, "disk_free"), (NODE_DISK_LIMIT, "disk_free_limit")):
+            if isinstance(node.get(key), int | float):
+                measurements.append(Measurement(family.name, float(node[key]), {"node": name}))
+    for name in sorted(set(names) | {n for n, _ in in_effect}):
+        for resource in ("memory", "disk"):
+            on = (name, resource) in in_effect
+            measurements.append(Measurement(NODE_ALARM.name, 1.0 if on else 0.0,
+                                            {"node": name, "resource": resource}))
+    for node_name, resource in sorted(in_effect):
+        problems.append(f"{resource} alarm on {node_name}")
+    if problems:
+        return Outcome.failed("; ".join(problems), tuple(measurements))
+    return Outcome.passed(f"{product} {version}: {len(names)} node(s) running, no alarms",
+                          tuple(measurements))
+
+
+def _has_retention(queue: dict[str, Any], keys: list[str]) -> bool:
+    arguments = queue.get("arguments") or {}
+    policy = queue.get("effective_policy_definition") or {}
+    arguments = arguments if isinstance(arguments, dict) else {}
+    policy = policy if isinstance(policy, dict) else {}  # older brokers send [] for {}
+    return any(f"x-{key}" in arguments or key in policy for key in keys)
+
+
+def _named(items: list[str], total: int) -> str:
+    shown = ", ".join(items[:_NAMED])
+    return shown + (f" and {total - _NAMED} more" if total > _NAMED else "")
+
+
+async def _queues(spec: BrokerCheck, api: _Api) -> Outcome:
+    include = re.compile(spec.queues)
+    exclude = re.compile(spec.exclude_queues) if spec.exclude_queues else None
+    judged: Counter[str] = Counter()
+    no_retention: Counter[str] = Counter()
+    no_consumers: Counter[str] = Counter()
+    over: Counter[str] = Counter()
+    offenders: list[str] = []
+    backlog: list[tuple[int, str, str]] = []
+    async for queue in api.queues():
+        name, vhost = str(queue.get("name", "")), str(queue.get("vhost", ""))
+        if not include.search(name) or (exclude is not None and exclude.search(name)):
+            continue
+        if queue.get("exclusive") and not spec.include_exclusive:
+            continue
+        judged[vhost] += 1
+        label = name if spec.vhost is not None else f"{vhost}/{name}"
+        if spec.aspect == "retention":
+            if not _has_retention(queue, spec.retention_keys):
+                no_retention[vhost] += 1
+                offenders.append(label)
+            continue
+        ready = int(queue.get("messages_ready") or 0)
+        consumers = int(queue.get("consumers") or 0)
+        backlog.append((ready, vhost, name))
+        backlog.sort(key=lambda item: (-item[0], item[1], item[2]))
+        del backlog[spec.top_queues:]
+        problems = []
+        if spec.require_consumers and consumers == 0:
+            no_consumers[vhost] += 1
+            problems.append("no consumer")
+        if ready > spec.max_ready:
+            over[vhost] += 1
+            problems.append(f"{ready} ready")
+        if problems:
+            offenders.append(f"{label} ({', '.join(problems)})")
+
+    measurements = [Measurement(UP.name, 1.0)]
+    for vhost in sorted(judged):
+        labels = {"vhost": vhost}
+        measurements.append(Measurement(QUEUES.name, float(judged[vhost]), labels))
+        if spec.aspect == "retention":
+            measurements.append(Measurement(NO_RETENTION.name, float(no_retention[vhost]),
+                                            labels))
+        else:
+            measurements.append(Measurement(NO_CONSUMERS.name, float(no_consumers[vhost]),
+                                            labels))
+            measurements.append(Measurement(OVER_BACKLOG.name, float(over[vhost]), labels))
+    if spec.aspect == "consumers":
+        measurements.append(Measurement(READY_TARGET.name, float(spec.max_ready)))
+        for ready, vhost, name in backlog:
+            measurements.append(Measurement(READY.name, float(ready),
+                                            {"vhost": vhost, "queue": name[:128]}))
+    total = sum(judged.values())
+    if total == 0:
+        return Outcome.passed("no queues to judge", tuple(measurements))
+    if spec.aspect == "retention":
+        if offenders:
+            return Outcome.failed(f"{len(offenders)} of {total} queues without a retention "
+                                  f"policy: {_named(offenders, len(offenders))}",
+                                  tuple(measurements))
+        return Outcome.passed(f"all {total} queues have a retention policy", tuple(measurements))
+    if offenders:
+        return Outcome.failed(f"{len(offenders)} of {total} queues not kept up with: "
+                              f"{_named(offenders, len(offenders))}", tuple(measurements))
+    return Outcome.passed(f"all {total} queues have consumers and at most {spec.max_ready} "
+                          "ready messages", tuple(measurements))
+
+
+async def run(spec: BrokerCheck, ctx: ProbeContext) -> Outcome:
+    """Run the configured aspect against the management API."""
+    if spec.password is not None:
+        try:
+            password = spec.password.resolve().get_secret_value()
+        except LookupError as exc:
+            return Outcome.errored(Reason.CONFIG, f"broker password: {exc}")
+    elif spec.password_env is not None:
+        password = os.environ.get(spec.password_env, "")
+        if not password:
+            return Outcome.errored(Reason.CONFIG, f"{spec.password_env} is not set")
+    else:
+        return Outcome.errored(Reason.CONFIG, "no password configured for the management API")
+    try:
+        tls = await ctx.run_blocking(_tls_context, spec.ca_file) \
+            if spec.ca_file is not None else None
+        api = _Api(spec, ctx, tls, password)
+        if spec.aspect == "health":
+            return await _health(api)
+        return await _queues(spec, api)
+    except ProbeError as exc:
+        unreachable = exc.reason in (Reason.CONNECT, Reason.DNS, Reason.TLS, Reason.TIMEOUT)
+        return Outcome.errored(exc.reason, exc.message,
+                               (Measurement(UP.name, 0.0 if unreachable else 1.0),))
+
+
+KIND = ProbeKind(
+    name="broker",
+    spec=BrokerCheck,
+    run=run,
+    summary="RabbitMQ (management API): node alarms, queue retention policies, consumers "
+            "and backlog.",
+    metrics=METRICS,
+)
