@@ -1,0 +1,1 @@
+"""Grafana dashboards of readiness-exporter (JSON files built by generate.py)."""
