@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-export
 	redis-server postgresql pgbackrest age chromium rabbitmq-server
 PYTEST_ARGS ?=
 
-.PHONY: run test venv deps system-deps services lint typecheck unit clean
+.PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean
 
 $(BIN)/readiness-exporter: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: venv
 	$(BIN)/readiness-exporter serve --web.listen-address $(LISTEN)
 
 ## test: install what the suite needs, start the services it needs, run everything
-test: system-deps venv services lint unit
+test: system-deps venv services helm-tools lint unit
 
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -37,9 +37,16 @@ system-deps:
 services:
 	bash scripts/start-services.sh
 
+helm-tools:
+	bash scripts/fetch-helm.sh
+
+chart-assets:
+	bash scripts/sync-chart-assets.sh
+
 lint: venv
-	$(BIN)/ruff check exporter tests bench
+	$(BIN)/ruff check exporter tests bench dashboards
 	$(BIN)/mypy
+	bash scripts/sync-chart-assets.sh --check
 
 unit: venv
 	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)

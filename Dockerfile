@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# readiness-exporter container image.
+#   docker build -t readiness-exporter .
+#   docker run --rm -p 9847:9847 readiness-exporter
+# Both stages run the commands in docker/install.sh; tests/deploy/test_image_recipe.py
+# runs the same script outside a container and starts the exporter it installed.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------- builder: wheels only
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY --chmod=0755 docker/install.sh /usr/local/bin/install-readiness-exporter
+COPY pyproject.toml README.md /src/
+COPY exporter /src/exporter
+RUN install-readiness-exporter wheels /src /wheels
+
+# ---------------------------------------------------------------- final: venv, no compilers
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="readiness-exporter" \
+      org.opencontainers.image.description="A production deployment checklist as live Prometheus metrics" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/readiness-exporter/bin:$PATH
+COPY --chmod=0755 docker/install.sh /usr/local/bin/install-readiness-exporter
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    install-readiness-exporter venv /wheels /opt/readiness-exporter \
+    && rm /usr/local/bin/install-readiness-exporter \
+    && groupadd --system --gid 10001 readiness \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /var/lib/readiness-exporter --shell /usr/sbin/nologin readiness \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/readiness-exporter /etc/readiness
+# The state directory (settings.state_dir, default "state") is relative to this one.
+WORKDIR /var/lib/readiness-exporter
+# Numeric, so Kubernetes can enforce runAsNonRoot without looking the name up.
+USER 10001:10001
+EXPOSE 9847
+# No HEALTHCHECK: the listen address, TLS and basic auth are set at run time, so a baked-in
+# probe would be wrong for some of them; Kubernetes uses /healthz and /readyz (helm/).
+ENTRYPOINT ["readiness-exporter"]
+CMD ["serve", "--web.listen-address", ":9847"]
