@@ -1,0 +1,262 @@
+"""Workload assertions (4.2.x, 7.3, 9.1): limits, baseline, HPA, PDB, spreading, rollout."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.model import MetricFamily, Outcome
+from exporter.probes.kubernetes import resources as r
+from exporter.probes.kubernetes.common import (
+    Scope,
+    Tally,
+    Workload,
+    int_or_percent,
+    labels_of,
+    name_of,
+    ns_of,
+)
+from exporter.probes.kubernetes.quantities import parse_quantity
+from exporter.probes.kubernetes.selectors import matches, parse_selector
+from exporter.probes.kubernetes.snapshot import Cluster
+from exporter.probes.kubernetes.spec import KubernetesCheck
+
+HPA_MIN_REPLICAS = MetricFamily(
+    "readiness_kubernetes_hpa_min_replicas",
+    "minReplicas of the HPA targeting the workload.", ("namespace", "workload", "kind"))
+PDB_ALLOWED = MetricFamily(
+    "readiness_kubernetes_pdb_allowed_disruptions",
+    "Disruptions the workload's PDB allows at its desired replicas (from the PDB spec).",
+    ("namespace", "workload", "kind"))
+REPLICAS_DESIRED = MetricFamily(
+    "readiness_kubernetes_workload_replicas",
+    "Desired replicas of the workload.", ("namespace", "workload", "kind"))
+REPLICAS_AVAILABLE = MetricFamily(
+    "readiness_kubernetes_workload_available_replicas",
+    "Available (ready for StatefulSets) replicas of the workload.",
+    ("namespace", "workload", "kind"))
+
+SCALABLE = ("Deployment", "StatefulSet")
+RESOURCE_KEYS = (("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"),
+                 ("limits", "memory"))
+
+
+def _containers(workload: Workload, init: bool) -> list[Mapping[str, Any]]:
+    pod = workload.pod_spec
+    result = list(pod.get("containers") or [])
+    if init:
+        result.extend(pod.get("initContainers") or [])
+    return result
+
+
+async def resource_limits(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+    """4.2.1: every container sets cpu and memory requests and limits."""
+    workloads = await Scope(spec).workloads(cluster, ("Deployment", "StatefulSet",
+                                                      "DaemonSet"))
+    tally = Tally(spec, now, "workloads with containers lacking requests/limits",
+                  "workloads")
+    for workload in workloads:
+        gaps = []
+        for container in _containers(workload, spec.include_init_containers):
+            res = container.get("resources") or {}
+            lacking = [f"{kind}.{what}" for kind, what in RESOURCE_KEYS
+                       if (res.get(kind) or {}).get(what) in (None, "")]
+            if lacking:
+                gaps.append(f"{container.get('name')}: no {', '.join(lacking)}")
+        tally.workload(workload, not gaps, "; ".join(gaps[:2]))
+    return tally.outcome()
+
+
+def _compare(found: Any, want: str, mode: str) -> str | None:
+    """None when `found` satisfies `want`, else a short description of the gap."""
+    if found in (None, ""):
+        return "unset"
+    try:
+        have = parse_quantity(found)
+    except ValueError:
+        return f"unparsable {found!r}"
+    target = parse_quantity(want)
+    ok = have >= target if mode == "at_least" else have == target
+    return None if ok else f"{str(found)[:16]} != {want}"
+
+
+async def resource_baseline(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+    """9.1: containers' requests and limits match the component table."""
+    workloads = await Scope(spec).workloads(cluster, SCALABLE)
+    tally = Tally(spec, now, "workloads off the resource baseline")
+    for component in spec.components:
+        selector = parse_selector(component.selector)
+        chosen = [w for w in workloads if matches(selector, w.pod_labels)
+                  or matches(selector, labels_of(w.obj))]
+        if not chosen:
+            tally.notes.append(f"component {component.name}: no workload matches "
+                               f"{component.selector}")
+            continue
+        wants = (("requests", "cpu", component.cpu_request),
+                 ("limits", "cpu", component.cpu_limit),
+                 ("requests", "memory", component.memory_request),
+                 ("limits", "memory", component.memory_limit))
+        for workload in chosen:
+            gaps = []
+            for container in _containers(workload, False):
+                if component.container and container.get("name") != component.container:
+                    continue
+                res = container.get("resources") or {}
+                for kind, what, want in wants:
+                    gap = _compare((res.get(kind) or {}).get(what), want, spec.baseline_mode)
+                    if gap:
+                        gaps.append(f"{container.get('name')} {kind}.{what} {gap}")
+            tally.workload(workload, not gaps,
+                           f"{component.name}: {'; '.join(gaps[:2])}")
+    return tally.outcome(f"all {tally.evaluated} component workloads match the baseline")
+
+
+async def hpa(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+    """4.2.2: every scalable workload is targeted by an HPA with minReplicas >= floor."""
+    scope = Scope(spec)
+    workloads = await scope.workloads(cluster, SCALABLE)
+    hpas = await scope.items(cluster, r.HPAS)
+    targets: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for found in hpas:
+        ref = (found.get("spec") or {}).get("scaleTargetRef") or {}
+        targets[(ns_of(found), str(ref.get("kind")), str(ref.get("name")))] = found
+    tally = Tally(spec, now, "scalable workloads without an adequate HPA",
+                  "scalable workloads")
+    for workload in workloads:
+        item = targets.get((workload.namespace, workload.kind, workload.name))
+        if item is None:
+            tally.workload(workload, False, "no HPA")
+            continue
+        minimum = int((item.get("spec") or {}).get("minReplicas") or 1)
+        tally.add(HPA_MIN_REPLICAS, float(minimum), workload.gauge_labels())
+        tally.workload(workload, minimum >= spec.min_replicas,
+                       f"HPA {name_of(item)} minReplicas {minimum} < {spec.min_replicas}")
+    return tally.outcome()
+
+
+def pdb_allowed(pdb: Mapping[str, Any], replicas: int) -> tuple[int, str]:
+    """Disruptions a PDB allows at `replicas`, and which field decided it."""
+    pspec = pdb.get("spec") or {}
+    if pspec.get("maxUnavailable") is not None:
+        value = pspec["maxUnavailable"]
+        return int_or_percent(value, replicas, round_up=True), f"maxUnavailable {value}"
+    value = pspec.get("minAvailable", 1)
+    needed = int_or_percent(value, replicas, round_up=True)
+    return replicas - needed, f"minAvailable {value}"
+
+
+def _selects(pdb: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """policy/v1: a null selector selects no pods, an empty one every pod of the namespace."""
+    return matches((pdb.get("spec") or {}).get("selector"), labels)
+
+
+async def pdb_coverage(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+    """4.2.3: workloads with replicas >= floor have exactly one PDB allowing a disruption."""
+    scope = Scope(spec)
+    workloads = [w for w in await scope.workloads(cluster, SCALABLE)
+                 if w.replicas >= spec.min_replicas]
+    pdbs = await scope.items(cluster, r.PDBS)
+    by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for pdb in pdbs:
+        by_ns[ns_of(pdb)].append(pdb)
+    tally = Tally(spec, now, "replicated workloads without a PDB allowing a disruption",
+                  "replicated workloads")
+    for workload in workloads:
+        chosen = [p for p in by_ns.get(workload.namespace, [])
+                  if _selects(p, workload.pod_labels)]
+        if not chosen:
+            tally.workload(workload, False, "no PDB")
+            continue
+        if len(chosen) > 1:
+            names = ", ".join(sorted(name_of(p) for p in chosen))
+            tally.workload(workload, False, f"several PDBs ({names}): evictions fail")
+            continue
+        allowed, why = pdb_allowed(chosen[0], workload.replicas)
+        tally.add(PDB_ALLOWED, float(max(allowed, 0)), workload.gauge_labels())
+        tally.workload(workload, allowed >= 1, f"PDB {name_of(chosen[0])} {why} of "
+                       f"{workload.replicas} blocks drains")
+    return tally.outcome()
+
+
+def _term_spreads(term: Mapping[str, Any], workload: Workload, keys: list[str]) -> bool:
+    if term.get("topologyKey") not in keys:
+        return False
+    namespaces = term.get("namespaces") or []
+    if namespaces and workload.namespace not in namespaces:
+        return False
+    return matches(term.get("labelSelector"), workload.pod_labels)
+
+
+def spreads(workload: Workload, keys: list[str]) -> bool:
+    """Pod anti-affinity against its own pods, or a topology spread, on one of `keys`."""
+    pod = workload.pod_spec
+    anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
+    for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+        if _term_spreads(term, workload, keys):
+            return True
+    for weighted in anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+        if _term_spreads(weighted.get("podAffinityTerm") or {}, workload, keys):
+            return True
+    for constraint in pod.get("topologySpreadConstraints") or []:
+        if constraint.get("topologyKey") in keys and matches(
+                constraint.get("labelSelector"), workload.pod_labels):
+            return True
+    return False
+
+
+async def anti_affinity(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+    """4.2.4: replicated workloads spread their pods over hosts or zones."""
+    workloads = [w for w in await Scope(spec).workloads(cluster, SCALABLE)
+                 if w.replicas >= spec.min_replicas]
+    tally = Tally(spec, now, "replicated workloads without anti-affinity or spread",
+                  "replicated workloads")
+    for workload in workloads:
+        tally.workload(workload, spreads(workload, spec.topology_keys),
+                       "no anti-affinity/spread on " + "/".join(spec.topology_keys))
+    return tally.outcome()
+
+
+def _rollout(workload: Workload) -> tuple[int, int, str | None]:
+    """(desired, available, problem) of one workload's rollout."""
+    status = workload.obj.get("status") or {}
+    desired = workload.replicas
+    generation = int((workload.obj.get("metadata") or {}).get("generation") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+    if workload.kind == "StatefulSet":
+        available = int(status.get("readyReplicas") or 0)
+        updated = int(status.get("updatedReplicas") or 0)
+        if status.get("updateRevision") and status.get("currentRevision") not in (
+                None, status.get("updateRevision")):
+            return desired, available, "rollout in progress"
+    else:
+        available = int(status.get("availableReplicas") or 0)
+        updated = int(status.get("updatedReplicas") or 0)
+    if observed < generation:
+        return desired, available, "spec change not yet observed"
+    if available < desired:
+        return desired, available, f"{available}/{desired} available"
+    if updated < desired:
+        return desired, available, f"{updated}/{desired} updated"
+    return desired, available, None
+
+
+async def deployments_available(spec: KubernetesCheck, cluster: Cluster,
+                                now: float) -> Outcome:
+    """7.3: the app's Deployments (and StatefulSets if asked) are fully available."""
+    workloads = await Scope(spec).workloads(cluster, ("Deployment",))
+    tally = Tally(spec, now, "workloads not fully available")
+    seen = {w.ref for w in workloads} | {w.name for w in workloads}
+    for wanted in spec.workloads:
+        if wanted not in seen:
+            tally.judge(None, False, f"{wanted} (absent)")
+    for workload in workloads:
+        desired, available, problem = _rollout(workload)
+        tally.add(REPLICAS_DESIRED, float(desired), workload.gauge_labels())
+        tally.add(REPLICAS_AVAILABLE, float(available), workload.gauge_labels())
+        tally.workload(workload, problem is None, problem or "")
+    if not workloads and not spec.workloads:
+        tally.notes.append("no workload in scope")
+    return tally.outcome(f"all {tally.evaluated} workloads fully available")
+
+

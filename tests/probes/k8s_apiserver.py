@@ -1,0 +1,298 @@
+"""A small fake Kubernetes API server (aiohttp) for the kubernetes probe tests and bench.
+
+It answers the REST paths the real client uses (`/version`, `/api/v1/namespaces`,
+`/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/{ns}/deployments`, single
+objects, API group discovery) from objects shaped like `kubectl get -o json` output,
+with `limit`/`continue` pagination, `labelSelector` (equality and existence) and
+`fieldSelector` (equality) filtering, PartialObjectMetadataList answers, and injected
+403, 500 and slow responses. Every request is recorded so tests can count them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+FIXTURES = Path(__file__).parent / "k8s_fixtures"
+
+PLURALS = {
+    "Namespace": "namespaces", "Pod": "pods", "Service": "services", "Secret": "secrets",
+    "ResourceQuota": "resourcequotas", "Deployment": "deployments",
+    "StatefulSet": "statefulsets", "DaemonSet": "daemonsets",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
+    "Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings", "PeerAuthentication": "peerauthentications",
+    "DestinationRule": "destinationrules", "ExternalSecret": "externalsecrets",
+}
+CLUSTER_SCOPED = {"namespaces", "clusterroles", "clusterrolebindings"}
+METADATA_AS = "as=PartialObjectMetadataList"
+BUILTIN_VERSIONS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1",
+                    "rbac.authorization.k8s.io/v1"}
+
+
+@dataclass
+class Recorded:
+    """One request the server answered."""
+
+    path: str
+    query: dict[str, str]
+    accept: str
+    status: int
+
+
+@dataclass
+class FakeApiServer:
+    """Serves objects by (apiVersion, plural); configure failures with the sets below."""
+
+    version: dict[str, Any] = field(default_factory=dict)
+    token: str | None = None
+    forbidden: set[tuple[str, str | None]] = field(default_factory=set)
+    forbidden_get: set[str] = field(default_factory=set)
+    fail_500: set[str] = field(default_factory=set)
+    slow: dict[str, float] = field(default_factory=dict)
+    unserved: set[str] = field(default_factory=set)
+    expire_continue: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    _store: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    _by_ns: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = field(
+        default_factory=dict)
+    _kinds: dict[tuple[str, str], str] = field(default_factory=dict)
+    _json: dict[int, str] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+    port: int = 0
+
+    # -- data
+
+    def add(self, objects: Iterable[dict[str, Any]]) -> None:
+        """Add objects (each with apiVersion and kind), as `kubectl get -o json` shows them."""
+        for obj in objects:
+            api_version, kind = obj["apiVersion"], obj["kind"]
+            plural = PLURALS[kind]
+            key = (api_version, plural)
+            self._kinds[key] = kind
+            item = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+            self._store.setdefault(key, []).append(item)
+            namespace = item.get("metadata", {}).get("namespace", "")
+            self._by_ns.setdefault(key, defaultdict(list))[namespace].append(item)
+
+    def load_fixtures(self, directory: Path = FIXTURES) -> None:
+        """Load every `<plural>.json` List and `version.json` from the fixtures directory."""
+        for path in sorted(directory.glob("*.json")):
+            data = json.loads(path.read_text())
+            if path.stem == "version":
+                self.version = data
+            else:
+                self.add(data["items"])
+
+    def remove(self, kind: str, namespace: str | None, name: str) -> None:
+        for key, items in self._store.items():
+            if self._kinds.get(key) != kind:
+                continue
+            keep = [i for i in items if not (i["metadata"]["name"] == name and
+                    i["metadata"].get("namespace") in (namespace, None))]
+            self._store[key] = keep
+            index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for item in keep:
+                index[item["metadata"].get("namespace", "")].append(item)
+            self._by_ns[key] = index
+
+    def warm(self) -> None:
+        """Serialise every stored item now, so serving costs no encoding (bench)."""
+        for items in self._store.values():
+            for item in items:
+                self._encoded(item)
+
+    def count(self, fragment: str = "") -> int:
+        """Requests whose path contains `fragment`."""
+        return sum(1 for r in self.requests if fragment in r.path)
+
+    # -- HTTP
+
+    async def start(self, port: int, ssl_context: ssl.SSLContext | None = None) -> str:
+        """Listen on 127.0.0.1:port (HTTPS with `ssl_context`); returns the base URL."""
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+        self.port = port
+        scheme = "https" if ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _status(self, code: int, reason: str, message: str) -> web.Response:
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code}
+        return web.json_response(body, status=code)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        self.requests.append(Recorded(request.path, dict(request.query),
+                                      request.headers.get("Accept", ""), response.status))
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        if self.token is not None and request.headers.get("Authorization") != \
+                f"Bearer {self.token}":
+            return self._status(401, "Unauthorized", "Unauthorized")
+        parts = [p for p in request.path.split("/") if p]
+        if parts == ["version"]:
+            return web.json_response(self.version)
+        if len(parts) == 2 and parts[0] == "apis":
+            groups = {key[0].split("/")[0] for key in self._store
+                      if "/" in key[0] and key[1] not in self.unserved}
+            if parts[1] in groups:
+                return web.json_response({"kind": "APIGroup", "apiVersion": "v1",
+                                          "name": parts[1], "versions": []})
+            return self._status(404, "NotFound", "the server could not find the resource")
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            api_version, rest = parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            api_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+        else:
+            return self._status(404, "NotFound", "the server could not find the resource")
+        namespace: str | None = None
+        name: str | None = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, plural = rest[1], rest[2]
+            name = rest[3] if len(rest) > 3 else None
+        elif len(rest) == 2 and rest[0] == "namespaces":
+            plural, name = "namespaces", rest[1]
+        elif len(rest) in (1, 2):
+            plural = rest[0]
+            name = rest[1] if len(rest) == 2 else None
+        else:
+            return self._status(404, "NotFound", "the server could not find the resource")
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        resource = f"{plural}.{group}" if group else plural
+        if plural in self.slow:
+            await asyncio.sleep(self.slow[plural])
+        if plural in self.fail_500:
+            return self._status(500, "InternalError", "etcdserver: request timed out")
+        denied = plural in self.forbidden_get if name else (
+            (plural, namespace) in self.forbidden or (plural, "*") in self.forbidden)
+        if denied:
+            verb = "get" if name else "list"
+            scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+            return self._status(403, "Forbidden", f'{resource} is forbidden: User '
+                                f'"system:serviceaccount:readiness:exporter" cannot {verb} '
+                                f'resource "{plural}" in API group "{group}" {scope}')
+        key = (api_version, plural)
+        builtin = api_version in BUILTIN_VERSIONS and plural in PLURALS.values()
+        if plural in self.unserved or not (builtin or key in self._store):
+            return self._status(404, "NotFound", "the server could not find the resource")
+        metadata_only = METADATA_AS in request.headers.get("Accept", "")
+        if name is not None:
+            pool = self._by_ns.get(key, {}).get(namespace or "", [])
+            for item in pool:
+                if item["metadata"]["name"] == name:
+                    return web.json_response(self._shape(item, key, metadata_only, False))
+            return self._status(404, "NotFound", f'{resource} "{name}" not found')
+        if namespace is None:
+            items = self._store.get(key, [])
+        else:
+            items = self._by_ns.get(key, {}).get(namespace, [])
+        items = self._filter(items, request.query.get("labelSelector"),
+                             request.query.get("fieldSelector"))
+        start = 0
+        token = request.query.get("continue")
+        if token and self.expire_continue > 0:
+            self.expire_continue -= 1
+            return self._status(410, "Expired", "The provided continue parameter is too old "
+                                "to display a consistent list result.")
+        if token:
+            start = json.loads(base64.b64decode(token))["start"]
+        limit = int(request.query.get("limit") or 0)
+        end = len(items) if limit <= 0 else min(len(items), start + limit)
+        page = items[start:end]
+        list_meta: dict[str, Any] = {"resourceVersion": "424242"}
+        if end < len(items):
+            list_meta["continue"] = base64.b64encode(
+                json.dumps({"start": end, "rv": 424242}).encode()).decode()
+            list_meta["remainingItemCount"] = len(items) - end
+        kind = self._kinds.get(key, plural.capitalize())
+        head = {"kind": "PartialObjectMetadataList" if metadata_only else f"{kind}List",
+                "apiVersion": "meta.k8s.io/v1" if metadata_only else api_version,
+                "metadata": list_meta}
+        if metadata_only:
+            encoded = [json.dumps(self._shape(item, key, True, True)) for item in page]
+        else:
+            encoded = [self._encoded(item) for item in page]
+        body = json.dumps(head)[:-1] + ', "items": [' + ",".join(encoded) + "]}"
+        return web.Response(body=body.encode(), content_type="application/json")
+
+    def _encoded(self, item: dict[str, Any]) -> str:
+        """An item's JSON, serialised once (the bench serves 20,000 pods many times)."""
+        text = self._json.get(id(item))
+        if text is None:
+            text = self._json[id(item)] = json.dumps(item, separators=(",", ":"))
+        return text
+
+    def _shape(self, item: dict[str, Any], key: tuple[str, str], metadata_only: bool,
+               in_list: bool) -> dict[str, Any]:
+        if metadata_only:
+            return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": item["metadata"]}
+        if in_list:
+            return item
+        return {"apiVersion": key[0], "kind": self._kinds.get(key, ""), **item}
+
+    @staticmethod
+    def _filter(items: list[dict[str, Any]], label_selector: str | None,
+                field_selector: str | None) -> list[dict[str, Any]]:
+        if label_selector:
+            for term in label_selector.split(","):
+                if "!=" in term:
+                    k, v = term.split("!=", 1)
+                    items = [i for i in items
+                             if (i["metadata"].get("labels") or {}).get(k) != v]
+                elif "=" in term:
+                    k, v = term.replace("==", "=").split("=", 1)
+                    items = [i for i in items
+                             if (i["metadata"].get("labels") or {}).get(k) == v]
+                else:
+                    items = [i for i in items if term in (i["metadata"].get("labels") or {})]
+        if field_selector:
+            for term in field_selector.split(","):
+                path, value = term.split("=", 1)
+                items = [i for i in items if _field(i, path) == value]
+        return items
+
+
+def _field(item: dict[str, Any], path: str) -> Any:
+    value: Any = item
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def write_kubeconfig(path: Path, server: str, token: str, context: str = "test",
+                     ca_pem: bytes | None = None) -> Path:
+    """A kubeconfig with one cluster, one token user and context `context`."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    data: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": "fake", "cluster": cluster}],
+        "users": [{"name": "exporter", "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": "fake", "user": "exporter"}},
+                     {"name": "other", "context": {"cluster": "fake", "user": "nobody"}}],
+    }
+    data["users"].append({"name": "nobody", "user": {"token": "wrong-token"}})
+    path.write_text(json.dumps(data))
+    return path

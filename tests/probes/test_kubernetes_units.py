@@ -1,0 +1,184 @@
+"""Pure helpers of the kubernetes probe: selectors, quantities, exemptions, PDB maths,
+spec validation and the fixtures' shape."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from exporter.probes.kubernetes.assert_workloads import pdb_allowed, spreads
+from exporter.probes.kubernetes.common import Workload
+from exporter.probes.kubernetes.exemptions import ANNOTATION, ExemptionState, exemption_for
+from exporter.probes.kubernetes.quantities import parse_quantity
+from exporter.probes.kubernetes.selectors import SelectorError, matches, parse_selector
+from exporter.probes.kubernetes.spec import KubernetesCheck
+
+FIXTURES = Path(__file__).parent / "k8s_fixtures"
+NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp()
+
+
+@pytest.mark.parametrize(("selector", "labels", "expected"), [
+    (None, {"app": "a"}, False),                     # missing selects nothing
+    ({}, {"app": "a"}, True),                        # empty selects everything
+    ({}, {}, True),
+    ({"matchLabels": {"app": "a"}}, {"app": "a", "x": "y"}, True),
+    ({"matchLabels": {"app": "a"}}, {"app": "b"}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]},
+     {"tier": "b"}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}, {}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]}, {}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]},
+     {"tier": "a"}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"tier": ""}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {}, False),
+    ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {}, True),
+    ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {"tier": "x"}, False),
+    # matchLabels and matchExpressions are ANDed
+    ({"matchLabels": {"app": "a"},
+      "matchExpressions": [{"key": "tier", "operator": "In", "values": ["x"]}]},
+     {"app": "a", "tier": "y"}, False),
+])
+def test_selector_semantics(selector: dict[str, object] | None, labels: dict[str, str],
+                            expected: bool) -> None:
+    assert matches(selector, labels) is expected
+
+
+def test_selector_rejects_bad_operators() -> None:
+    with pytest.raises(SelectorError):
+        matches({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}, {})
+    with pytest.raises(SelectorError):
+        matches({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}, {"a": "1"})
+
+
+def test_parse_selector_string_forms() -> None:
+    selector = parse_selector("app=web,tier in (a, b),!legacy,env!=dev,canary")
+    assert matches(selector, {"app": "web", "tier": "b", "canary": "1"})
+    assert not matches(selector, {"app": "web", "tier": "c", "canary": "1"})
+    assert not matches(selector, {"app": "web", "tier": "a", "canary": "1", "legacy": "y"})
+    assert not matches(selector, {"app": "web", "tier": "a", "canary": "1", "env": "dev"})
+    assert not matches(selector, {"app": "web", "tier": "a"})
+    assert matches(parse_selector("x notin (1)"), {})
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("500m", Decimal("0.5")), ("2", Decimal(2)), ("0.25", Decimal("0.25")),
+    ("4Gi", Decimal(4 * 2**30)), ("4G", Decimal(4 * 10**9)), ("2048Mi", Decimal(2 * 2**30)),
+    ("128974848", Decimal(128974848)), ("129e6", Decimal(129 * 10**6)),
+    ("123Ki", Decimal(123 * 1024)), ("1k", Decimal(1000)), ("100u", Decimal("0.0001")),
+    (2, Decimal(2)), (0.5, Decimal("0.5")),
+])
+def test_quantities(text: object, value: Decimal) -> None:
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("bad", ["", "4GB", "Gi", "1.2.3", "4 Gi", True, None])
+def test_bad_quantities(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_quantity(bad)
+
+
+def _annotated(value: object) -> dict[str, object]:
+    return {"metadata": {"annotations": {ANNOTATION: json.dumps(value)}}}
+
+
+def test_exemptions() -> None:
+    ok = _annotated({"checks": ["4.2.3"], "reason": "batch job", "expires": "2027-01-01"})
+    assert exemption_for(ok, {"4.2.3"}, NOW).state is ExemptionState.HONOURED
+    assert exemption_for(ok, {"4.2.3"}, NOW).reason == "batch job"
+    assert exemption_for(ok, {"4.2.2"}, NOW).state is ExemptionState.NONE
+    expired = _annotated({"checks": ["4.2.3"], "reason": "x", "expires": "2026-10-31"})
+    assert exemption_for(expired, {"4.2.3"}, NOW).state is ExemptionState.EXPIRED
+    # a date expires at the end of that day (UTC)
+    same_day = _annotated({"checks": ["4.2.3"], "reason": "x", "expires": "2026-11-01"})
+    assert exemption_for(same_day, {"4.2.3"}, NOW + 3600).state is ExemptionState.HONOURED
+    timed = _annotated({"checks": ["4.2.3"], "reason": "x", "expires": "2026-11-01T00:30:00Z"})
+    assert exemption_for(timed, {"4.2.3"}, NOW + 3600).state is ExemptionState.EXPIRED
+    no_reason = _annotated({"checks": ["4.2.3"]})
+    assert exemption_for(no_reason, {"4.2.3"}, NOW).state is ExemptionState.INVALID
+    forever = _annotated([{"checks": ["1.1"], "reason": "a"}, {"checks": ["4.2.3"],
+                                                                "reason": "b"}])
+    assert exemption_for(forever, {"4.2.3"}, NOW).reason == "b"
+    garbage = {"metadata": {"annotations": {ANNOTATION: "4.2.3 please"}}}
+    assert exemption_for(garbage, {"4.2.3"}, NOW).state is ExemptionState.INVALID
+    assert exemption_for({}, {"4.2.3"}, NOW).state is ExemptionState.NONE
+
+
+@pytest.mark.parametrize(("pdb_spec", "replicas", "allowed"), [
+    ({"maxUnavailable": 0}, 3, 0),
+    ({"maxUnavailable": 1}, 3, 1),
+    ({"maxUnavailable": "0%"}, 3, 0),
+    ({"maxUnavailable": "10%"}, 3, 1),   # rounded up
+    ({"minAvailable": 3}, 3, 0),          # equal to replicas: blocks drains
+    ({"minAvailable": 2}, 3, 1),
+    ({"minAvailable": "100%"}, 4, 0),
+    ({"minAvailable": "50%"}, 3, 1),      # ceil(1.5) = 2 needed
+    ({"minAvailable": "60%"}, 2, 0),      # ceil(1.2) = 2 needed
+])
+def test_pdb_allowed(pdb_spec: dict[str, object], replicas: int, allowed: int) -> None:
+    assert pdb_allowed({"spec": pdb_spec}, replicas)[0] == allowed
+
+
+def _workload(pod_spec: Mapping[str, object]) -> Workload:
+    return Workload("Deployment", {"metadata": {"name": "w", "namespace": "n"}, "spec": {
+        "replicas": 2, "template": {"metadata": {"labels": {"app": "w"}}, "spec": pod_spec}}})
+
+
+def test_anti_affinity_must_target_own_pods_on_a_known_key() -> None:
+    keys = ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    own = {"labelSelector": {"matchLabels": {"app": "w"}}, "topologyKey": "kubernetes.io/hostname"}
+    other = {**own, "labelSelector": {"matchLabels": {"app": "db"}}}
+    rack = {**own, "topologyKey": "example.com/rack"}
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [own]}}
+    assert spreads(_workload({"affinity": anti}), keys)
+    for term in (other, rack):
+        bad = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+        assert not spreads(_workload({"affinity": bad}), keys)
+    spread = {"topologySpreadConstraints": [{"topologyKey": "topology.kubernetes.io/zone",
+                                             "labelSelector": {"matchLabels": {"app": "w"}}}]}
+    assert spreads(_workload(spread), keys)
+    assert not spreads(_workload({}), keys)
+
+
+def test_spec_validation_names_the_problem() -> None:
+    base = {"id": "4.1.2", "section": "4.1", "title": "t", "kind": "kubernetes"}
+    with pytest.raises(ValidationError, match="required_namespaces"):
+        KubernetesCheck.model_validate({**base, "assert": "namespaces_exist"})
+    with pytest.raises(ValidationError, match="assert"):
+        KubernetesCheck.model_validate({**base, "assert": "pdb"})
+    with pytest.raises(ValidationError, match="not a quantity"):
+        KubernetesCheck.model_validate({**base, "assert": "resource_baseline", "components": [
+            {"name": "x", "selector": "app=x", "cpu_request": "two", "cpu_limit": "2",
+             "memory_request": "1Gi", "memory_limit": "1Gi"}]})
+    with pytest.raises(ValidationError, match="namespace/name"):
+        KubernetesCheck.model_validate({**base, "assert": "secrets_present",
+                                        "required_secrets": ["just-a-name"]})
+    with pytest.raises(ValidationError, match=r"unknown|extra"):
+        KubernetesCheck.model_validate({**base, "assert": "hpa", "min_replica": 2})
+
+
+def test_fixtures_are_kubectl_lists() -> None:
+    for path in FIXTURES.glob("*.json"):
+        data = json.loads(path.read_text())
+        if path.stem == "version":
+            assert data["gitVersion"].startswith("v1.")
+            continue
+        assert data["kind"] == "List" and data["apiVersion"] == "v1"
+        for item in data["items"]:
+            assert {"apiVersion", "kind", "metadata"} <= set(item)
+            assert item["metadata"]["name"] and item["metadata"]["uid"]
+
+
+def test_core_fixtures_validate_against_the_kubernetes_schema() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for name in ("deployments", "statefulsets", "daemonsets", "pods", "namespaces",
+                 "poddisruptionbudgets", "networkpolicies", "horizontalpodautoscalers",
+                 "resourcequotas", "services", "clusterroles", "clusterrolebindings",
+                 "roles", "rolebindings", "secrets"):
+        for item in json.loads((FIXTURES / f"{name}.json").read_text())["items"]:
+            kubernetes_validate.validate(item, "1.29", strict=True)
