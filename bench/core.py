@@ -37,7 +37,8 @@ from exporter.webconfig import BasicAuth  # noqa: E402
 SCRAPER = textwrap.dedent("""
     import asyncio, json, sys, time
     import aiohttp
-    url, seconds, concurrency, gzip = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    url, seconds = sys.argv[1], float(sys.argv[2])
+    concurrency, gzip = int(sys.argv[3]), sys.argv[4] == "1"
     async def worker(session, out, deadline):
         headers = {"Accept-Encoding": "gzip"} if gzip else {"Accept-Encoding": "identity"}
         while time.monotonic() < deadline:
@@ -162,23 +163,27 @@ def main() -> None:
     results = asyncio.run(scrape_phase(args))
     sched = asyncio.run(scheduler_phase(1000, 10.0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"command: .venv/bin/python bench/core.py --checks {args.checks} --seconds {args.seconds:g}")
+    print(f"command: .venv/bin/python bench/core.py --checks {args.checks} "
+          f"--seconds {args.seconds:g}")
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     print(f"checks loaded: {results['checks']}, samples per scrape: {results['samples']}")
     for key in ("gzip", "identity"):
         r = results[key]
-        print(f"/metrics ({key}, 10 concurrent scrapers, {args.seconds:g}s): {r['scrapes']} scrapes, "
-              f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, body {r['body_bytes'] / 1e6:.2f} MB; "
-              f"event-loop lag p99 {r['loop_lag_p99_ms']:.1f} ms (max {r['loop_lag_max_ms']:.1f} ms)")
-    print(f"plain prometheus_client collector render: text {results['plain_text_render_ms']:.0f} ms, "
-          f"OpenMetrics {results['plain_openmetrics_render_ms']:.0f} ms per scrape")
+        print(f"/metrics ({key}, 10 concurrent scrapers, {args.seconds:g}s): "
+              f"{r['scrapes']} scrapes, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+              f"body {r['body_bytes'] / 1e6:.2f} MB; event-loop lag p99 "
+              f"{r['loop_lag_p99_ms']:.1f} ms (max {r['loop_lag_max_ms']:.1f} ms)")
+    print(f"plain prometheus_client collector render: text "
+          f"{results['plain_text_render_ms']:.0f} ms, OpenMetrics "
+          f"{results['plain_openmetrics_render_ms']:.0f} ms per scrape")
     print(f"ratio plain text render / served p99 (identity): "
           f"{results['plain_text_render_ms'] / results['identity']['p99_ms']:.1f}x; "
           f"plain text render / served p50: "
           f"{results['plain_text_render_ms'] / results['identity']['p50_ms']:.1f}x")
     print(f"scheduler: {sched['runs']:.0f} no-op runs, {sched['cpu_seconds']:.2f} CPU s, "
           f"{sched['cpu_seconds_per_1000_runs']:.3f} CPU s per 1,000 runs")
-    print(f"resident memory: {results['rss_mb_loaded']:.0f} MB with {results['checks']} checks loaded, "
+    print(f"resident memory: {results['rss_mb_loaded']:.0f} MB with {results['checks']} "
+          f"checks loaded, "
           f"{results['rss_mb_after_scrapes']:.0f} MB after the scrapes, peak while serving "
           f"{results['rss_mb_peak_served']:.0f} MB (peak incl. the plain-collector comparison "
           f"{peak:.0f} MB)")

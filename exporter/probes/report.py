@@ -1,0 +1,245 @@
+"""`report`: CI artefacts as checks: JUnit test reports and vulnerability scans (1.1.x).
+
+Reads the newest file matching a path or glob, or fetches a URL, then applies the
+rules of its format: tests (0 failures/errors, at least `min_tests`), or findings per
+severity against `max_findings`. The report's own timestamp (else the file time or
+HTTP Last-Modified) must be younger than `max_age`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Literal
+
+import aiohttp
+from pydantic import Field, model_validator
+
+from exporter.model import (
+    CheckSpec,
+    Duration,
+    Measurement,
+    MetricFamily,
+    Outcome,
+    ProbeContext,
+    ProbeKind,
+    Reason,
+    SecretReference,
+)
+from exporter.probes.report_formats import (
+    SEVERITIES,
+    ReportError,
+    TestCounts,
+    VulnCounts,
+    VulnFormat,
+    parse_junit,
+    parse_vulnerabilities,
+)
+
+Format = Literal["junit", "trivy", "grype", "osv", "pip_audit", "vulnerabilities"]
+SeverityName = Literal["critical", "high", "medium", "low", "unknown"]
+
+
+class ReportCheck(CheckSpec):
+    """`kind: report` options."""
+
+    kind: Literal["report"]
+    format: Format = Field(description="junit, trivy, grype, osv, pip_audit, or "
+                           "vulnerabilities (any of the four scanners, detected)")
+    path: str | None = Field(default=None, min_length=1,
+                             description="file or glob (`**` allowed); the newest match is read")
+    url: str | None = Field(default=None, pattern=r"^https?://",
+                            description="fetch the report over HTTP instead")
+    bearer_token: SecretReference | None = Field(
+        default=None, description="token sent as `Authorization: Bearer` to `url`")
+    max_age: Duration | None = Field(default=7 * 86400.0, gt=0,
+                                     description="report must be younger (null: no limit)")
+    min_tests: int = Field(default=1, ge=0, description="junit: at least this many tests")
+    max_failures: int = Field(default=0, ge=0, description="junit: failures + errors allowed")
+    max_findings: dict[SeverityName, int] = Field(
+        default={"critical": 0}, description="vulnerabilities: allowed findings per severity")
+    unknown_as: SeverityName = Field(
+        default="unknown", description="severity given to findings without one (all "
+        "pip-audit findings)")
+    max_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="larger reports "
+                           "are refused")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReportCheck:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of path or url")
+        if self.bearer_token is not None and self.url is None:
+            raise ValueError("bearer_token is only used with url")
+        return self
+
+
+TESTS = MetricFamily("readiness_report_tests",
+                     "Test cases in the newest JUnit report, by result.", ("result",))
+FINDINGS = MetricFamily("readiness_report_vulnerabilities",
+                        "Findings in the newest vulnerability report, by severity.",
+                        ("severity",))
+ALLOWED = MetricFamily("readiness_report_vulnerabilities_allowed",
+                       "Findings allowed per severity (the objective beside the count).",
+                       ("severity",))
+TIMESTAMP = MetricFamily("readiness_report_timestamp_seconds",
+                         "When the report was produced (its own timestamp, else file or "
+                         "Last-Modified time).")
+MAX_AGE = MetricFamily("readiness_report_max_age_seconds",
+                       "Maximum accepted report age (the objective).")
+METRICS = (TESTS, FINDINGS, ALLOWED, TIMESTAMP, MAX_AGE)
+
+
+class _Missing(Exception):
+    """No report exists (the check fails: nothing shows the item is done)."""
+
+
+def _newest(pattern: str, max_bytes: int) -> tuple[bytes, float, str]:
+    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
+    files = []
+    for name in matches:
+        try:
+            stat = os.stat(name)
+        except OSError:
+            continue
+        if os.path.isfile(name):
+            files.append((stat.st_mtime, name, stat.st_size))
+    if not files:
+        raise _Missing(f"no report matches {pattern}")
+    mtime, name, size = max(files)
+    if size > max_bytes:
+        raise ReportError(f"{name} is {size} bytes, over max_bytes {max_bytes}")
+    with open(name, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ReportError(f"{name} is over max_bytes {max_bytes}")
+    return data, mtime, name
+
+
+async def _fetch(spec: ReportCheck, ctx: ProbeContext) -> tuple[bytes, float | None, str]:
+    assert spec.url is not None
+    headers = {}
+    if spec.bearer_token is not None:
+        headers["Authorization"] = "Bearer " + spec.bearer_token.resolve().get_secret_value()
+    async with ctx.http.get(spec.url, headers=headers) as response:
+        if response.status == 404:
+            raise _Missing(f"no report at {spec.url} (HTTP 404)")
+        if response.status in (401, 403):
+            raise _Error(Reason.AUTH, f"report URL answered HTTP {response.status}")
+        if response.status != 200:
+            raise _Error(Reason.PROTOCOL, f"report URL answered HTTP {response.status}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > spec.max_bytes:
+                raise ReportError(f"report at {spec.url} is over max_bytes {spec.max_bytes}")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        modified: float | None = None
+        if "Last-Modified" in response.headers:
+            try:
+                modified = parsedate_to_datetime(response.headers["Last-Modified"]).timestamp()
+            except (TypeError, ValueError):
+                modified = None
+        return data, modified, spec.url
+
+
+class _Error(Exception):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _parse(spec: ReportCheck, data: bytes) -> TestCounts | VulnCounts:
+    if spec.format == "junit":
+        return parse_junit(data)
+    fmt = None if spec.format == "vulnerabilities" else VulnFormat(spec.format)
+    return parse_vulnerabilities(data, fmt, spec.unknown_as)
+
+
+def _age_problem(spec: ReportCheck, produced: float | None, now: float) -> str | None:
+    if spec.max_age is None:
+        return None
+    if produced is None:
+        return "report has no timestamp and no file time"
+    age = now - produced
+    if age > spec.max_age:
+        return f"report is {age / 3600:.1f} h old (max {spec.max_age / 3600:.1f} h)"
+    return None
+
+
+async def run(spec: ReportCheck, ctx: ProbeContext) -> Outcome:
+    """Read the newest report and apply its rules."""
+    file_time: float | None
+    try:
+        if spec.path is not None:
+            data, file_time, origin = await ctx.run_blocking(_newest, spec.path, spec.max_bytes)
+        else:
+            data, file_time, origin = await _fetch(spec, ctx)
+        parsed = await ctx.run_blocking(_parse, spec, data)
+    except _Missing as exc:
+        return Outcome.failed(str(exc))
+    except _Error as exc:
+        return Outcome.errored(exc.reason, exc.message)
+    except ReportError as exc:
+        return Outcome.errored(Reason.PROTOCOL, str(exc))
+    except LookupError as exc:
+        return Outcome.errored(Reason.CONFIG, str(exc))
+    except aiohttp.ClientConnectorError:
+        return Outcome.errored(Reason.CONNECT, f"cannot connect to {spec.url}")
+    except TimeoutError:
+        return Outcome.errored(Reason.TIMEOUT, f"{spec.url} timed out")
+    except aiohttp.ClientError as exc:
+        return Outcome.errored(Reason.PROTOCOL, f"fetching the report: {type(exc).__name__}")
+
+    name = Path(origin).name if spec.path is not None else origin
+    produced = parsed.timestamp if parsed.timestamp is not None else file_time
+    measurements: list[Measurement] = []
+    if produced is not None:
+        measurements.append(Measurement(TIMESTAMP.name, produced))
+    if spec.max_age is not None:
+        measurements.append(Measurement(MAX_AGE.name, spec.max_age))
+    problems: list[str] = []
+    if isinstance(parsed, TestCounts):
+        for result, value in (("passed", parsed.passed), ("failed", parsed.failures),
+                              ("errored", parsed.errors), ("skipped", parsed.skipped)):
+            measurements.append(Measurement(TESTS.name, float(value), {"result": result}))
+        summary = (f"{parsed.tests} tests, {parsed.failures} failed, {parsed.errors} errors, "
+                   f"{parsed.skipped} skipped")
+        if parsed.failures + parsed.errors > spec.max_failures:
+            problems.append(f"{parsed.failures + parsed.errors} failed or errored "
+                            f"(max {spec.max_failures})")
+        if parsed.tests < spec.min_tests:
+            problems.append(f"{parsed.tests} tests (min {spec.min_tests})")
+    else:
+        for severity in SEVERITIES:
+            measurements.append(Measurement(FINDINGS.name, float(parsed.by_severity[severity]),
+                                            {"severity": severity}))
+        for severity, allowed in spec.max_findings.items():
+            measurements.append(Measurement(ALLOWED.name, float(allowed),
+                                            {"severity": severity}))
+            if parsed.by_severity[severity] > allowed:
+                problems.append(f"{parsed.by_severity[severity]} {severity} (max {allowed})")
+        shown = ", ".join(f"{parsed.by_severity[s]} {s}" for s in SEVERITIES
+                          if parsed.by_severity[s])
+        summary = f"{parsed.format.value}: {shown or 'no findings'}"
+    age = _age_problem(spec, produced, ctx.now())
+    if age:
+        problems.append(age)
+    message = f"{name}: {summary}"
+    if problems:
+        return Outcome.failed(f"{message}; " + "; ".join(problems), tuple(measurements))
+    return Outcome.passed(message, tuple(measurements))
+
+
+KIND = ProbeKind(
+    name="report",
+    spec=ReportCheck,
+    run=run,
+    summary="Newest JUnit or vulnerability-scan report (Trivy, Grype, OSV-Scanner, "
+    "pip-audit) passes its rules and is younger than max_age.",
+    metrics=METRICS,
+)
