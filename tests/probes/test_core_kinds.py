@@ -90,7 +90,8 @@ async def test_env_from_dotenv_file(ctx: RuntimeContext, tmp_path: Path) -> None
     ("a" * 40, "repeated characters"),
     ("abcd" * 10, "entropy"),
     ("Secret123Secret123Secret123Secret123", "repeated pattern"),
-])
+], ids=["short", "repeated-word", "placeholder-word", "digits-only", "unfilled", "one-char",
+       "abcd", "repeated-unit"])
 async def test_weak_jwt_secrets_fail_without_leaking(
     ctx: RuntimeContext, monkeypatch: pytest.MonkeyPatch, value: str, problem: str
 ) -> None:
@@ -117,7 +118,7 @@ async def test_strong_secret_passes(ctx: RuntimeContext, monkeypatch: pytest.Mon
     (secrets.token_hex(16), "hex", False),                                # only 16 bytes
     (base64.b64encode(secrets.token_bytes(24)).decode(), "base64", False),  # 24 bytes
     (secrets.token_hex(32), "raw", False),                                # 64 raw bytes
-])
+], ids=["hex-32", "base64-32", "raw-32", "hex-16", "base64-24", "raw-64"])
 async def test_encryption_key_must_be_32_bytes(
     ctx: RuntimeContext, monkeypatch: pytest.MonkeyPatch, encoded: str, encoding: str, ok: bool
 ) -> None:
