@@ -330,14 +330,20 @@ class Exposition:
             finisher = compressor.copy()
         return head + finisher.compress(tail) + finisher.flush()
 
-    async def body(self, openmetrics: bool, gzip: bool) -> bytes:
-        """What a scrape gets: the check series (cached) plus the global tail."""
+    async def body(self, openmetrics: bool, gzip: bool) -> list[bytes | memoryview]:
+        """What a scrape gets, as chunks: the cached check series plus the global tail.
+
+        Uncompressed, the chunks are views of the shared cached body, so concurrent
+        scrapes do not each copy it.
+        """
         part = await self.checks_part_async(openmetrics)
         tail = self._cached_tail(openmetrics)
         if not gzip:
-            return part.body + tail
+            view = memoryview(part.body)
+            size = 1 << 18
+            return [*(view[i:i + size] for i in range(0, len(view), size)), tail]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.gzip_body, openmetrics, part, tail)
+        return [await loop.run_in_executor(None, self.gzip_body, openmetrics, part, tail)]
 
 
 # --------------------------------------------------------------------------- reference

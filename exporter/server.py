@@ -41,19 +41,27 @@ async def basic_auth_middleware(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text or OpenMetrics by the Accept header; gzip when accepted."""
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus text or OpenMetrics by the Accept header; gzip when accepted.
+
+    The body is streamed in chunks with back-pressure, so ten concurrent scrapes of a
+    large exposition do not each buffer a full copy.
+    """
     runtime = request.app[RUNTIME]
     _, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
     gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-    body = await runtime.exposition.body(openmetrics, gzip)
-    response = web.Response(body=body)
+    chunks = await runtime.exposition.body(openmetrics, gzip)
+    response = web.StreamResponse(headers={
+        "Content-Type": content_type, "Vary": "Accept, Accept-Encoding"})
     if gzip:
         response.headers["Content-Encoding"] = "gzip"
-    response.headers["Content-Type"] = content_type
-    response.headers["Vary"] = "Accept, Accept-Encoding"
+    response.content_length = sum(len(c) for c in chunks)
+    await response.prepare(request)
+    for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
     return response
 
 

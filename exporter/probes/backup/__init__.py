@@ -1,0 +1,1 @@
+"""Backups, recovery points and restore drills (`backup`, `rpo`, `restore_drill`)."""

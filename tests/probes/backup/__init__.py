@@ -1,0 +1,1 @@
+"""Support code and captured data for the backup family's tests."""
