@@ -49,7 +49,7 @@ lint: venv
 	bash scripts/sync-chart-assets.sh --check
 
 unit: venv
-	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache state
