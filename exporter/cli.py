@@ -139,6 +139,7 @@ async def run_once(cfg: Config, specs: Sequence[CheckSpec]) -> Store:
         await asyncio.gather(*(one(s) for s in first))
         await asyncio.gather(*(one(s) for s in later))
     finally:
+        await registry.shutdown_kinds(s.kind for s in specs)
         await ctx.aclose()
     return store
 

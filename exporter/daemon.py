@@ -85,6 +85,7 @@ class Runtime:
     async def stop(self) -> None:
         """Stop scheduling, finish or cancel in-flight probes, close every client."""
         await self.scheduler.shutdown()
+        await registry.shutdown_kinds(s.kind for s in self.config.checks)
         await self.ctx.aclose()
 
     async def reload(self) -> list[str]:

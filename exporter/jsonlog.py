@@ -39,3 +39,6 @@ def setup(level: str = "info") -> None:
     root.setLevel(level.upper())
     for noisy in ("apscheduler", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The leader election logs a traceback at ERROR for every refused create/update (the
+    # losing side of a race); the restore_drill check reports lease problems itself.
+    logging.getLogger("kubernetes_asyncio.leaderelection").setLevel(logging.CRITICAL)

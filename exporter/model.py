@@ -353,6 +353,8 @@ class ProbeKind(Generic[S]):
     run: Callable[[S, ProbeContext], Awaitable[Outcome]]
     summary: str
     metrics: tuple[MetricFamily, ...] = ()
+    shutdown: Callable[[], Awaitable[None]] | None = None
+    """Called once when the exporter stops, for kinds that keep background work."""
 
 
 @dataclass(frozen=True, slots=True)

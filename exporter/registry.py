@@ -9,6 +9,7 @@ the Kubernetes client.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -74,6 +75,14 @@ def connection_kind(name: str) -> ConnectionKind[Any]:
     kind = _load(CONNECTION_KINDS[name])
     assert isinstance(kind, ConnectionKind) and kind.name == name, name
     return kind
+
+
+async def shutdown_kinds(names: Iterable[str]) -> None:
+    """Run the `shutdown` hook of each named kind that has one (background work ends)."""
+    for name in sorted(set(names)):
+        hook = probe_kind(name).shutdown
+        if hook is not None:
+            await hook()
 
 
 def probe_kind_names() -> list[str]:

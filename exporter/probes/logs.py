@@ -1,21 +1,25 @@
 """`logs`: the application writes structured logs (5.2.1).
 
 Samples the latest N lines of a log file (read backwards from the end, so the file's
-size does not matter) and checks the share that parse as a JSON object carrying the
+size does not matter) or of a pod's log through the Kubernetes API (`tailLines`,
+bounded by `limitBytes`), and checks the share that parse as a JSON object carrying the
 required fields (time, level, message, correlation id; names configurable). Log
 content is never copied into messages or labels.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from exporter.model import (
     CheckSpec,
@@ -24,9 +28,11 @@ from exporter.model import (
     MetricFamily,
     Outcome,
     ProbeContext,
+    ProbeError,
     ProbeKind,
     Reason,
 )
+from exporter.probes.kubernetes.connection import api_client
 
 FIELD_ROLES = ("time", "level", "message", "correlation_id")
 _BLOCK = 64 * 1024
@@ -48,11 +54,29 @@ class LogFields(BaseModel):
                                  "requestId", "trace_id", "traceId"]
 
 
+_POD_OPTIONS = ("connection", "namespace", "pod", "label_selector", "container")
+
+
 class LogsCheck(CheckSpec):
-    """`kind: logs` options."""
+    """`kind: logs` options: `source: file` (`path`) or `source: pod` (Kubernetes API)."""
+
+    connection_fields: ClassVar[dict[str, str]] = {"connection": "kubernetes"}
 
     kind: Literal["logs"]
-    path: Path = Field(description="application log file")
+    source: Literal["file", "pod"] = Field(default="file", description="where the log is "
+                                           "read: a file, or a pod's log through the API")
+    path: Path | None = Field(default=None, description="application log file (source: file)")
+    connection: str | None = Field(default=None, description="`kubernetes` connection "
+                                   "(source: pod)")
+    namespace: str | None = Field(default=None, min_length=1,
+                                  description="the pod's namespace (source: pod)")
+    pod: str | None = Field(default=None, min_length=1, description="pod name")
+    label_selector: str | None = Field(default=None, min_length=1, description="or: the "
+                                       "newest Running pods matching this selector")
+    container: str | None = Field(default=None, min_length=1, description="container "
+                                  "(default: the pod's only container)")
+    max_pods: int = Field(default=1, ge=1, le=10, description="with label_selector: "
+                          "sample this many of the newest Running pods, merged")
     lines: int = Field(default=200, gt=0, le=100_000, description="latest lines sampled")
     min_share: float = Field(default=0.95, ge=0, le=1, description="share of sampled lines "
                              "that must be structured")
@@ -61,7 +85,26 @@ class LogsCheck(CheckSpec):
     max_age: Duration | None = Field(default=None, gt=0, description="the file must have "
                                      "been written within this time (null: not checked)")
     max_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="read at most this "
-                           "much from the end of the file")
+                           "much from the end of the file (per pod: `limitBytes`)")
+
+    @model_validator(mode="after")
+    def _source_options(self) -> Self:
+        if self.source == "file":
+            if self.path is None:
+                raise ValueError("path is required with source: file")
+            extra = [name for name in _POD_OPTIONS if getattr(self, name) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only with source: pod")
+            return self
+        if self.path is not None:
+            raise ValueError("path: only with source: file")
+        if self.connection is None or self.namespace is None:
+            raise ValueError("source: pod needs connection and namespace")
+        if (self.pod is None) == (self.label_selector is None):
+            raise ValueError("source: pod needs exactly one of pod and label_selector")
+        if self.pod is not None and self.max_pods != 1:
+            raise ValueError("max_pods: only with label_selector")
+        return self
 
 
 SAMPLED = MetricFamily("readiness_logs_sampled_lines", "Log lines sampled (the latest N).")
@@ -76,14 +119,17 @@ RATIO = MetricFamily("readiness_logs_structured_ratio",
 TARGET = MetricFamily("readiness_logs_structured_ratio_target",
                       "Minimum share of structured lines (the objective).")
 MODIFIED = MetricFamily("readiness_logs_modified_timestamp_seconds",
-                        "Last modification time of the log file.")
+                        "Last modification time of the log file (pod: newest line's time).")
 METRICS = (SAMPLED, STRUCTURED, NOT_JSON, MISSING, RATIO, TARGET, MODIFIED)
 
 
 @dataclass(frozen=True, slots=True)
 class Tail:
+    """Sampled lines, the log's last write time (None: unknown) and what was read."""
+
     lines: list[bytes]
-    modified: float
+    modified: float | None
+    where: str = ""
 
 
 def read_tail(path: Path, count: int, max_bytes: int) -> Tail:
@@ -152,17 +198,199 @@ def classify(lines: list[bytes], fields: LogFields) -> Sample:
                                                      if names[r]})
 
 
+# --------------------------------------------------------------------------- pod source
+
+
+class _NotFound(Exception):
+    """The pod (or a matching Running pod) does not exist: the check fails."""
+
+
+def split_timestamp(line: bytes) -> tuple[float | None, bytes]:
+    """Split `timestamps=true` output: `2026-11-28T10:00:00.123456789Z {...}`."""
+    head, sep, rest = line.partition(b" ")
+    if not sep or len(head) < 20 or head[4:5] != b"-":
+        return None, line
+    text = head.decode("ascii", "replace")
+    if "." in text:  # nanoseconds: datetime keeps microseconds
+        whole, _, fraction = text.partition(".")
+        digits = fraction.rstrip("Z")
+        text = f"{whole}.{digits[:6]}{fraction[len(digits):]}"
+    try:
+        return datetime.fromisoformat(text).timestamp(), rest
+    except ValueError:
+        return None, line
+
+
+def pod_lines(body: bytes, truncated: bool, count: int) -> tuple[list[bytes], float | None]:
+    """Non-empty lines of a pod log answer (timestamps stripped) and the newest time.
+
+    When the answer was cut at `limitBytes`, its last line may be partial: dropped.
+    """
+    raw = body.split(b"\n")
+    if truncated and not body.endswith(b"\n"):
+        raw = raw[:-1]
+    lines: list[bytes] = []
+    newest: float | None = None
+    for line in raw:
+        stamp, text = split_timestamp(line.rstrip(b"\r"))
+        if stamp is not None:
+            newest = stamp if newest is None else max(newest, stamp)
+        if text.strip():
+            lines.append(text)
+    return lines[-count:], newest
+
+
+async def _api_get(api: Any, path: str, query: list[tuple[str, str]], accept: str,
+                   what: str, seconds: float, limit: int) -> tuple[int, bytes, bool]:
+    """GET through the connection's ApiClient: (status, at most `limit` bytes, truncated)."""
+    try:
+        async with asyncio.timeout(seconds):
+            response = await api.call_api(
+                path, "GET", query_params=query, header_params={"Accept": accept},
+                auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=seconds)
+            try:
+                status: int = response.status
+                chunks: list[bytes] = []
+                size = 0
+                while size < limit:
+                    chunk = await response.content.read(limit - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                truncated = size >= limit
+            finally:
+                response.release()
+    except TimeoutError:
+        raise ProbeError(Reason.TIMEOUT, f"{what}: the API server did not answer within "
+                         f"{seconds:g}s") from None
+    except aiohttp.ClientSSLError:
+        raise ProbeError(Reason.TLS, f"{what}: TLS with the API server failed") from None
+    except aiohttp.ClientConnectorDNSError:
+        raise ProbeError(Reason.DNS, f"{what}: the API server's host name does not "
+                         "resolve") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise ProbeError(Reason.CONNECT, f"{what}: cannot connect to the API server "
+                         f"{exc.host}:{exc.port}") from None
+    except aiohttp.ClientError as exc:
+        raise ProbeError(Reason.PROTOCOL, f"{what}: the connection failed "
+                         f"({type(exc).__name__})") from None
+    return status, b"".join(chunks), truncated
+
+
+def _api_message(body: bytes) -> str:
+    """The `message` of a Kubernetes Status answer, shortened (no log content)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    message = data.get("message") if isinstance(data, dict) else None
+    return message[:200] if isinstance(message, str) else ""
+
+
+def _check_status(status: int, body: bytes, what: str, permission: str) -> None:
+    if 200 <= status < 300:
+        return
+    if status == 401:
+        raise ProbeError(Reason.AUTH, f"{what}: the API server rejected the credentials (401)")
+    if status == 403:
+        raise ProbeError(Reason.AUTH, f"{what}: forbidden, missing RBAC permission "
+                         f"{permission}")
+    if status == 400:  # no such container, several containers and none named...
+        raise ProbeError(Reason.CONFIG, f"{what}: {_api_message(body) or 'bad request (400)'}")
+    raise ProbeError(Reason.PROTOCOL, f"{what}: the API server answered HTTP {status}")
+
+
+def _started(pod: dict[str, Any]) -> str:
+    status = pod.get("status") or {}
+    metadata = pod.get("metadata") or {}
+    return str(status.get("startTime") or metadata.get("creationTimestamp") or "")
+
+
+async def _select_pods(api: Any, spec: LogsCheck, seconds: float) -> list[str]:
+    """The newest `max_pods` Running pods matching the label selector (newest first)."""
+    namespace, selector = spec.namespace, spec.label_selector
+    assert namespace is not None and selector is not None
+    what = f"list pods {selector} in namespace {namespace}"
+    status, body, _ = await _api_get(
+        api, f"/api/v1/namespaces/{namespace}/pods",
+        [("labelSelector", selector), ("fieldSelector", "status.phase=Running"),
+         ("limit", "500")], "application/json", what, seconds, 64 * 1024 * 1024)
+    _check_status(status, body, what, f"list pods in namespace {namespace}")
+    try:
+        data = json.loads(body)
+        items = [i for i in data["items"] if isinstance(i, dict)]
+    except (ValueError, KeyError, TypeError):
+        raise ProbeError(Reason.PROTOCOL, f"{what}: the answer is not a pod list") from None
+    running = [i for i in items if (i.get("status") or {}).get("phase") == "Running"]
+    if not running:
+        raise _NotFound(f"no Running pod matches {selector} in namespace {namespace}")
+    running.sort(key=lambda pod: (_started(pod), str((pod.get("metadata") or {})
+                                                     .get("name"))), reverse=True)
+    return [str(pod["metadata"]["name"]) for pod in running[:spec.max_pods]]
+
+
+async def _read_pod_log(api: Any, spec: LogsCheck, pod: str,
+                        seconds: float) -> tuple[list[bytes], float | None]:
+    namespace = spec.namespace
+    query = [("tailLines", str(spec.lines)), ("limitBytes", str(spec.max_bytes)),
+             ("timestamps", "true")]
+    if spec.container is not None:
+        query.append(("container", spec.container))
+    what = f"log of pod {namespace}/{pod}" + (f" container {spec.container}"
+                                               if spec.container else "")
+    status, body, truncated = await _api_get(
+        api, f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query, "text/plain", what,
+        seconds, spec.max_bytes)
+    if status == 404:
+        raise _NotFound(f"pod {namespace}/{pod} not found")
+    _check_status(status, body, what, f"get pods/log in namespace {namespace}")
+    return pod_lines(body, truncated or len(body) >= spec.max_bytes, spec.lines)
+
+
+async def read_pods(spec: LogsCheck, ctx: ProbeContext) -> Tail:
+    """The latest `lines` lines of each sampled pod's log, merged."""
+    assert spec.connection is not None
+    cluster = await ctx.connection(spec.connection)
+    api = await api_client(cluster)
+    timeout = float(cluster.spec.request_timeout)
+    pods = [spec.pod] if spec.pod is not None else await _select_pods(api, spec, timeout)
+    results = await asyncio.gather(*(_read_pod_log(api, spec, pod, timeout) for pod in pods))
+    lines = [line for part, _ in results for line in part]
+    stamps = [stamp for _, stamp in results if stamp is not None]
+    shown = ", ".join(pods[:3]) + (f" +{len(pods) - 3}" if len(pods) > 3 else "")
+    return Tail(lines, max(stamps) if stamps else None, f"pod {spec.namespace}/{shown}")
+
+
+async def _read(spec: LogsCheck, ctx: ProbeContext) -> Tail | Outcome:
+    """The sampled tail, or the outcome that ends the run (missing log, bad access)."""
+    if spec.source == "pod":
+        try:
+            return await read_pods(spec, ctx)
+        except _NotFound as exc:
+            return Outcome.failed(str(exc))
+        except ProbeError as exc:
+            return Outcome.errored(exc.reason, exc.message)
+    path = spec.path
+    assert path is not None
+    try:
+        tail: Tail = await ctx.run_blocking(read_tail, path, spec.lines, spec.max_bytes)
+    except FileNotFoundError:
+        return Outcome.failed(f"log file {path} does not exist")
+    except IsADirectoryError:
+        return Outcome.errored(Reason.CONFIG, f"{path} is a directory, not a log file")
+    except OSError as exc:
+        return Outcome.errored(Reason.CONFIG, f"log file {path} cannot be read: "
+                               f"{exc.strerror}")
+    return tail
+
+
 async def run(spec: LogsCheck, ctx: ProbeContext) -> Outcome:
     """Sample the log's tail and compare the structured share with `min_share`."""
-    try:
-        tail = await ctx.run_blocking(read_tail, spec.path, spec.lines, spec.max_bytes)
-    except FileNotFoundError:
-        return Outcome.failed(f"log file {spec.path} does not exist")
-    except IsADirectoryError:
-        return Outcome.errored(Reason.CONFIG, f"{spec.path} is a directory, not a log file")
-    except OSError as exc:
-        return Outcome.errored(Reason.CONFIG, f"log file {spec.path} cannot be read: "
-                               f"{exc.strerror}")
+    tail = await _read(spec, ctx)
+    if isinstance(tail, Outcome):
+        return tail
     sample = await ctx.run_blocking(classify, tail.lines, spec.fields)
     ratio = sample.structured / sample.sampled if sample.sampled else 0.0
     measurements = [
@@ -171,16 +399,20 @@ async def run(spec: LogsCheck, ctx: ProbeContext) -> Outcome:
         Measurement(NOT_JSON.name, float(sample.not_json)),
         Measurement(RATIO.name, ratio),
         Measurement(TARGET.name, spec.min_share),
-        Measurement(MODIFIED.name, tail.modified),
         *(Measurement(MISSING.name, float(n), {"field": f}) for f, n in sample.missing.items()),
     ]
+    if tail.modified is not None:
+        measurements.append(Measurement(MODIFIED.name, tail.modified))
     problems: list[str] = []
     if sample.sampled < spec.min_lines:
         problems.append(f"only {sample.sampled} lines (min {spec.min_lines})")
-    if spec.max_age is not None and ctx.now() - tail.modified > spec.max_age:
+    if spec.max_age is not None and tail.modified is not None and \
+            ctx.now() - tail.modified > spec.max_age:
         problems.append(f"not written for {(ctx.now() - tail.modified) / 60:.0f} min")
     summary = (f"{ratio:.1%} of the last {sample.sampled} lines structured "
                f"(min {spec.min_share:.0%})")
+    if tail.where:
+        summary += f" in {tail.where}"
     if sample.sampled and ratio < spec.min_share:
         details = [f"{sample.not_json} not JSON"] if sample.not_json else []
         details += [f"{n} without {f}" for f, n in sample.missing.items() if n]
@@ -194,7 +426,7 @@ KIND = ProbeKind(
     name="logs",
     spec=LogsCheck,
     run=run,
-    summary="The latest N lines of the application log are JSON with time, level, message "
-    "and correlation id (share against a threshold).",
+    summary="The latest N lines of the application log (a file or a pod's log) are JSON "
+    "with time, level, message and correlation id (share against a threshold).",
     metrics=METRICS,
 )

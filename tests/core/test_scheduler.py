@@ -102,13 +102,17 @@ async def test_at_most_one_run_at_a_time_and_concurrency_limit(tmp_path: Any) ->
 
 
 async def test_shutdown_cancels_in_flight_probes_quickly(tmp_path: Any) -> None:
+    from tests.support.kinds import SHUTDOWN_CALLS
+
     checks = [behaviour(f"h{i}", "hang", interval=60, timeout=120) for i in range(10)]
     cfg = build_config(checks, state_dir=str(tmp_path))
     runtime = Runtime(cfg, None)
     await runtime.start()
     await asyncio.sleep(0.6)
+    calls_before = len(SHUTDOWN_CALLS)
     started = time.monotonic()
     await runtime.stop()
     assert time.monotonic() - started < 5.0
+    assert len(SHUTDOWN_CALLS) == calls_before + 1  # the kind's background work was ended
     assert all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task()
                and "Runtime" in repr(t))

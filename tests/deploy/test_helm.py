@@ -317,6 +317,36 @@ def test_secrets_are_readable_only_when_enabled(
         assert "secrets" in {r for rule in role["rules"] for r in rule["resources"]}
 
 
+def test_pod_logs_are_readable_only_when_enabled(
+        rendered: dict[str, list[dict[str, Any]]], helm: Helm) -> None:
+    for name, docs in rendered.items():
+        assert "pods/log" not in _resources(docs), name
+    for values, kind in ((NAMESPACED, "Role"), (CLUSTER_SECRETS, "ClusterRole")):
+        docs = helm.template([values], sets=["rbac.podLogs=true"])
+        for role in of_kind(docs, kind):
+            rules = [rule for rule in role["rules"] if "pods/log" in rule["resources"]]
+            assert [rule["verbs"] for rule in rules] == [["get"]], values.name
+
+
+def test_drill_lease_is_the_only_write_access_and_opt_in(
+        rendered: dict[str, list[dict[str, Any]]], helm: Helm) -> None:
+    for name, docs in rendered.items():
+        assert "leases" not in _resources(docs), name
+    docs = helm.template([NAMESPACED], sets=["drillLease.enabled=true",
+                                             "drillLease.namespace=qbitel-dr"])
+    writable = [role for role in of_kind(docs, "Role")
+                if any(set(rule["verbs"]) - READ_VERBS for rule in role["rules"])]
+    assert [role["metadata"]["name"] for role in writable] == [f"{FULLNAME}-drill-lease"]
+    (role,) = writable
+    assert role["metadata"]["namespace"] == "qbitel-dr"
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = next(b for b in of_kind(docs, "RoleBinding")
+                   if b["metadata"]["name"] == f"{FULLNAME}-drill-lease")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME,
+                                    "namespace": NAMESPACE}]
+
+
 def test_cluster_scope_covers_what_the_kubernetes_probes_list(
         rendered: dict[str, list[dict[str, Any]]]) -> None:
     from exporter.probes.kubernetes import resources as r

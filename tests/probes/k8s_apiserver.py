@@ -6,6 +6,9 @@ objects, API group discovery) from objects shaped like `kubectl get -o json` out
 with `limit`/`continue` pagination, `labelSelector` (equality and existence) and
 `fieldSelector` (equality) filtering, PartialObjectMetadataList answers, and injected
 403, 500 and slow responses. Every request is recorded so tests can count them.
+It also stores coordination.k8s.io/v1 Leases (GET/POST/PUT, one namespace at a time)
+with resourceVersion conflicts (a PUT with a stale resourceVersion answers 409), and
+`forbidden_lease_verbs` (get, create, update) answer 403.
 """
 
 from __future__ import annotations
@@ -62,7 +65,12 @@ class FakeApiServer:
     slow: dict[str, float] = field(default_factory=dict)
     unserved: set[str] = field(default_factory=set)
     expire_continue: int = 0
+    # (namespace, pod, container) -> [(written at, line)]: served by `pod_log` below
+    pod_logs: dict[tuple[str, str, str], list[tuple[float, str]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    leases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    forbidden_lease_verbs: set[str] = field(default_factory=set)
+    _resource_version: int = 1000
     _store: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     _by_ns: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = field(
         default_factory=dict)
@@ -121,7 +129,10 @@ class FakeApiServer:
     async def start(self, port: int, ssl_context: ssl.SSLContext | None = None) -> str:
         """Listen on 127.0.0.1:port (HTTPS with `ssl_context`); returns the base URL."""
         app = web.Application()
+        app.router.add_get(POD_LOG_ROUTE, PodLogRoute(self).handle)
         app.router.add_get("/{tail:.*}", self._handle)
+        app.router.add_post("/{tail:.*}", self._handle)
+        app.router.add_put("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=ssl_context).start()
@@ -150,6 +161,12 @@ class FakeApiServer:
                 f"Bearer {self.token}":
             return self._status(401, "Unauthorized", "Unauthorized")
         parts = [p for p in request.path.split("/") if p]
+        if parts[:4] == ["apis", "coordination.k8s.io", "v1", "namespaces"] and \
+                len(parts) in (6, 7) and parts[5] == "leases":
+            return await self._lease(request, parts[4], parts[6] if len(parts) == 7 else None)
+        if request.method != "GET":
+            return self._status(405, "MethodNotAllowed", "the server does not allow this "
+                                "method on the requested resource")
         if parts == ["version"]:
             return web.json_response(self.version)
         if len(parts) == 2 and parts[0] == "apis":
@@ -235,6 +252,46 @@ class FakeApiServer:
         body = json.dumps(head)[:-1] + ', "items": [' + ",".join(encoded) + "]}"
         return web.Response(body=body.encode(), content_type="application/json")
 
+    async def _lease(self, request: web.Request, namespace: str,
+                     name: str | None) -> web.Response:
+        """GET/PUT one Lease, POST a new one; PUT needs the current resourceVersion."""
+        verb = {"GET": "get", "POST": "create", "PUT": "update"}.get(request.method)
+        if verb is None or (verb == "create") != (name is None):
+            return self._status(405, "MethodNotAllowed", "method not allowed")
+        if verb in self.forbidden_lease_verbs:
+            return self._status(403, "Forbidden", f'leases.coordination.k8s.io is forbidden: '
+                                f'User "system:serviceaccount:readiness:exporter" cannot '
+                                f'{verb} resource "leases" in API group "coordination.k8s.io" '
+                                f'in the namespace "{namespace}"')
+        if verb == "get":
+            found = self.leases.get((namespace, name or ""))
+            if found is None:
+                return self._status(404, "NotFound",
+                                    f'leases.coordination.k8s.io "{name}" not found')
+            return web.json_response(found)
+        body = await request.json()
+        meta = body.setdefault("metadata", {})
+        name = name or meta.get("name", "")
+        current = self.leases.get((namespace, name))
+        if verb == "create" and current is not None:
+            return self._status(409, "AlreadyExists",
+                                f'leases.coordination.k8s.io "{name}" already exists')
+        if verb == "update":
+            if current is None:
+                return self._status(404, "NotFound",
+                                    f'leases.coordination.k8s.io "{name}" not found')
+            if meta.get("resourceVersion") != current["metadata"]["resourceVersion"]:
+                return self._status(409, "Conflict", f'Operation cannot be fulfilled on '
+                                    f'leases.coordination.k8s.io "{name}": the object has been '
+                                    "modified; please apply your changes to the latest "
+                                    "version and try again")
+        self._resource_version += 1
+        meta.update(name=name, namespace=namespace,
+                    resourceVersion=str(self._resource_version))
+        body.update(apiVersion="coordination.k8s.io/v1", kind="Lease")
+        self.leases[(namespace, name)] = body
+        return web.json_response(body, status=201 if verb == "create" else 200)
+
     def _encoded(self, item: dict[str, Any]) -> str:
         """An item's JSON, serialised once (the bench serves 20,000 pods many times)."""
         text = self._json.get(id(item))
@@ -296,3 +353,74 @@ def write_kubeconfig(path: Path, server: str, token: str, context: str = "test",
     data["users"].append({"name": "nobody", "user": {"token": "wrong-token"}})
     path.write_text(json.dumps(data))
     return path
+
+
+# -- pod logs (`GET /api/v1/namespaces/{ns}/pods/{name}/log`), for the `logs` probe
+
+POD_LOG_ROUTE = "/api/v1/namespaces/{namespace}/pods/{name}/log"
+
+
+def _rfc3339nano(epoch: float) -> str:
+    """`2026-11-28T10:00:00.123456789Z`, as the kubelet writes `timestamps=true`."""
+    import datetime as dt  # local: keeps this appended section self-contained
+
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
+
+
+@dataclass
+class PodLogRoute:
+    """Serves a pod's log from `server.pod_logs`, with the API server's query semantics:
+    `container` (required when the pod has several), `tailLines` (last N lines),
+    `timestamps=true` (RFC3339Nano prefix) and `limitBytes` (the first N bytes of the
+    answer, so the last line may be cut). 403 when `"pods/log"` is in `forbidden_get`;
+    `slow["pods/log"]` delays the answer."""
+
+    server: FakeApiServer
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        response = await _pod_log_answer(self.server, request, namespace, name)
+        self.server.requests.append(Recorded(request.path, dict(request.query),
+                                             request.headers.get("Accept", ""),
+                                             response.status))
+        return response
+
+
+async def _pod_log_answer(server: FakeApiServer, request: web.Request, namespace: str,
+                          name: str) -> web.StreamResponse:
+    if server.token is not None and request.headers.get("Authorization") != \
+            f"Bearer {server.token}":
+        return server._status(401, "Unauthorized", "Unauthorized")
+    if "pods/log" in server.slow:
+        await asyncio.sleep(server.slow["pods/log"])
+    if "pods/log" in server.forbidden_get:
+        return server._status(403, "Forbidden", f'pods "{name}" is forbidden: User '
+                              '"system:serviceaccount:readiness:exporter" cannot get '
+                              f'resource "pods/log" in API group "" in the namespace '
+                              f'"{namespace}"')
+    pods = server._by_ns.get(("v1", "pods"), {}).get(namespace, [])
+    pod = next((p for p in pods if p["metadata"]["name"] == name), None)
+    if pod is None:
+        return server._status(404, "NotFound", f'pods "{name}" not found')
+    containers = [c["name"] for c in (pod.get("spec") or {}).get("containers", [])]
+    container = request.query.get("container")
+    if container is None:
+        if len(containers) != 1:
+            return server._status(400, "BadRequest", "a container name must be specified "
+                                  f"for pod {name}, choose one of: [{' '.join(containers)}]")
+        container = containers[0]
+    elif container not in containers:
+        return server._status(400, "BadRequest",
+                              f"container {container} is not valid for pod {name}")
+    entries = server.pod_logs.get((namespace, name, container), [])
+    tail = request.query.get("tailLines")
+    if tail is not None:
+        entries = entries[-int(tail):] if int(tail) > 0 else []
+    stamped = request.query.get("timestamps") == "true"
+    body = "".join((f"{_rfc3339nano(at)} " if stamped else "") + line + "\n"
+                   for at, line in entries).encode()
+    limit = request.query.get("limitBytes")
+    if limit is not None:
+        body = body[:int(limit)]
+    return web.Response(body=body, content_type="text/plain")

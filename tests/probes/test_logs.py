@@ -6,13 +6,18 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from exporter import config
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
+from exporter.probes.kubernetes.connection import KubernetesConnection
 from exporter.probes.logs import KIND, LogsCheck, read_tail
+from tests.probes.k8s_apiserver import FakeApiServer, write_kubeconfig
+from tests.support.servers import free_port
 
 
 class JsonFormatter(logging.Formatter):
@@ -135,3 +140,234 @@ def test_spec_rejects_bad_values(tmp_path: Path) -> None:
         _spec(tmp_path, min_share=1.5)
     with pytest.raises(ValueError, match="Extra inputs"):
         _spec(tmp_path, fields={"trace": ["x"]})
+
+
+# --------------------------------------------------------------------------- source: pod
+# A pod's log through the real kubernetes-asyncio client (kubeconfig with a bearer token)
+# against the fake API server of tests/probes/k8s_apiserver.py, which serves
+# `GET /api/v1/namespaces/{ns}/pods/{name}/log` with tailLines, timestamps, limitBytes
+# and container semantics.
+
+K8S_TOKEN = "tok-LOGS-BEARER-do-not-leak-5521"
+LOG_SECRET = "db-password=Pr0d-Hunter2-do-not-leak"
+NOW = time.time()
+
+
+def _pod(name: str, phase: str, started: str, labels: dict[str, str],
+         containers: tuple[str, ...] = ("app",)) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "shop", "labels": labels,
+                         "creationTimestamp": started},
+            "spec": {"containers": [{"name": c, "image": "x"} for c in containers]},
+            "status": {"phase": phase, "startTime": started}}
+
+
+def _json_lines(count: int, written: float, *, correlation: bool = True
+                ) -> list[tuple[float, str]]:
+    rows = []
+    for i in range(count):
+        record = {"ts": "2026-11-28T10:00:00Z", "level": "info", "msg": f"request {i}"}
+        if correlation:
+            record["traceId"] = f"t{i}"
+        rows.append((written - count + i, json.dumps(record)))
+    return rows
+
+
+@pytest.fixture
+async def apiserver() -> AsyncIterator[FakeApiServer]:
+    server = FakeApiServer(token=K8S_TOKEN)
+    server.add([
+        _pod("api-old", "Running", "2026-11-28T09:00:00Z", {"app": "api"}),
+        _pod("api-new", "Running", "2026-11-28T11:00:00Z", {"app": "api"}),
+        _pod("api-pending", "Pending", "2026-11-28T12:00:00Z", {"app": "api"}),
+        _pod("multi", "Running", "2026-11-28T10:00:00Z", {"app": "multi"},
+             ("app", "istio-proxy")),
+        _pod("quiet", "Running", "2026-11-28T10:00:00Z", {"app": "quiet"}),
+    ])
+    server.pod_logs[("shop", "api-new", "app")] = _json_lines(1000, NOW)
+    server.pod_logs[("shop", "api-old", "app")] = [
+        *_json_lines(150, NOW - 60),
+        (NOW - 50, f"ERROR plain text line with {LOG_SECRET}"),
+        *_json_lines(49, NOW - 40, correlation=False)]
+    server.pod_logs[("shop", "multi", "app")] = _json_lines(30, NOW - 7200)
+    server.pod_logs[("shop", "multi", "istio-proxy")] = [(NOW, "[envoy] plain access log")]
+    await server.start(free_port())
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def k8s_ctx(apiserver: FakeApiServer, tmp_path: Path) -> AsyncIterator[RuntimeContext]:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig",
+                                  f"http://127.0.0.1:{apiserver.port}", K8S_TOKEN)
+    connections = {"k8s": KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
+                                               context="test", request_timeout=2.0)}
+    context = RuntimeContext(connections, state_dir=tmp_path / "state")
+    yield context
+    await context.aclose()
+
+
+def _pod_spec(**fields: object) -> LogsCheck:
+    return LogsCheck.model_validate({"id": "5.2.1", "section": "5.2", "title": "t",
+                                     "kind": "logs", "source": "pod", "connection": "k8s",
+                                     "namespace": "shop", **fields})
+
+
+def _assert_clean(outcome: Outcome, caplog: pytest.LogCaptureFixture) -> None:
+    texts = [outcome.message, *(json.dumps(dict(m.labels)) for m in outcome.measurements),
+             *(r.getMessage() for r in caplog.records)]
+    for text in texts:
+        assert K8S_TOKEN not in text and LOG_SECRET not in text and "request 1" not in text
+
+
+def _log_requests(server: FakeApiServer, pod: str) -> list[dict[str, str]]:
+    return [r.query for r in server.requests if r.path.endswith(f"/pods/{pod}/log")]
+
+
+async def test_named_pod_log_passes(apiserver: FakeApiServer, k8s_ctx: RuntimeContext,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    before = len(_log_requests(apiserver, "api-new"))
+    outcome = await KIND.run(_pod_spec(pod="api-new", max_age="10m"), k8s_ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert outcome.message == ("100.0% of the last 200 lines structured (min 95%) "
+                               "in pod shop/api-new")
+    assert _value(outcome, "readiness_logs_sampled_lines") == 200
+    # the newest line's kubelet timestamp (timestamps=true), to the microsecond
+    assert abs(_value(outcome, "readiness_logs_modified_timestamp_seconds") - (NOW - 1)) < 1e-3
+    queries = _log_requests(apiserver, "api-new")[before:]
+    assert queries == [{"tailLines": "200", "limitBytes": str(8 * 1024 * 1024),
+                        "timestamps": "true"}]
+    _assert_clean(outcome, caplog)
+
+
+async def test_label_selector_samples_newest_running_pods(
+        apiserver: FakeApiServer, k8s_ctx: RuntimeContext,
+        caplog: pytest.LogCaptureFixture) -> None:
+    newest = await KIND.run(_pod_spec(label_selector="app=api", lines=100), k8s_ctx)
+    # api-pending is newer but not Running: api-new is sampled
+    assert newest.status is Status.PASS and newest.message.endswith("in pod shop/api-new")
+    listing = [r for r in apiserver.requests if r.path == "/api/v1/namespaces/shop/pods"][-1]
+    assert listing.query["labelSelector"] == "app=api"
+    assert listing.query["fieldSelector"] == "status.phase=Running"
+    both = await KIND.run(_pod_spec(label_selector="app=api", lines=100, max_pods=3),
+                          k8s_ctx)
+    # 100 lines of each Running pod, merged: api-old has 1 plain line and 49 without ids
+    assert both.status is Status.FAIL
+    assert both.message == ("75.0% of the last 200 lines structured (min 95%) in pod "
+                            "shop/api-new, api-old: 1 not JSON, 49 without correlation_id")
+    assert _value(both, "readiness_logs_unparsed_lines") == 1
+    _assert_clean(both, caplog)
+    none = await KIND.run(_pod_spec(label_selector="app=absent"), k8s_ctx)
+    assert none.status is Status.FAIL
+    assert none.message == "no Running pod matches app=absent in namespace shop"
+
+
+async def test_containers_and_stale_log(k8s_ctx: RuntimeContext) -> None:
+    unnamed = await KIND.run(_pod_spec(pod="multi"), k8s_ctx)
+    assert unnamed.status is Status.ERROR and unnamed.reason is Reason.CONFIG
+    assert "a container name must be specified for pod multi" in unnamed.message
+    wrong = await KIND.run(_pod_spec(pod="multi", container="nginx"), k8s_ctx)
+    assert wrong.status is Status.ERROR and wrong.reason is Reason.CONFIG
+    assert "container nginx is not valid for pod multi" in wrong.message
+    sidecar = await KIND.run(_pod_spec(pod="multi", container="istio-proxy"), k8s_ctx)
+    assert sidecar.status is Status.FAIL and "1 not JSON" in sidecar.message
+    stale = await KIND.run(_pod_spec(pod="multi", container="app", max_age="1h"), k8s_ctx)
+    assert stale.status is Status.FAIL and "not written for 120 min" in stale.message
+    empty = await KIND.run(_pod_spec(pod="quiet"), k8s_ctx)
+    assert empty.status is Status.FAIL and "only 0 lines (min 1)" in empty.message
+    assert not any(m.family == "readiness_logs_modified_timestamp_seconds"
+                   for m in empty.measurements)
+
+
+async def test_limit_bytes_drops_the_cut_line(apiserver: FakeApiServer,
+                                              k8s_ctx: RuntimeContext) -> None:
+    outcome = await KIND.run(_pod_spec(pod="api-new", lines=100, max_bytes=1000), k8s_ctx)
+    # limitBytes keeps the first 1000 bytes of the last 100 lines; the cut last line is
+    # dropped, never parsed as a broken JSON line
+    assert outcome.status is Status.PASS, outcome.message
+    assert 0 < _value(outcome, "readiness_logs_sampled_lines") < 100
+    assert _log_requests(apiserver, "api-new")[-1]["limitBytes"] == "1000"
+
+
+async def test_missing_pod_forbidden_and_slow(apiserver: FakeApiServer,
+                                              k8s_ctx: RuntimeContext,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    missing = await KIND.run(_pod_spec(pod="ghost"), k8s_ctx)
+    assert missing.status is Status.FAIL and missing.message == "pod shop/ghost not found"
+    apiserver.forbidden_get.add("pods/log")
+    try:
+        denied = await KIND.run(_pod_spec(pod="api-new"), k8s_ctx)
+    finally:
+        apiserver.forbidden_get.discard("pods/log")
+    assert denied.status is Status.ERROR and denied.reason is Reason.AUTH
+    assert denied.message == ("log of pod shop/api-new: forbidden, missing RBAC permission "
+                              "get pods/log in namespace shop")
+    apiserver.slow["pods/log"] = 3.0  # request_timeout is 2 s
+    try:
+        slow = await KIND.run(_pod_spec(pod="api-new"), k8s_ctx)
+    finally:
+        del apiserver.slow["pods/log"]
+    assert slow.status is Status.ERROR and slow.reason is Reason.TIMEOUT
+    assert "did not answer within 2s" in slow.message
+    for outcome in (missing, denied, slow):
+        _assert_clean(outcome, caplog)
+
+
+async def test_wrong_token_is_auth_error(apiserver: FakeApiServer, tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig",
+                                  f"http://127.0.0.1:{apiserver.port}", K8S_TOKEN)
+    connections = {"k8s": KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
+                                               context="other")}  # user "nobody"
+    context = RuntimeContext(connections, state_dir=tmp_path / "state")
+    try:
+        outcome = await KIND.run(_pod_spec(pod="api-new"), context)
+    finally:
+        await context.aclose()
+    assert outcome.status is Status.ERROR and outcome.reason is Reason.AUTH
+    assert "wrong-token" not in outcome.message
+
+
+def test_pod_source_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs connection and namespace"):
+        LogsCheck.model_validate({"id": "5.2.1", "section": "5.2", "title": "t",
+                                  "kind": "logs", "source": "pod", "pod": "x"})
+    with pytest.raises(ValueError, match="exactly one of pod and label_selector"):
+        _pod_spec(pod="a", label_selector="app=a")
+    with pytest.raises(ValueError, match="exactly one of pod and label_selector"):
+        _pod_spec()
+    with pytest.raises(ValueError, match="path: only with source: file"):
+        _pod_spec(pod="a", path=str(tmp_path))
+    with pytest.raises(ValueError, match="max_pods: only with label_selector"):
+        _pod_spec(pod="a", max_pods=2)
+    with pytest.raises(ValueError, match="namespace, container: only with source: pod"):
+        _spec(tmp_path, namespace="shop", container="app")
+    with pytest.raises(ValueError, match="path is required with source: file"):
+        LogsCheck.model_validate({"id": "5.2.1", "section": "5.2", "title": "t",
+                                  "kind": "logs"})
+
+
+def test_config_checks_the_connection_kind() -> None:
+    check = {"id": "5.2.1", "section": "5.2", "title": "t", "kind": "logs", "source": "pod",
+             "connection": "db", "namespace": "shop", "pod": "api"}
+    wrong = {"connections": {"db": {"kind": "redis", "url": "redis://127.0.0.1:1"}},
+             "checks": [check]}
+    with pytest.raises(config.ConfigError) as caught:
+        config.build(wrong, "test")
+    assert "connection 'db' is a redis connection, this check needs kubernetes" in str(
+        caught.value)
+    right = {"connections": {"db": {"kind": "kubernetes", "kubeconfig": "/nonexistent"}},
+             "checks": [check]}
+    built = config.build(right, "test").checks[0]
+    assert isinstance(built, LogsCheck) and built.connection == "db"
+
+
+async def test_unusable_connection_is_config_error(tmp_path: Path) -> None:
+    connections = {"k8s": KubernetesConnection(kind="kubernetes",
+                                               kubeconfig=tmp_path / "absent")}
+    context = RuntimeContext(connections, state_dir=tmp_path / "state")
+    try:
+        outcome = await KIND.run(_pod_spec(pod="api-new"), context)
+    finally:
+        await context.aclose()
+    assert outcome.status is Status.ERROR and outcome.reason is Reason.CONFIG
+    assert "does not exist" in outcome.message

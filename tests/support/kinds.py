@@ -44,5 +44,15 @@ async def run(spec: BehaviourCheck, ctx: ProbeContext) -> Outcome:
     return Outcome.passed("ok", measurements)
 
 
+SHUTDOWN_CALLS: list[float] = []
+
+
+async def shutdown() -> None:
+    """Record that the exporter asked this kind to end its background work."""
+    import time
+
+    SHUTDOWN_CALLS.append(time.time())
+
+
 BEHAVIOUR = ProbeKind(name="test_behaviour", spec=BehaviourCheck, run=run,
-                      summary="test-only", metrics=(SAMPLE,))
+                      summary="test-only", metrics=(SAMPLE,), shutdown=shutdown)

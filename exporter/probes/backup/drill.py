@@ -33,9 +33,10 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
-from exporter.probes.backup import encryption, restore
+from exporter.probes.backup import encryption, lease, restore
 from exporter.probes.backup import records as rec
 from exporter.probes.backup.common import DRILL_DURATION, RTO_TARGET, human_duration, slug
+from exporter.probes.backup.lease import DrillLease
 from exporter.probes.backup.records import DrillRecord, DrillStore
 from exporter.probes.backup.restore import PHASES, DrillFailure, Verification
 from exporter.probes.backup.sources import BackupSource, DirectorySource, list_backups
@@ -116,6 +117,9 @@ class RestoreDrillCheck(CheckSpec):
                       "custom/directory dumps")
     bin_dir: Path | None = Field(default=None, description="where pg_restore/psql are")
     verify: Verification = Verification()
+    lease: DrillLease | None = Field(
+        default=None, description="run the drill only on the replica holding this "
+        "Kubernetes Lease (several replicas); the others report skipped")
 
     @model_validator(mode="after")
     def _mode_fields(self) -> RestoreDrillCheck:
@@ -127,6 +131,8 @@ class RestoreDrillCheck(CheckSpec):
                 if self.records_connection is None:
                     raise ValueError("records_table needs records_connection")
                 rec.quote_table(self.records_table)
+            if self.lease is not None:
+                raise ValueError("lease applies to run mode only")
         elif self.enabled:
             if self.source is None or self.connection is None:
                 raise ValueError("run mode needs source and connection")
@@ -345,6 +351,29 @@ async def _start_if_due(spec: RestoreDrillCheck, ctx: ProbeContext,
     _STATE.running[key] = entry
 
 
+def _cancel(key: tuple[str, str]) -> None:
+    entry = _STATE.running.get(key)
+    if entry is not None and entry.task is not None and _busy(entry):
+        log.warning("cancelling restore drill: lease lost", extra={"scenario": key[1]})
+        entry.task.cancel()
+
+
+async def _lease_gate(spec: RestoreDrillCheck, ctx: ProbeContext,
+                      key: tuple[str, str]) -> Outcome | None:
+    """With `lease:`: None on the holder, else the outcome this replica reports."""
+    assert spec.lease is not None
+    elector = await lease.elector(spec.lease, spec.scenario, ctx, lambda: _cancel(key))
+    if elector.leading:
+        return None
+    problem = elector.problem()
+    if problem is not None:
+        raise problem
+    holder = elector.holder
+    if holder and holder != elector.identity:
+        return Outcome.skipped(f"drill runs on {holder} (lease {elector.where})")
+    return Outcome.skipped(f"waiting for lease {elector.where}")
+
+
 def _drill_done(task: asyncio.Task[DrillRecord]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("restore drill crashed", extra={"error": type(task.exception()).__name__})
@@ -422,6 +451,8 @@ async def run(spec: RestoreDrillCheck, ctx: ProbeContext) -> Outcome:
             return evaluate(spec, found, ctx.now(), None, extra)
         store = DrillStore(ctx.state_dir)
         key = (str(ctx.state_dir), spec.scenario)
+        if spec.lease is not None and (gated := await _lease_gate(spec, ctx, key)):
+            return gated
         if not _busy(_STATE.running.get(key)) and key not in _STATE.recovered:
             await recover(spec, ctx, store)
             _STATE.recovered.add(key)
@@ -442,13 +473,15 @@ async def run(spec: RestoreDrillCheck, ctx: ProbeContext) -> Outcome:
 
 
 async def cancel_all() -> None:
-    """Cancel every running drill of this process and wait for their cleanup."""
+    """Cancel every running drill of this process, wait for their cleanup, and release
+    drill leases."""
     tasks = [e.task for e in _STATE.running.values() if e.task is not None and _busy(e)]
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    await lease.stop_all()
 
 
 KIND = ProbeKind(
@@ -458,4 +491,5 @@ KIND = ProbeKind(
     summary="A restore / failover drill succeeded within max_age and the RTO (reads records "
     "or runs a PostgreSQL restore drill itself).",
     metrics=(LAST_SUCCESS, LAST_RUN, LAST_RESULT, DRILL_DURATION, RTO_TARGET, MAX_AGE, PHASE),
+    shutdown=cancel_all,
 )

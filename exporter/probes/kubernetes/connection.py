@@ -8,7 +8,7 @@ loads anywhere; outside a cluster its checks end as `error/config` with the reas
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -46,6 +46,12 @@ class KubernetesConnection(ConnectionSpec):
 async def open_cluster(spec: KubernetesConnection) -> Cluster:
     """The shared client for this connection (configuration is loaded on first request)."""
     return Cluster(spec)
+
+
+async def api_client(cluster: Cluster) -> Any:
+    """The connection's kubernetes-asyncio ApiClient, for requests the snapshot does not
+    make (pod logs); created on first use, ProbeError(config) when it cannot be."""
+    return await cluster._client()
 
 
 async def close_cluster(cluster: Cluster) -> None:

@@ -98,6 +98,11 @@ Namespaced resources only when $cluster is false (a Role cannot grant the others
     - secrets
     {{- end }}
   verbs: {{ toJson $verbs }}
+{{- if $root.Values.rbac.podLogs }}
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: ["get"]
+{{- end }}
 - apiGroups: ["apps"]
   resources: [deployments, statefulsets, daemonsets]
   verbs: {{ toJson $verbs }}
