@@ -175,7 +175,7 @@ async def consumer(vhost: str, queue: str) -> AsyncIterator[None]:
 
 
 async def test_health_passes_on_running_broker(ctx: RuntimeContext) -> None:
-    outcome = await KIND.run(build(aspect="health"), ctx)
+    outcome = await until(build(aspect="health"), ctx, lambda o: o.status is Status.PASS)
     assert outcome.status is Status.PASS, outcome
     assert "no alarms" in outcome.message
     assert samples(outcome, "readiness_broker_up") == {(): 1.0}
@@ -382,8 +382,9 @@ async def test_monitoring_user_without_resource_rights_is_enough(vhost: str,
              {"configure": "^$", "write": "^$", "read": "^$"})
         allowed = await until(spec, ctx, lambda o: o.status is Status.PASS, seconds=10)
         assert allowed.status is Status.PASS, allowed
-        health = await KIND.run(build(aspect="health", user=user,
-                                      password="${BROKER_MON_PASSWORD}"), ctx)
+        health = await until(build(aspect="health", user=user,
+                                   password="${BROKER_MON_PASSWORD}"), ctx,
+                             lambda o: o.status is Status.PASS, seconds=10)
         assert health.status is Status.PASS, health
     finally:
         mgmt("DELETE", f"/api/users/{user}")
