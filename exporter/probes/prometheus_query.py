@@ -16,7 +16,6 @@ import base64
 import json
 import math
 import operator
-import ssl
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
+from exporter.probes.http.client import ssl_for
 
 __all__ = [
     "KIND",
@@ -85,45 +85,6 @@ class ApiTls(BaseModel):
         if self.insecure_skip_verify and self.ca_file is not None:
             raise ValueError("ca_file is pointless with insecure_skip_verify")
         return self
-
-
-_SSL_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
-
-
-def _mtime(path: Path | None) -> int | None:
-    try:
-        return None if path is None else path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def _build_ssl(tls: ApiTls) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-    if tls.cert_file is not None and tls.key_file is not None:
-        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    return context
-
-
-async def ssl_argument(tls: ApiTls, ctx: ProbeContext) -> ssl.SSLContext | bool:
-    """aiohttp's `ssl=`: True (system store), False (no verification) or a context,
-    cached per file set and modification time so renewed files are picked up."""
-    if tls.insecure_skip_verify:
-        return False
-    if tls.ca_file is None and tls.cert_file is None:
-        return True
-    key = (tls.ca_file, _mtime(tls.ca_file), tls.cert_file, _mtime(tls.cert_file),
-           tls.key_file, _mtime(tls.key_file))
-    context = _SSL_CONTEXTS.get(key)
-    if context is None:
-        try:
-            context = await ctx.run_blocking(_build_ssl, tls)
-        except (OSError, ssl.SSLError) as exc:
-            raise ProbeError(Reason.CONFIG, f"TLS files cannot be used: "
-                             f"{type(exc).__name__}") from None
-        if len(_SSL_CONTEXTS) >= 32:
-            _SSL_CONTEXTS.clear()
-        _SSL_CONTEXTS[key] = context
-    return context
 
 
 class ApiEndpoint(BaseModel):
@@ -226,7 +187,7 @@ async def fetch_json(
     `accept_error_status(status)` lets the caller read the JSON error body itself.
     """
     headers = api.request_headers()
-    ssl_arg = await ssl_argument(api.tls, ctx)
+    ssl_arg = await ssl_for(api.tls, ctx)
     method = "POST" if form is not None else "GET"
     try:
         async with ctx.http.request(

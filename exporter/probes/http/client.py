@@ -14,13 +14,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from exporter.model import ProbeContext, ProbeError, Reason
-from exporter.probes.http.spec import HttpTls
 
 USER_AGENT = "readiness-exporter/http-probe"
 
@@ -74,7 +74,20 @@ def _mtime(path: Path | None) -> float | None:
         return None
 
 
-def _build_ssl(tls: HttpTls) -> ssl.SSLContext:
+class TlsFiles(Protocol):
+    """What a TLS context is built from (HttpTls, and other kinds' TLS options)."""
+
+    @property
+    def ca_file(self) -> Path | None: ...
+    @property
+    def cert_file(self) -> Path | None: ...
+    @property
+    def key_file(self) -> Path | None: ...
+    @property
+    def insecure_skip_verify(self) -> bool: ...
+
+
+def _build_ssl(tls: TlsFiles) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(
             cafile=str(tls.ca_file) if tls.ca_file is not None else None)
@@ -88,7 +101,7 @@ def _build_ssl(tls: HttpTls) -> ssl.SSLContext:
     return context
 
 
-async def ssl_for(tls: HttpTls, ctx: ProbeContext) -> ssl.SSLContext | bool:
+async def ssl_for(tls: TlsFiles, ctx: ProbeContext) -> ssl.SSLContext | bool:
     """The `ssl=` argument for aiohttp: a cached context, True (default) or False."""
     if tls.insecure_skip_verify:
         return False
