@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, terminate
 
 T = TypeVar("T")
 EXPORTER_BIN = Path(sys.executable).parent / "readiness-exporter"
@@ -158,13 +158,7 @@ class Exporter:
 
     def stop(self) -> None:
         """Terminate the process (SIGTERM, then SIGKILL after 10 s)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def start_exporter(config: Mapping[str, Any], directory: Path,
