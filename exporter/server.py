@@ -125,7 +125,7 @@ async def board(request: web.Request) -> web.Response:
         if state.spec.enabled:
             group["enabled"] += 1
             group["passed"] += state.status is Status.PASS
-    counts = Counter(record(s)["status"] for s in states)
+    counts = Counter(row["status"] for group in groups.values() for row in group["rows"])
     blockers = [{"id": s.spec.id} for s in store.blockers(now)
                 if s.spec.severity is Severity.CRITICAL]
     html = request.app[TEMPLATES].get_template("board.html").render(

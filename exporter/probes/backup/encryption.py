@@ -70,6 +70,13 @@ def _looks_like_sql(head: bytes) -> bool:
     return any(marker in lowered for marker in _SQL_MARKERS)
 
 
+# Checked in this order, after age's binary header; tar's magic sits at offset 257.
+_ARMORS = ((b"-----BEGIN AGE ENCRYPTED FILE-----", AGE_ARMORED),
+           (b"-----BEGIN PGP MESSAGE-----", OPENPGP_ARMORED))
+_MAGIC = ((b"Salted__", OPENSSL), (b"PGDMP", PGDUMP_CUSTOM), (b"\x1f\x8b", GZIP),
+          (b"\x28\xb5\x2f\xfd", ZSTD), (b"BZh", BZIP2), (b"\xfd7zXZ\x00", XZ))
+
+
 def detect(head: bytes) -> Format:
     """Classify a backup by its leading bytes (pass at least `HEAD_BYTES` when possible)."""
     if not head:
@@ -77,22 +84,12 @@ def detect(head: bytes) -> Format:
     stripped = head.lstrip()
     if head.startswith(b"age-encryption.org/v1"):
         return AGE
-    if stripped.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----"):
-        return AGE_ARMORED
-    if stripped.startswith(b"-----BEGIN PGP MESSAGE-----"):
-        return OPENPGP_ARMORED
-    if head.startswith(b"Salted__"):
-        return OPENSSL
-    if head.startswith(b"PGDMP"):
-        return PGDUMP_CUSTOM
-    if head.startswith(b"\x1f\x8b"):
-        return GZIP
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return ZSTD
-    if head.startswith(b"BZh"):
-        return BZIP2
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return XZ
+    for armor, armored in _ARMORS:
+        if stripped.startswith(armor):
+            return armored
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
     if head[257:262] == b"ustar":
         return TAR
     if head.startswith(b"PK\x03\x04"):
