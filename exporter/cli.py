@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from exporter import __version__, config, jsonlog, registry
+from exporter import __version__, config, jsonlog, redact, registry
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
 from exporter.model import CheckSpec, Severity, Status
@@ -120,6 +120,7 @@ def select(checks: Sequence[CheckSpec], sections: Sequence[str],
 
 async def run_once(cfg: Config, specs: Sequence[CheckSpec]) -> Store:
     """Run every selected check once, concurrently; checks that summarise others last."""
+    redact.install(redact.from_config(cfg))
     store = Store(specs, cfg.settings.stale_after_intervals)
     ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                          checks=store.views, release=cfg.settings.release)

@@ -1,0 +1,218 @@
+"""The last line of defence: configured secret values scrubbed from what the exporter says.
+
+Every secret reference of the loaded configuration (`${ENV}` or `{file: PATH}`, in
+checks and connections, enabled or not), every variable named by a `password_env` or
+`key_env` option and the secret a `secret_strength` check judges, when it resolves,
+gives a value; wherever such a
+value appears in an outcome message, a measurement label or a log line, it is replaced
+by a placeholder naming the reference: `<redacted ${JWT_SECRET}>`.
+
+Also caught: the value as `repr()`, JSON and URL encodings write it, the password of a
+URL-shaped secret (a DSN), each long line of a multi-line secret (a PEM key), and a
+secret cut short by a message that truncates (its first `PREFIX_LENGTH` characters or
+more). Values shorter than `MIN_LENGTH` characters are not scrubbed: they would blank
+out ordinary words.
+
+The daemon and the `check` command install the scrubber of their configuration with
+`install()` (again on every reload); the runner and the JSON log formatter use
+`active()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+from pydantic import BaseModel
+
+from exporter.model import Measurement, Outcome, SecretRef
+
+if TYPE_CHECKING:
+    from exporter.config import Config
+
+__all__ = ["MIN_LENGTH", "PREFIX_LENGTH", "Scrubber", "active", "from_config", "install"]
+
+MIN_LENGTH = 6
+"""Shorter secret values are not scrubbed (too likely to match ordinary text)."""
+
+PREFIX_LENGTH = 16
+"""A run of at least this many leading characters of a longer secret is scrubbed too."""
+
+_MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Needle:
+    text: str
+    placeholder: str
+
+
+def _variants(value: str) -> set[str]:
+    """The forms in which `value` may appear in a message or a log line."""
+    found = {value, repr(value)[1:-1], json.dumps(value)[1:-1],
+             quote(value, safe=""), quote_plus(value, safe="")}
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        password = None
+    if password:
+        found |= {password, quote(password, safe="")}
+    if "\n" in value:
+        found |= {line.strip() for line in value.splitlines()
+                  if len(line.strip()) >= PREFIX_LENGTH}
+    return {v for v in found if len(v) >= MIN_LENGTH and v.strip()}
+
+
+class Scrubber:
+    """Replaces known secret values in text by `<redacted REFERENCE>`."""
+
+    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
+        """`secrets` maps each secret value to the description of its reference."""
+        needles: dict[str, str] = {}
+        for value, where in (secrets or {}).items():
+            for variant in _variants(value):
+                needles.setdefault(variant, f"<redacted {where}>")
+        # Longest first, so a secret that contains another one is replaced whole.
+        self._needles = tuple(_Needle(t, p) for t, p in
+                              sorted(needles.items(), key=lambda item: -len(item[0])))
+
+    def __len__(self) -> int:
+        return len(self._needles)
+
+    def scrub(self, text: str) -> str:
+        """`text` with every occurrence of a secret replaced by its placeholder."""
+        if not self._needles or not text:
+            return text
+        spans: list[tuple[int, int, str]] = []
+        for needle in self._needles:
+            spans.extend(_matches(text, needle))
+        if not spans:
+            return text
+        spans.sort()
+        out: list[str] = []
+        position = 0
+        for start, end, placeholder in spans:
+            if end <= position:
+                continue  # inside a longer span already replaced
+            if start < position:
+                start = position
+            else:
+                out.append(text[position:start])
+                out.append(placeholder)
+            position = end
+        out.append(text[position:])
+        return "".join(out)
+
+    def value(self, data: Any) -> Any:
+        """`data` (a log field: text, or mappings and lists of it) with secrets scrubbed."""
+        if isinstance(data, str):
+            return self.scrub(data)
+        if isinstance(data, Mapping):
+            return {self.value(k): self.value(v) for k, v in data.items()}
+        if isinstance(data, list | tuple | set | frozenset):
+            return [self.value(item) for item in data]
+        return data
+
+    def outcome(self, outcome: Outcome) -> Outcome:
+        """`outcome` with its message and measurement labels scrubbed."""
+        if not self._needles:
+            return outcome
+        measurements = tuple(
+            Measurement(m.family, m.value, {k: self.scrub(v) for k, v in m.labels.items()})
+            for m in outcome.measurements)
+        return dataclasses.replace(outcome, message=self.scrub(outcome.message),
+                                   measurements=measurements)
+
+
+def _matches(text: str, needle: _Needle) -> Iterable[tuple[int, int, str]]:
+    """Spans of `needle` in `text`: whole, or its first PREFIX_LENGTH+ characters."""
+    probe = needle.text[:PREFIX_LENGTH]
+    start = text.find(probe)
+    while start != -1:
+        end = start + len(probe)
+        limit = min(len(text), start + len(needle.text))
+        while end < limit and text[end] == needle.text[end - start]:
+            end += 1
+        yield start, end, needle.placeholder
+        start = text.find(probe, end)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _read(ref: SecretRef, environ: Mapping[str, str] | None) -> str | None:
+    """The secret's value, or None when it does not resolve (or is no small file)."""
+    if ref.file is not None:
+        try:
+            info = ref.file.stat()
+        except (OSError, ValueError):
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_SECRET_FILE_BYTES:
+            return None
+    try:
+        return ref.resolve(environ).get_secret_value()
+    except (LookupError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def from_references(refs: Iterable[SecretRef],
+                    environ: Mapping[str, str] | None = None) -> Scrubber:
+    """A scrubber of every reference in `refs` that resolves now."""
+    secrets: dict[str, str] = {}
+    for ref in refs:
+        value = _read(ref, environ)
+        if value is not None:
+            secrets.setdefault(value, ref.describe())
+    return Scrubber(secrets)
+
+
+# Options that name the environment variable holding a secret (read at run time).
+_SECRET_ENV_FIELDS = frozenset({"password_env", "key_env"})
+
+
+def _named_secrets(model: BaseModel) -> Iterator[SecretRef]:
+    """Secrets a model names without a `SecretRef`: `password_env: NAME`, and the secret
+    a `secret_strength` check judges (`env:` or `file:`)."""
+    for name in _SECRET_ENV_FIELDS & set(type(model).model_fields):
+        value = getattr(model, name)
+        if isinstance(value, str):
+            yield SecretRef(env=value)
+    if getattr(model, "kind", None) == "secret_strength":
+        env, file = getattr(model, "env", None), getattr(model, "file", None)
+        if isinstance(env, str):
+            yield SecretRef(env=env)
+        elif isinstance(file, Path):
+            yield SecretRef(file=file)
+
+
+def from_config(cfg: Config, environ: Mapping[str, str] | None = None) -> Scrubber:
+    """A scrubber of every secret `cfg` refers to (checks and connections)."""
+    from exporter.config import _iter_secret_refs
+
+    models: list[tuple[str, BaseModel]] = [
+        (f"connections.{name}", conn) for name, conn in sorted(cfg.connections.items())]
+    models += [(f"checks (id {spec.id})", spec) for spec in cfg.checks]
+    refs: list[SecretRef] = []
+    for where, model in models:
+        refs.extend(ref for _, ref in _iter_secret_refs(model, where))
+        refs.extend(_named_secrets(model))
+    return from_references(refs, environ)
+
+
+_active = Scrubber()
+
+
+def install(scrubber: Scrubber) -> None:
+    """Make `scrubber` the one the runner and the log formatter use."""
+    global _active
+    _active = scrubber
+
+
+def active() -> Scrubber:
+    """The installed scrubber (one that changes nothing before `install`)."""
+    return _active
