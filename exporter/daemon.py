@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from exporter import __version__, config, redact, registry
+from exporter import __version__, config, lint, redact, registry
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
 from exporter.metrics import CORE_FAMILIES, Exposition, ReloadState
@@ -73,6 +73,7 @@ class Runtime:
         # collections scan less and stall the event loop less.
         gc.collect()
         gc.freeze()
+        lint.log_warnings(self.config, log)
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
