@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit
 
+import ahocorasick
 from pydantic import BaseModel
 
 from exporter.model import Measurement, Outcome, SecretRef
@@ -44,12 +45,6 @@ PREFIX_LENGTH = 16
 """A run of at least this many leading characters of a longer secret is scrubbed too."""
 
 _MAX_SECRET_FILE_BYTES = 64 * 1024
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Needle:
-    text: str
-    placeholder: str
 
 
 def _variants(value: str) -> set[str]:
@@ -69,7 +64,12 @@ def _variants(value: str) -> set[str]:
 
 
 class Scrubber:
-    """Replaces known secret values in text by `<redacted REFERENCE>`."""
+    """Replaces known secret values in text by `<redacted REFERENCE>`.
+
+    One Aho-Corasick pass (`pyahocorasick`) finds every secret's first `PREFIX_LENGTH`
+    characters (the whole value when shorter), so a message costs the same whatever
+    the number of secrets; each hit is then extended as far as the secret goes on.
+    """
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         """`secrets` maps each secret value to the description of its reference."""
@@ -77,31 +77,51 @@ class Scrubber:
         for value, where in (secrets or {}).items():
             for variant in _variants(value):
                 needles.setdefault(variant, f"<redacted {where}>")
+        by_prefix: dict[str, list[tuple[str, str]]] = {}
         # Longest first, so a secret that contains another one is replaced whole.
-        self._needles = tuple(_Needle(t, p) for t, p in
-                              sorted(needles.items(), key=lambda item: -len(item[0])))
+        for text, placeholder in sorted(needles.items(), key=lambda item: -len(item[0])):
+            by_prefix.setdefault(text[:PREFIX_LENGTH], []).append((text, placeholder))
+        self._count = len(needles)
+        self._automaton: Any = None
+        if by_prefix:
+            self._automaton = ahocorasick.Automaton()
+            for prefix, group in by_prefix.items():
+                self._automaton.add_word(prefix, (len(prefix), tuple(group)))
+            self._automaton.make_automaton()
 
     def __len__(self) -> int:
-        return len(self._needles)
+        return self._count
+
+    def _spans(self, text: str) -> list[tuple[int, int, str]]:
+        spans = []
+        for last, (length, group) in self._automaton.iter(text):
+            start = last + 1 - length
+            best: tuple[int, int, str] | None = None
+            for needle, placeholder in group:  # the secrets sharing this prefix
+                end = start + length
+                limit = min(len(text), start + len(needle))
+                while end < limit and text[end] == needle[end - start]:
+                    end += 1
+                if best is None or end > best[1]:
+                    best = (start, end, placeholder)
+            if best is not None:
+                spans.append(best)
+        return spans
 
     def scrub(self, text: str) -> str:
         """`text` with every occurrence of a secret replaced by its placeholder."""
-        if not self._needles or not text:
+        if self._automaton is None or not text:
             return text
-        spans: list[tuple[int, int, str]] = []
-        for needle in self._needles:
-            spans.extend(_matches(text, needle))
+        spans = self._spans(text)
         if not spans:
             return text
-        spans.sort()
+        spans.sort(key=lambda span: (span[0], -span[1]))
         out: list[str] = []
         position = 0
         for start, end, placeholder in spans:
             if end <= position:
-                continue  # inside a longer span already replaced
-            if start < position:
-                start = position
-            else:
+                continue  # inside a span already replaced
+            if start >= position:
                 out.append(text[position:start])
                 out.append(placeholder)
             position = end
@@ -120,26 +140,13 @@ class Scrubber:
 
     def outcome(self, outcome: Outcome) -> Outcome:
         """`outcome` with its message and measurement labels scrubbed."""
-        if not self._needles:
+        if self._automaton is None:
             return outcome
         measurements = tuple(
             Measurement(m.family, m.value, {k: self.scrub(v) for k, v in m.labels.items()})
             for m in outcome.measurements)
         return dataclasses.replace(outcome, message=self.scrub(outcome.message),
                                    measurements=measurements)
-
-
-def _matches(text: str, needle: _Needle) -> Iterable[tuple[int, int, str]]:
-    """Spans of `needle` in `text`: whole, or its first PREFIX_LENGTH+ characters."""
-    probe = needle.text[:PREFIX_LENGTH]
-    start = text.find(probe)
-    while start != -1:
-        end = start + len(probe)
-        limit = min(len(text), start + len(needle.text))
-        while end < limit and text[end] == needle.text[end - start]:
-            end += 1
-        yield start, end, needle.placeholder
-        start = text.find(probe, end)
 
 
 # --------------------------------------------------------------------------- building

@@ -72,6 +72,13 @@ def test_short_values_are_left_alone_and_longest_secret_wins() -> None:
     assert scrub(f"[{outer}] [{inner}]") == "[<redacted ${OUTER}>] [<redacted ${INNER}>]"
 
 
+def test_secrets_sharing_a_long_prefix_are_told_apart() -> None:
+    prefix = "shared-prefix-of-sixteen-plus-"
+    first, second = prefix + secrets.token_hex(8), prefix + secrets.token_hex(8)
+    scrub = redact.Scrubber({first: "${FIRST}", second: "${SECOND}"}).scrub
+    assert scrub(f"a {second} b {first}") == "a <redacted ${SECOND}> b <redacted ${FIRST}>"
+
+
 def test_outcome_message_and_labels_are_scrubbed() -> None:
     outcome = Outcome.failed(f"saw {TOKEN}", (Measurement("f", 1.0, {"shape": TOKEN}),))
     clean = scrubber(TOKEN=TOKEN).outcome(outcome)
