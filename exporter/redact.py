@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import ahocorasick
 from pydantic import BaseModel
@@ -36,7 +36,8 @@ from exporter.model import Measurement, Outcome, SecretRef
 if TYPE_CHECKING:
     from exporter.config import Config
 
-__all__ = ["MIN_LENGTH", "PREFIX_LENGTH", "Scrubber", "active", "from_config", "install"]
+__all__ = ["MIN_LENGTH", "PREFIX_LENGTH", "Scrubber", "active", "from_config",
+           "from_references", "install"]
 
 MIN_LENGTH = 6
 """Shorter secret values are not scrubbed (too likely to match ordinary text)."""
@@ -56,7 +57,7 @@ def _variants(value: str) -> set[str]:
     except ValueError:
         password = None
     if password:
-        found |= {password, quote(password, safe="")}
+        found |= {password, unquote(password), quote(unquote(password), safe="")}
     if "\n" in value:
         found |= {line.strip() for line in value.splitlines()
                   if len(line.strip()) >= PREFIX_LENGTH}

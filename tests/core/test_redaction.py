@@ -60,6 +60,8 @@ def test_encoded_and_truncated_forms_are_caught() -> None:
     for written in (repr(odd), json.dumps(odd), f"?q={aiohttp.helpers.quote(odd)}"):
         assert "slash-" not in scrub(written), written
     assert dsn_password not in scrub(f"auth failed for password {dsn_password}")
+    encoded = redact.Scrubber({"redis://:p%40ss-w0rd-long@cache:6379/0": "${REDIS_URL}"})
+    assert encoded.scrub("password p@ss-w0rd-long") == "password <redacted ${REDIS_URL}>"
     cut = TOKEN[:25] + "..."
     assert scrub(f"value {cut}") == "value <redacted ${TOKEN}>..."
 
@@ -93,6 +95,7 @@ def test_from_config_resolves_env_and_file_references_of_checks_and_connections(
     secret_file.write_text(PASSWORD + "\n")
     monkeypatch.setenv("API_TOKEN", TOKEN)
     monkeypatch.setenv("REDIS_PASSWORD", "redis-" + secrets.token_hex(8))
+    monkeypatch.setenv("JWT_SECRET", "jwt-" + secrets.token_hex(20))
     cfg = config.build({
         "connections": {
             "db": {"kind": "postgres", "password": {"file": str(secret_file)}},
@@ -107,14 +110,17 @@ def test_from_config_resolves_env_and_file_references_of_checks_and_connections(
             {"id": "zero", "section": "7.4", "title": "t", "kind": "http",
              "url": "http://127.0.0.1:1/", "bearer_token": {"file": "/dev/zero"},
              "enabled": False},
+            {"id": "jwt", "section": "2.1", "title": "t", "kind": "secret_strength",
+             "env": "JWT_SECRET"},
         ],
     }, "test")
     started = time.monotonic()
     scrub = redact.from_config(cfg).scrub
     assert time.monotonic() - started < 5  # /dev/zero is not read
-    text = scrub(f"{TOKEN} {PASSWORD} {os.environ['REDIS_PASSWORD']}")
+    text = scrub(f"{TOKEN} {PASSWORD} {os.environ['REDIS_PASSWORD']} "
+                 f"{os.environ['JWT_SECRET']}")
     assert text == (f"<redacted ${{API_TOKEN}}> <redacted file {secret_file}> "
-                    "<redacted ${REDIS_PASSWORD}>")
+                    "<redacted ${REDIS_PASSWORD}> <redacted ${JWT_SECRET}>")
 
 
 def test_json_log_lines_are_scrubbed() -> None:
