@@ -3,7 +3,7 @@
 Every secret reference of the loaded configuration (`${ENV}` or `{file: PATH}`, in
 checks and connections, enabled or not), every variable named by a `password_env` or
 `key_env` option and the secret a `secret_strength` check judges, when it resolves,
-gives a value; wherever such a
+gives a value (and a username/password pair its `Authorization: Basic` form); wherever such a
 value appears in an outcome message, a measurement label or a log line, it is replaced
 by a placeholder naming the reference: `<redacted ${JWT_SECRET}>`.
 
@@ -20,10 +20,11 @@ The daemon and the `check` command install the scrubber of their configuration w
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -36,8 +37,7 @@ from exporter.model import Measurement, Outcome, SecretRef
 if TYPE_CHECKING:
     from exporter.config import Config
 
-__all__ = ["MIN_LENGTH", "PREFIX_LENGTH", "Scrubber", "active", "from_config",
-           "from_references", "install"]
+__all__ = ["MIN_LENGTH", "PREFIX_LENGTH", "Scrubber", "active", "from_config", "install"]
 
 MIN_LENGTH = 6
 """Shorter secret values are not scrubbed (too likely to match ordinary text)."""
@@ -168,17 +168,6 @@ def _read(ref: SecretRef, environ: Mapping[str, str] | None) -> str | None:
         return None
 
 
-def from_references(refs: Iterable[SecretRef],
-                    environ: Mapping[str, str] | None = None) -> Scrubber:
-    """A scrubber of every reference in `refs` that resolves now."""
-    secrets: dict[str, str] = {}
-    for ref in refs:
-        value = _read(ref, environ)
-        if value is not None:
-            secrets.setdefault(value, ref.describe())
-    return Scrubber(secrets)
-
-
 # Options that name the environment variable holding a secret (read at run time).
 _SECRET_ENV_FIELDS = frozenset({"password_env", "key_env"})
 
@@ -198,18 +187,37 @@ def _named_secrets(model: BaseModel) -> Iterator[SecretRef]:
             yield SecretRef(file=file)
 
 
+def _basic_auth_pairs(value: Any) -> Iterator[tuple[str, SecretRef]]:
+    """(username, password reference) of every `basic_auth`-like block in `value`."""
+    if isinstance(value, BaseModel):
+        username, password = getattr(value, "username", None), getattr(value, "password", None)
+        if isinstance(username, str) and isinstance(password, SecretRef):
+            yield username, password
+        for name in type(value).model_fields:
+            yield from _basic_auth_pairs(getattr(value, name))
+
+
 def from_config(cfg: Config, environ: Mapping[str, str] | None = None) -> Scrubber:
-    """A scrubber of every secret `cfg` refers to (checks and connections)."""
+    """A scrubber of every secret `cfg` refers to (checks and connections), including
+    the `Authorization: Basic` value of each username/password pair."""
     from exporter.config import _iter_secret_refs
 
     models: list[tuple[str, BaseModel]] = [
         (f"connections.{name}", conn) for name, conn in sorted(cfg.connections.items())]
     models += [(f"checks (id {spec.id})", spec) for spec in cfg.checks]
-    refs: list[SecretRef] = []
+    secrets: dict[str, str] = {}
     for where, model in models:
-        refs.extend(ref for _, ref in _iter_secret_refs(model, where))
-        refs.extend(_named_secrets(model))
-    return from_references(refs, environ)
+        refs = [ref for _, ref in _iter_secret_refs(model, where)]
+        for ref in [*refs, *_named_secrets(model)]:
+            value = _read(ref, environ)
+            if value is not None:
+                secrets.setdefault(value, ref.describe())
+        for username, ref in _basic_auth_pairs(model):
+            value = _read(ref, environ)
+            if value is not None:
+                pair = base64.b64encode(f"{username}:{value}".encode()).decode("ascii")
+                secrets.setdefault(pair, ref.describe())
+    return Scrubber(secrets)
 
 
 _active = Scrubber()

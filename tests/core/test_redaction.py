@@ -4,6 +4,7 @@ writes: `exporter.redact`, applied by the runner and the JSON log formatter."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -112,6 +113,9 @@ def test_from_config_resolves_env_and_file_references_of_checks_and_connections(
              "enabled": False},
             {"id": "jwt", "section": "2.1", "title": "t", "kind": "secret_strength",
              "env": "JWT_SECRET"},
+            {"id": "basic", "section": "7.4", "title": "t", "kind": "http",
+             "url": "http://127.0.0.1:1/", "enabled": False,
+             "basic_auth": {"username": "monitor", "password": {"file": str(secret_file)}}},
         ],
     }, "test")
     started = time.monotonic()
@@ -121,6 +125,8 @@ def test_from_config_resolves_env_and_file_references_of_checks_and_connections(
                  f"{os.environ['JWT_SECRET']}")
     assert text == (f"<redacted ${{API_TOKEN}}> <redacted file {secret_file}> "
                     "<redacted ${REDIS_PASSWORD}> <redacted ${JWT_SECRET}>")
+    header = "Basic " + base64.b64encode(f"monitor:{PASSWORD}".encode()).decode()
+    assert scrub(f"echoed {header}") == f"echoed Basic <redacted file {secret_file}>"
 
 
 def test_json_log_lines_are_scrubbed() -> None:
