@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from exporter import __version__, config, jsonlog, registry
+from exporter import __version__, config, jsonlog, lint, redact, registry
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
 from exporter.model import CheckSpec, Severity, Status
@@ -120,6 +120,8 @@ def select(checks: Sequence[CheckSpec], sections: Sequence[str],
 
 async def run_once(cfg: Config, specs: Sequence[CheckSpec]) -> Store:
     """Run every selected check once, concurrently; checks that summarise others last."""
+    lint.print_warnings(cfg)
+    redact.install(redact.from_config(cfg))
     store = Store(specs, cfg.settings.stale_after_intervals)
     ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                          checks=store.views, release=cfg.settings.release)
@@ -181,6 +183,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
+    lint.print_warnings(cfg)
     enabled = sum(1 for c in cfg.checks if c.enabled)
     print(f"{cfg.source}: OK: {len(cfg.checks)} checks ({enabled} enabled), "
           f"{len(cfg.connections)} connections")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from exporter import __version__, config, registry
+from exporter import __version__, config, lint, redact, registry
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
 from exporter.metrics import CORE_FAMILIES, Exposition, ReloadState
@@ -49,6 +49,7 @@ class Runtime:
                  total_shards: int = 1) -> None:
         self.config = cfg
         self.config_path = config_path
+        redact.install(redact.from_config(cfg))
         self.shard = shard
         self.total_shards = total_shards
         specs = self._select(cfg)
@@ -72,6 +73,7 @@ class Runtime:
         # collections scan less and stall the event loop less.
         gc.collect()
         gc.freeze()
+        lint.log_warnings(self.config, log)
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
@@ -98,6 +100,7 @@ class Runtime:
                 log.error("configuration reload rejected; keeping the running configuration",
                           extra={"errors": exc.errors, "source": str(self.config_path)})
                 return exc.errors
+            redact.install(await asyncio.to_thread(redact.from_config, new))
             specs = self._select(new)
             self.config = new
             await self.ctx.update_connections(new.connections)

@@ -8,13 +8,20 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter import redact
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"time", "level", "logger", "msg", ...extra}`; exceptions by type only."""
+    """`{"time", "level", "logger", "msg", ...extra}`; exceptions by type only.
+
+    Configured secret values are scrubbed from the message and every field
+    (`redact.active()`), whatever the caller logged.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
+        scrubber = redact.active()
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -27,7 +34,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: exception text from client libraries can carry secrets.
             entry["exception"] = record.exc_info[0].__name__
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return json.dumps(scrubber.value(entry), default=lambda o: scrubber.scrub(str(o)),
+                          separators=(",", ":"))
 
 
 def setup(level: str = "info") -> None:

@@ -1,4 +1,8 @@
-"""Run one check: its probe under a timeout, every failure mode mapped to an outcome."""
+"""Run one check: its probe under a timeout, every failure mode mapped to an outcome.
+
+Every outcome leaves through `run_check`, so this is where configured secret values are
+scrubbed from messages and labels (`exporter.redact`), whatever the probe wrote.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import asyncio
 import logging
 import time
 
-from exporter import registry
+from exporter import redact, registry
 from exporter.model import CheckSpec, Outcome, ProbeContext, ProbeError, Reason
 
 log = logging.getLogger("readiness.runner")
@@ -17,7 +21,8 @@ async def run_check(spec: CheckSpec, ctx: ProbeContext) -> tuple[Outcome, float]
 
     Never raises (except cancellation): a timeout becomes `error/timeout`, a
     `ProbeError` its own reason, any other exception `error/internal` with only the
-    exception's type in the message (exception text may carry secrets).
+    exception's type in the message (exception text may carry secrets). Configured
+    secret values are scrubbed from the outcome (`redact.active()`).
     """
     started = time.monotonic()
     try:
@@ -33,4 +38,4 @@ async def run_check(spec: CheckSpec, ctx: ProbeContext) -> tuple[Outcome, float]
     except Exception as exc:
         log.warning("probe raised", extra={"check": spec.id, "error": type(exc).__name__})
         outcome = Outcome.errored(Reason.INTERNAL, f"probe failed: {type(exc).__name__}")
-    return outcome, time.monotonic() - started
+    return redact.active().outcome(outcome), time.monotonic() - started

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from exporter import redact
 from exporter.context import RuntimeContext
+
+
+@pytest.fixture(autouse=True)
+def _no_scrubber_left_behind() -> Iterator[None]:
+    """A test that starts a Runtime or `check` installs a scrubber; the next starts clean."""
+    yield
+    redact.install(redact.Scrubber())
 
 
 @pytest.fixture

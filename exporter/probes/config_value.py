@@ -2,15 +2,16 @@
 
 Reads a YAML, JSON or `.env` file and compares values at dotted paths
 (`database.pool_size`, `servers.0.port`) with `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`.
-Numbers and booleans are shown in messages and exported; strings are shown only when
-the path does not look like a secret, and are never exported.
+Numbers and booleans are shown in messages and exported; a string is shown only when it
+equals a configured value of the assertion (any file value may be a password, whatever
+its key is called: `Authorization`, `pwd`, `cookie`), otherwise only its length; strings
+are never exported.
 """
 
 from __future__ import annotations
 
 import json
 import operator
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -29,13 +30,13 @@ from exporter.model import (
     Reason,
 )
 from exporter.probes.dotenv import DotenvError, parse_dotenv
+from exporter.probes.observed import describe
 
 Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "exists"]
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge,
 }
-_SECRETISH = re.compile(r"pass|secret|token|key|credential|dsn", re.IGNORECASE)
 _MISSING = object()
 
 
@@ -129,12 +130,10 @@ def _coerce(found: Any, expected: Any) -> Any:
     return found
 
 
-def _show(path: str, value: Any) -> str:
-    if isinstance(value, bool | int | float):
-        return repr(value)
-    if isinstance(value, str) and not _SECRETISH.search(path) and len(value) <= 64:
-        return repr(value)
-    return f"<{type(value).__name__}>"
+def _show(assertion: Assertion, value: Any) -> str:
+    """The found value as a message may show it (strings only when configured)."""
+    public = assertion.value if isinstance(assertion.value, list) else [assertion.value]
+    return describe(value, public)
 
 
 def evaluate(assertion: Assertion, document: Any) -> tuple[bool, Any, str | None]:
@@ -153,11 +152,11 @@ def evaluate(assertion: Assertion, document: Any) -> tuple[bool, Any, str | None
         try:
             ok = bool(_OPS[assertion.op](found_c, assertion.value))
         except TypeError:
-            return False, found, (f"{assertion.path} is {_show(assertion.path, found)}, "
+            return False, found, (f"{assertion.path} is {_show(assertion, found)}, "
                                   f"not comparable with {assertion.value!r}")
     if ok:
         return True, found_c, None
-    return False, found_c, (f"{assertion.path} is {_show(assertion.path, found_c)}, "
+    return False, found_c, (f"{assertion.path} is {_show(assertion, found_c)}, "
                             f"expected {assertion.op} {assertion.value!r}")
 
 

@@ -210,7 +210,7 @@ async def test_config_value_assertions(ctx: RuntimeContext, tmp_path: Path) -> N
     assert result.status is Status.FAIL
     assert "database.pool_recycle is 1800, expected == 3600" in result.message
     assert "tracing.sampler is missing" in result.message
-    assert "database.password is <str>" in result.message
+    assert "database.password is a 19-character string, expected == 'x'" in result.message
     assert "hunter2-from-config" not in repr(result)
     ok = values(result, "readiness_config_value_ok")
     assert ok[(("path", "database.pool_size"),)] == 1.0
@@ -236,6 +236,57 @@ async def test_config_value_dotenv_json_and_unreadable(ctx: RuntimeContext, tmp_
     result, _ = await run_check(check, ctx)
     assert result.status is Status.ERROR and result.reason is Reason.CONFIG
     assert "not valid yaml" in result.message
+
+
+# Keys whose names do not look secret (the old rule hid only pass/secret/token/key/...).
+OBSERVED_SECRETS = {
+    "Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.sig-0123456789",
+    "pwd": "correct-horse-battery-staple-42",
+    "cookie": "session=0f3c9a7e5d1b4a2c8e6f0a9b7c5d3e1f",
+    "auth": "admin:Sup3r-S3cret-Passw0rd",
+}
+
+
+@pytest.mark.parametrize("file_format", ["yaml", "dotenv"])
+@pytest.mark.parametrize("op", ["==", "in", "<", ">="])
+async def test_config_value_never_shows_an_unconfigured_string(
+        ctx: RuntimeContext, tmp_path: Path, file_format: str, op: str) -> None:
+    if file_format == "yaml":
+        path = tmp_path / "app.yaml"
+        path.write_text("".join(f"{k}: '{v}'\n" for k, v in OBSERVED_SECRETS.items()))
+    else:
+        path = tmp_path / ".env"
+        path.write_text("".join(f"{k}={v}\n" for k, v in OBSERVED_SECRETS.items()))
+    operand: dict[str, Any] = {
+        "==": {"value": "expected-public-value"},
+        "in": {"value": ["one-public-value", "another"]},
+        "<": {"value": "0"},  # strings compare; every value here sorts after "0"
+        ">=": {"value": 12},  # a number against a string: not comparable
+    }[op]
+    check = spec(config_value, file=str(path), assertions=[
+        {"path": key, "op": op, **operand} for key in OBSERVED_SECRETS])
+    result, _ = await run_check(check, ctx)
+    assert result.status is Status.FAIL
+    for key, value in OBSERVED_SECRETS.items():
+        assert f"{key} is a {len(value)}-character string" in result.message
+        for fragment in (value, value[:12], value[-12:]):
+            assert fragment not in repr(result)
+
+
+async def test_config_value_shows_a_string_equal_to_a_configured_value(
+        ctx: RuntimeContext, tmp_path: Path) -> None:
+    path = tmp_path / "app.yaml"
+    path.write_text("tracing:\n  sampler: always_on\n  ratio: 1.5\n  enabled: true\n")
+    check = spec(config_value, file=str(path), assertions=[
+        {"path": "tracing.sampler", "op": "!=", "value": "always_on"},
+        {"path": "tracing.ratio", "op": "<=", "value": 1},
+        {"path": "tracing.enabled", "op": "==", "value": False},
+    ])
+    result, _ = await run_check(check, ctx)
+    assert result.status is Status.FAIL
+    assert "tracing.sampler is 'always_on', expected != 'always_on'" in result.message
+    assert "tracing.ratio is 1.5, expected <= 1" in result.message
+    assert "tracing.enabled is True, expected == False" in result.message
 
 
 def test_config_value_operand_validation() -> None:

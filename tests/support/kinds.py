@@ -4,6 +4,7 @@ sleeps a given time, one that passes. They exercise the scheduler, not a real ta
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Literal
 
 from exporter.model import (
@@ -20,7 +21,7 @@ class BehaviourCheck(CheckSpec):
     """`kind: test_behaviour`: what the probe does when run."""
 
     kind: Literal["test_behaviour"]
-    behaviour: Literal["pass", "fail", "hang", "raise", "sleep"] = "pass"
+    behaviour: Literal["pass", "fail", "hang", "raise", "sleep", "leak"] = "pass"
     sleep: float = 0.0
     secret_in_exception: str = ""
     token: SecretReference | None = None
@@ -41,6 +42,12 @@ async def run(spec: BehaviourCheck, ctx: ProbeContext) -> Outcome:
     measurements = (Measurement(SAMPLE.name, 1.5, {"shape": "round"}),)
     if spec.behaviour == "fail":
         return Outcome.failed("not ready", measurements)
+    if spec.behaviour == "leak":  # a careless probe: its secret in message, label and log
+        assert spec.token is not None
+        value = spec.token.resolve().get_secret_value()
+        logging.getLogger("tests.kinds").warning("probe saw %s", value, extra={"seen": value})
+        return Outcome.failed(f"saw {value} ({value!r}, cut: {value[:20]}...)",
+                              (Measurement(SAMPLE.name, 1.0, {"shape": value}),))
     return Outcome.passed("ok", measurements)
 
 

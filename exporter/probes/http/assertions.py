@@ -1,10 +1,15 @@
-"""JSON body assertions: look a path up and compare it with the configured value."""
+"""JSON body assertions: look a path up and compare it with the configured value.
+
+A failing assertion never shows an observed string unless it equals a configured value:
+a target may echo a token (see `exporter.probes.observed`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from exporter.probes.http.spec import JsonAssertion, parse_json_path
+from exporter.probes.observed import describe
 
 _MISSING = object()
 
@@ -40,10 +45,19 @@ def _ordered(actual: Any, expected: Any) -> bool:
         isinstance(actual, str) and isinstance(expected, str))
 
 
+def _public(assertion: JsonAssertion) -> list[Any]:
+    """The configured constants an observed value may be shown as."""
+    if assertion.op == "in" and isinstance(assertion.value, list):
+        return list(assertion.value)
+    return [assertion.value]
+
+
 def evaluate(assertion: JsonAssertion, document: Any) -> str | None:
-    """None when the assertion holds, else a short reason (names the path)."""
+    """None when the assertion holds, else a short reason (names the path, shows no
+    observed string that is not one of the configured values)."""
     actual = lookup(document, assertion.path)
     op, expected = assertion.op, assertion.value
+    shown = describe(actual, _public(assertion)) if actual is not _MISSING else ""
     if op == "exists":
         return None if actual is not _MISSING else f"{assertion.path} is missing"
     if actual is _MISSING:
@@ -59,12 +73,7 @@ def evaluate(assertion: JsonAssertion, document: Any) -> str | None:
         ok = any(_equal(actual, item) for item in expected)
     else:
         if not _ordered(actual, expected):
-            return f"{assertion.path} is {_short(actual)}, not comparable with {expected!r}"
+            return f"{assertion.path} is {shown}, not comparable with {expected!r}"
         ok = {"<": actual < expected, "<=": actual <= expected,
               ">": actual > expected, ">=": actual >= expected}[op]
-    return None if ok else f"{assertion.path} is {_short(actual)} (expected {op} {expected!r})"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return None if ok else f"{assertion.path} is {shown} (expected {op} {expected!r})"

@@ -22,6 +22,7 @@ from exporter.probes.http import metrics as m
 from exporter.probes.http.client import Caller, Response
 from exporter.probes.http.report import Report
 from exporter.probes.http.spec import OidcSpec, PrometheusExpositionSpec, SamlMetadataSpec
+from exporter.probes.observed import describe
 
 _BIG_BODY = 64 * 1024
 
@@ -46,6 +47,18 @@ def _is_https(value: object) -> bool:
     return url.scheme == "https" and bool(url.host)
 
 
+def _issuer_shape(issuer: object) -> str:
+    """A mismatching issuer by its host only: its path or query could carry a token."""
+    if isinstance(issuer, str):
+        try:
+            host = URL(issuer).host
+        except ValueError:
+            host = None
+        if host:
+            return f"another URL (host {host})"
+    return describe(issuer)
+
+
 async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: ProbeContext,
                      report: Report) -> None:
     """2.1.4: discovery document valid, issuer as configured, JWKS reachable with keys."""
@@ -63,7 +76,7 @@ async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: Pr
         problems.append(f"OIDC discovery lacks {', '.join(missing[:4])}")
     issuer = document.get("issuer")
     if "issuer" in document and issuer != spec.issuer:
-        shown = issuer if isinstance(issuer, str) and len(issuer) <= 100 else "another value"
+        shown = _issuer_shape(issuer)
         problems.append(f"OIDC issuer is {shown}, configured {spec.issuer}")
     if spec.require_https:
         for name in ("issuer", "jwks_uri", "authorization_endpoint", "token_endpoint"):

@@ -57,7 +57,13 @@ def classify(exc: BaseException, target: str) -> ProbeError:
         return ProbeError(Reason.CONFIG, f"{target}: the query tried to write (read-only)")
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return ProbeError(Reason.CONFIG, f"{target}: database does not exist")
-    if isinstance(exc, asyncpg.SyntaxOrAccessError | asyncpg.DataError):
+    if isinstance(exc, asyncpg.DataError):
+        # The server quotes the offending value (`invalid input syntax for type integer:
+        # "<a column's content>"`): name the error class only, never the value.
+        return ProbeError(Reason.CONFIG, f"{target}: the query failed on a data value "
+                          f"({type(exc).__name__}, SQLSTATE {exc.sqlstate}); the value is "
+                          "not shown")
+    if isinstance(exc, asyncpg.SyntaxOrAccessError):
         return ProbeError(Reason.CONFIG, f"{target}: {_server_text(exc)}")
     if isinstance(exc, asyncpg.CannotConnectNowError):
         return ProbeError(Reason.CONNECT, f"{target}: server is starting up or shutting down")

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter.probes.observed import describe
+
 _MEMORY = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _TIME = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -115,6 +117,10 @@ def compare(expect: Expectation, setting: str, vartype: str, pg_unit: str | None
         if want is None:
             raise ValueError(f"{expect.text!r} is not a boolean")
         equal = _BOOL.get(setting.lower(), setting) == want
+        shown = setting
     else:
         equal = setting.lower() == expect.text.lower()
-    return Comparison(equal if expect.op == "==" else not equal, None, None, "", setting)
+        # An enum setting is one of a fixed set of words; a string setting may hold a
+        # secret (`primary_conninfo` carries a password): shown only when configured.
+        shown = setting if vartype == "enum" or equal else describe(setting)
+    return Comparison(equal if expect.op == "==" else not equal, None, None, "", shown)

@@ -1,0 +1,109 @@
+"""Warnings about a valid configuration that exposes a secret: an API key in a URL.
+
+A URL is shown in messages, on the board and in logs, and proxies log it too; a
+credential belongs in a secret reference (`bearer_token`, `secret_headers`, a
+connection's password), never in a query string. Warnings name the option and the
+parameter, never its value. `validate` and `check` print them to stderr, `serve` logs
+them once at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel
+
+from exporter.model import SecretRef
+
+if TYPE_CHECKING:
+    from exporter.config import Config
+
+__all__ = ["CREDENTIAL_PARAMETERS", "config_warnings", "log_warnings", "print_warnings"]
+
+CREDENTIAL_PARAMETERS = frozenset({
+    "api_key", "apikey", "key", "token", "access_token", "password", "secret", "sig",
+    "signature", "auth",
+    # Common spellings of the same things.
+    "api_token", "auth_token", "id_token", "refresh_token", "private_token", "client_secret",
+    "passwd", "pwd", "x_api_key", "x_amz_signature", "x_amz_credential", "x_goog_signature",
+    "x_goog_credential",
+})
+"""Query parameter names (lower case, `-` read as `_`) that carry credentials."""
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a configuration object, with its option path."""
+    if isinstance(value, SecretRef):
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _strings(getattr(value, name), f"{path}.{name}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+
+
+def url_warnings(path: str, value: str) -> list[str]:
+    """Warnings about one configured string when it is a URL carrying a credential."""
+    if "://" not in value:
+        return []
+    try:
+        parts = urlsplit(value.strip())
+        password = parts.password
+    except ValueError:
+        return []
+    if not parts.scheme or not parts.netloc:
+        return []
+    found: list[str] = []
+    if password:
+        found.append(f"{path}: the URL contains a password; give it by secret reference "
+                     "(a password option or a ${ENV} reference) instead")
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    names += [name for name, _ in parse_qsl(parts.fragment, keep_blank_values=True)]
+    seen: set[str] = set()
+    for name in names:
+        if _normal(name) in CREDENTIAL_PARAMETERS and name not in seen:
+            seen.add(name)
+            found.append(
+                f"{path}: query parameter '{name}' looks like a credential; URLs are shown "
+                "in messages and logs: send it as a secret header (secret_headers or "
+                "bearer_token with a ${ENV} reference) instead")
+    return found
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Every warning about `cfg` (checks, then connections)."""
+    found: list[str] = []
+    for spec in cfg.checks:
+        for path, value in _strings(spec, f"checks (id {spec.id})"):
+            found.extend(url_warnings(path, value))
+    for name, conn in sorted(cfg.connections.items()):
+        for path, value in _strings(conn, f"connections.{name}"):
+            found.extend(url_warnings(path, value))
+    return found
+
+
+def print_warnings(cfg: Config, stream: TextIO | None = None) -> None:
+    """`warning: ...` lines on stderr (for `validate` and `check`)."""
+    out = sys.stderr if stream is None else stream
+    for warning in config_warnings(cfg):
+        print(f"warning: {warning}", file=out)
+
+
+def log_warnings(cfg: Config, log: logging.Logger) -> None:
+    """One log line per warning (for `serve`)."""
+    for warning in config_warnings(cfg):
+        log.warning("configuration warning", extra={"warning": warning})
