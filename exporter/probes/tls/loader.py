@@ -1,7 +1,9 @@
 """Reading certificate files: PEM (single, bundle, chain), DER and PKCS#12.
 
 Everything here is blocking and meant for a worker thread. A file that cannot be used
-yields a `FileResult` with a bounded `problem` instead of an exception.
+yields a `FileResult` with a bounded `problem` instead of an exception; a certificate
+that cannot be parsed is listed with its position in the file and a bounded problem,
+and the file's other certificates are still read.
 """
 
 from __future__ import annotations
@@ -10,16 +12,23 @@ import glob
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+import pem
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from exporter.probes.tls.certinfo import CertFacts, cert_facts
+from exporter.probes.tls.certinfo import (
+    CertFacts,
+    CertProblem,
+    UnparsableCertificate,
+    cert_facts,
+)
 
 __all__ = [
+    "BadCertificate",
     "FileProblem",
     "FileResult",
     "expand_env",
@@ -38,7 +47,6 @@ class FileProblem(StrEnum):
     OVERSIZED = "oversized"
     EMPTY = "empty"
     TRUNCATED = "truncated"
-    MALFORMED = "malformed"
     NOT_CERTIFICATE = "not_certificate"
     NO_CERTIFICATE = "no_certificate"
     PKCS12_UNOPENED = "pkcs12_password_or_malformed"
@@ -51,11 +59,18 @@ PROBLEM_TEXT: Mapping[FileProblem, str] = {
     FileProblem.OVERSIZED: "is larger than max_file_bytes",
     FileProblem.EMPTY: "is empty",
     FileProblem.TRUNCATED: "is truncated",
-    FileProblem.MALFORMED: "is a malformed certificate",
     FileProblem.NOT_CERTIFICATE: "is not a certificate (neither PEM, DER nor PKCS#12)",
     FileProblem.NO_CERTIFICATE: "holds no certificate (e.g. a key-only PEM)",
     FileProblem.PKCS12_UNOPENED: "is PKCS#12 that the configured password does not open",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class BadCertificate:
+    """A certificate of a file that `cryptography` rejected."""
+
+    position: int  # 1-based, among the file's certificates (PEM blocks, PKCS#12 entries)
+    problem: CertProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +80,7 @@ class FileResult:
     path: str
     certs: tuple[CertFacts, ...] = ()
     problem: FileProblem | None = None
+    unparsable: tuple[BadCertificate, ...] = ()
 
 
 class _Bad(Exception):
@@ -181,40 +197,47 @@ def _looks_pkcs12(data: bytes) -> bool:
     return data[header : header + 3] == b"\x02\x01\x03"
 
 
-def _parse_pem(data: bytes) -> list[x509.Certificate]:
+Parsed = x509.Certificate | CertProblem
+"""One certificate of a file: loaded (its fields are read later) or rejected at load."""
+
+
+def _load(load: Callable[[bytes], x509.Certificate], blob: bytes) -> Parsed:
+    try:
+        return load(blob)
+    except Exception as exc:  # InvalidVersion, ValueError, ...
+        return UnparsableCertificate.from_error(exc).problem
+
+
+def _parse_pem(data: bytes) -> list[Parsed]:
     if _PEM_CERT not in data:
         raise _Bad(FileProblem.NO_CERTIFICATE)
     if data.count(b"-----BEGIN CERTIFICATE-----") != data.count(b"-----END CERTIFICATE-----"):
         raise _Bad(FileProblem.TRUNCATED)
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise _Bad(FileProblem.MALFORMED) from None
+    # block by block, so one certificate that cannot be loaded does not hide the others
+    return [_load(x509.load_pem_x509_certificate, block.as_bytes())
+            for block in pem.parse(data) if isinstance(block, pem.Certificate)]
 
 
-def _parse_der(data: bytes) -> list[x509.Certificate]:
+def _parse_der(data: bytes) -> list[Parsed]:
     declared = _der_declared_length(data)
     if declared is None:
         raise _Bad(FileProblem.NOT_CERTIFICATE)
     if declared > len(data):
         raise _Bad(FileProblem.TRUNCATED)
-    try:
-        return [x509.load_der_x509_certificate(data)]
-    except ValueError:
-        raise _Bad(FileProblem.MALFORMED) from None
+    return [_load(x509.load_der_x509_certificate, data)]
 
 
-def _parse_pkcs12(data: bytes, password: bytes | None) -> list[x509.Certificate]:
+def _parse_pkcs12(data: bytes, password: bytes | None) -> list[Parsed]:
     try:
         bundle = pkcs12.load_pkcs12(data, password)
-    except (ValueError, TypeError):
+    except Exception:  # a wrong password and a bad structure look alike
         raise _Bad(FileProblem.PKCS12_UNOPENED) from None
-    certs = [bundle.cert.certificate] if bundle.cert is not None else []
+    certs: list[Parsed] = [bundle.cert.certificate] if bundle.cert is not None else []
     certs.extend(item.certificate for item in bundle.additional_certs)
     return certs
 
 
-def parse_bytes(data: bytes, path: str, password: bytes | None) -> list[x509.Certificate]:
+def parse_bytes(data: bytes, path: str, password: bytes | None) -> list[Parsed]:
     """Parse file content by sniffing its format; raises `_Bad` naming the problem."""
     if not data.strip():
         raise _Bad(FileProblem.EMPTY)
@@ -231,13 +254,19 @@ def load_file(path: str, max_bytes: int, password: bytes | None) -> FileResult:
     """Read and parse one file into facts, or a problem."""
     try:
         data = _read(path, max_bytes)
-        certs = parse_bytes(data, path, password)
-        if not certs:
+        parsed = parse_bytes(data, path, password)
+        if not parsed:
             raise _Bad(FileProblem.NO_CERTIFICATE)
-        try:
-            facts = tuple(cert_facts(cert) for cert in certs)
-        except (ValueError, TypeError):  # parsed, but a field cryptography rejects
-            raise _Bad(FileProblem.MALFORMED) from None
-        return FileResult(path, facts)
     except _Bad as bad:
         return FileResult(path, problem=bad.problem)
+    facts: list[CertFacts] = []
+    unparsable: list[BadCertificate] = []
+    for position, item in enumerate(parsed, start=1):
+        if isinstance(item, CertProblem):
+            unparsable.append(BadCertificate(position, item))
+            continue
+        try:  # fields cryptography reads lazily may still be rejected
+            facts.append(cert_facts(item))
+        except UnparsableCertificate as exc:
+            unparsable.append(BadCertificate(position, exc.problem))
+    return FileResult(path, tuple(facts), unparsable=tuple(unparsable))
