@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.x509.oid import NameOID
 
 __all__ = [
@@ -218,8 +218,6 @@ def _facts(cert: x509.Certificate, der: bytes | None) -> CertFacts:
     cert.extensions  # noqa: B018 - parses every extension: a bad one is a bad certificate
     key_type, key_size = _key(cert)
     subject = cert.subject
-    if der is None:
-        der = cert.public_bytes(Encoding.DER)
     return CertFacts(
         subject_cn=_cn(subject) or _first_san(cert),
         issuer_cn=_cn(cert.issuer),
@@ -230,7 +228,8 @@ def _facts(cert: x509.Certificate, der: bytes | None) -> CertFacts:
         not_before=cert.not_valid_before_utc.timestamp(),
         not_after=cert.not_valid_after_utc.timestamp(),
         subject=subject.public_bytes(),
-        fingerprint=hashlib.sha256(der).hexdigest(),
+        fingerprint=(hashlib.sha256(der).hexdigest() if der is not None
+                     else cert.fingerprint(SHA256()).hex()),
     )
 
 

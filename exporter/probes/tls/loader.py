@@ -213,7 +213,12 @@ def _parse_pem(data: bytes) -> list[Parsed]:
         raise _Bad(FileProblem.NO_CERTIFICATE)
     if data.count(b"-----BEGIN CERTIFICATE-----") != data.count(b"-----END CERTIFICATE-----"):
         raise _Bad(FileProblem.TRUNCATED)
-    # block by block, so one certificate that cannot be loaded does not hide the others
+    try:  # the common case in one call
+        certs: list[Parsed] = list(x509.load_pem_x509_certificates(data))
+    except Exception:  # one block is bad: load block by block, so it hides no other
+        certs = []
+    if certs and len(certs) == data.count(_PEM_CERT):  # positions are the blocks' order
+        return certs
     return [_load(x509.load_pem_x509_certificate, block.as_bytes())
             for block in pem.parse(data) if isinstance(block, pem.Certificate)]
 
