@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import logging
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -364,6 +366,17 @@ async def test_lazily_rejected_field_does_not_hide_the_rest_of_the_file(
     assert "mixed.pem certificate #2 (malformed encoding)" in outcome.message
 
 
+async def test_bad_base64_block_is_one_unparsable_certificate(
+        ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
+    junk = b"-----BEGIN CERTIFICATE-----\nnot*base64*at*all\n-----END CERTIFICATE-----\n"
+    (tmp_path / "b.pem").write_bytes(junk + pem_of(leaf(ca, "after.example", 200)))
+    outcome = await run(spec(tmp_path / "b.pem"), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert "b.pem certificate #1 (malformed encoding)" in outcome.message
+    assert [c["subject_cn"] for c in certs_of(outcome)] == ["after.example"]
+    assert unparsable(outcome) == {("b.pem", "malformed"): 1}
+
+
 async def test_unparsable_does_not_mask_an_expired_certificate(
         ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
     twice, _ = ts.tweaked_cert("dup.example", duplicate_extension=True)
@@ -470,3 +483,27 @@ async def test_cryptography_vectors_give_a_verdict_for_every_file(ctx: RuntimeCo
     assert ("custom/two_basic_constraints.pem", "duplicate_extension") in by_file
     assert ("san_edipartyname.der", "unsupported_name_type") in by_file
     assert len(certs_of(outcome)) > 400  # the parseable ones are exported
+
+
+def test_cryptography_vectors_through_the_check_command(tmp_path: Path) -> None:
+    """The same corpus through the real pipeline: a verdict, not error/internal."""
+    from tests.core.conftest import EXE
+
+    config = tmp_path / "corpus.yaml"
+    config.write_text(f"""
+checks:
+  - id: corpus
+    section: "1.2"
+    title: every certificate file of the corpus
+    severity: critical
+    kind: tls_file
+    timeout: 60s
+    paths: ["{VECTORS}/**/*"]
+""", encoding="utf-8")
+    done = subprocess.run([str(EXE), "check", "--config", str(config), "--output", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1, done.stderr  # a critical check failed (2 would be config)
+    [row] = json.loads(done.stdout)
+    assert (row["status"], row["reason"]) == ("fail", None)
+    assert "cannot be parsed" in row["message"]
