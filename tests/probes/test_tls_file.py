@@ -377,6 +377,21 @@ async def test_bad_base64_block_is_one_unparsable_certificate(
     assert unparsable(outcome) == {("b.pem", "malformed"): 1}
 
 
+async def test_unparsable_certificate_inside_pkcs12(ca: trustme.CA, tmp_path: Path,
+                                                    ctx: RuntimeContext) -> None:
+    twice, key_pem = ts.tweaked_cert("p12dup.example", duplicate_extension=True)
+    key = serialization.load_pem_private_key(key_pem, None)
+    blob = pkcs12.serialize_key_and_certificates(
+        b"server", key, x509.load_der_x509_certificate(twice),  # type: ignore[arg-type]
+        [x509.load_pem_x509_certificate(ca.cert_pem.bytes())], serialization.NoEncryption())
+    (tmp_path / "s.p12").write_bytes(blob)
+    outcome = await run(spec(tmp_path / "s.p12"), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert "s.p12 certificate #1 (an extension appears twice)" in outcome.message
+    assert unparsable(outcome) == {("s.p12", "duplicate_extension"): 1}
+    assert len(certs_of(outcome)) == 1  # the CA certificate beside it is still judged
+
+
 async def test_unparsable_does_not_mask_an_expired_certificate(
         ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
     twice, _ = ts.tweaked_cert("dup.example", duplicate_extension=True)
