@@ -369,11 +369,14 @@ async def test_lazily_rejected_field_does_not_hide_the_rest_of_the_file(
 async def test_bad_base64_block_is_one_unparsable_certificate(
         ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
     junk = b"-----BEGIN CERTIFICATE-----\nnot*base64*at*all\n-----END CERTIFICATE-----\n"
-    (tmp_path / "b.pem").write_bytes(junk + pem_of(leaf(ca, "after.example", 200)))
+    # the legacy "X509 CERTIFICATE" label, which cryptography (and OpenSSL) read too
+    legacy = pem_of(leaf(ca, "legacy.example", 200)).replace(b"CERTIFICATE",
+                                                             b"X509 CERTIFICATE")
+    (tmp_path / "b.pem").write_bytes(legacy + junk + pem_of(leaf(ca, "after.example", 200)))
     outcome = await run(spec(tmp_path / "b.pem"), ctx)
     assert outcome.status is Status.FAIL, outcome.message
-    assert "b.pem certificate #1 (malformed encoding)" in outcome.message
-    assert [c["subject_cn"] for c in certs_of(outcome)] == ["after.example"]
+    assert "b.pem certificate #2 (malformed encoding)" in outcome.message
+    assert [c["subject_cn"] for c in certs_of(outcome)] == ["legacy.example", "after.example"]
     assert unparsable(outcome) == {("b.pem", "malformed"): 1}
 
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.x509.oid import NameOID
 
 __all__ = [
-    "PROBLEM_TEXT",
+    "CERT_PROBLEM_TEXT",
     "CertFacts",
     "CertProblem",
     "UnparsableCertificate",
@@ -78,7 +78,7 @@ class CertProblem(StrEnum):
     MALFORMED = "malformed"
 
 
-PROBLEM_TEXT: dict[CertProblem, str] = {
+CERT_PROBLEM_TEXT: dict[CertProblem, str] = {
     CertProblem.INVALID_VERSION: "invalid X.509 version",
     CertProblem.DUPLICATE_EXTENSION: "an extension appears twice",
     CertProblem.UNSUPPORTED_NAME_TYPE: "a general name type the parser does not support",
@@ -98,7 +98,7 @@ class UnparsableCertificate(Exception):
     """`cryptography` rejected the certificate, at load time or on a lazily read field."""
 
     def __init__(self, problem: CertProblem) -> None:
-        super().__init__(PROBLEM_TEXT[problem])
+        super().__init__(CERT_PROBLEM_TEXT[problem])
         self.problem = problem
 
     @classmethod

@@ -30,7 +30,7 @@ from exporter.model import (
     SecretReference,
 )
 from exporter.probes.tls.certinfo import (
-    PROBLEM_TEXT,
+    CERT_PROBLEM_TEXT,
     CertFacts,
     UnparsableCertificate,
     is_post_quantum_group,
@@ -218,7 +218,7 @@ def _cert_measurements(chain: list[bytes], now: float, warn_seconds: float
             _, facts = parsed_der(der)
         except UnparsableCertificate as exc:
             unparsable.append(f"certificate at depth {depth} cannot be parsed "
-                              f"({PROBLEM_TEXT[exc.problem]})")
+                              f"({CERT_PROBLEM_TEXT[exc.problem]})")
             out.append(Measurement(UNPARSABLE.name, 1.0, {"depth": str(depth),
                                                           "problem": exc.problem.value}))
             continue

@@ -28,8 +28,7 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
-from exporter.probes.tls.certinfo import PROBLEM_TEXT as CERT_PROBLEM_TEXT
-from exporter.probes.tls.certinfo import CertFacts, label_text
+from exporter.probes.tls.certinfo import CERT_PROBLEM_TEXT, CertFacts, label_text
 from exporter.probes.tls.loader import (
     PROBLEM_TEXT,
     BadCertificate,

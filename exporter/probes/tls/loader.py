@@ -8,6 +8,7 @@ and the file's other certificates are still read.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -16,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import pem
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -93,6 +93,9 @@ _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PKCS12_SUFFIXES = (".p12", ".pfx")
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 _PEM_ANY = b"-----BEGIN "
+# a certificate block, with the RFC 7468 label or the legacy one cryptography also reads
+_PEM_CERT_BLOCK = re.compile(rb"-----BEGIN (?:X509 )?CERTIFICATE-----.*?"
+                             rb"-----END (?:X509 )?CERTIFICATE-----", re.DOTALL)
 
 
 def expand_env(pattern: str, environ: Mapping[str, str]) -> str:
@@ -213,14 +216,11 @@ def _parse_pem(data: bytes) -> list[Parsed]:
         raise _Bad(FileProblem.NO_CERTIFICATE)
     if data.count(b"-----BEGIN CERTIFICATE-----") != data.count(b"-----END CERTIFICATE-----"):
         raise _Bad(FileProblem.TRUNCATED)
-    try:  # the common case in one call
-        certs: list[Parsed] = list(x509.load_pem_x509_certificates(data))
-    except Exception:  # one block is bad: load block by block, so it hides no other
-        certs = []
-    if certs and len(certs) == data.count(_PEM_CERT):  # positions are the blocks' order
-        return certs
-    return [_load(x509.load_pem_x509_certificate, block.as_bytes())
-            for block in pem.parse(data) if isinstance(block, pem.Certificate)]
+    with contextlib.suppress(Exception):  # the common case, in one call
+        return list(x509.load_pem_x509_certificates(data))
+    # one block is bad: load block by block, so that it hides no other
+    return [_load(x509.load_pem_x509_certificate, block.group())
+            for block in _PEM_CERT_BLOCK.finditer(data)]
 
 
 def _parse_der(data: bytes) -> list[Parsed]:
