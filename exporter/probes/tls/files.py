@@ -170,7 +170,7 @@ def _scan_chunk(paths: list[str], max_bytes: int, password: bytes | None, now: f
             }))
             if index in superseded:
                 continue
-            name = f"{facts.subject_cn or facts.serial} ({path})"
+            name = f"{_who(facts)} ({path})"
             if facts.not_after <= now:
                 chunk.expired.append((facts.not_after, name))
             elif facts.not_before > now:
@@ -180,6 +180,11 @@ def _scan_chunk(paths: list[str], max_bytes: int, password: bytes | None, now: f
             if chunk.soonest is None or facts.not_after < chunk.soonest[0]:
                 chunk.soonest = (facts.not_after, name)
     return chunk
+
+
+def _who(facts: CertFacts) -> str:
+    """A certificate's name in a message: its CN, else serial and fingerprint prefix."""
+    return facts.subject_cn or f"serial {facts.serial} sha256 {facts.fingerprint[:16]}"
 
 
 def _count_unparsable(chunk: _Chunk, path: str, bad: tuple[BadCertificate, ...]) -> None:
