@@ -10,9 +10,13 @@
    a busy machine).
 2. 10,000 certificate files (PEM, DER, PEM bundles) scanned by one `tls_file` check:
    wall time, CPU time, peak RSS and the longest event-loop stall (a 5 ms ticker task).
+3. The x509 tree of `cryptography-vectors` (1,774 real-world and malformed files, the
+   test extra installs it) scanned by one `tls_file` check: wall and CPU time, and how
+   many files and certificates got which verdict (no file without one).
 
     .venv/bin/python bench/tls.py                 # both parts
     .venv/bin/python bench/tls.py --part files    # only the file scan
+    .venv/bin/python bench/tls.py --part corpus   # only the cryptography-vectors scan
 """
 
 from __future__ import annotations
@@ -337,13 +341,60 @@ async def files_part(args: argparse.Namespace) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+async def corpus_part(args: argparse.Namespace) -> None:
+    import collections
+    import warnings
+
+    import cryptography_vectors
+
+    from exporter.context import RuntimeContext
+    from exporter.probes.tls.files import TlsFileCheck, run
+
+    warnings.simplefilter("ignore")  # the corpus is full of deprecated encodings
+    root = Path(cryptography_vectors.__file__).parent / "x509"
+    files = {str(p) for p in root.rglob("*") if p.is_file()}
+    spec = TlsFileCheck.model_validate({"id": "corpus", "section": "1.2", "title": "b",
+                                        "kind": "tls_file", "paths": [f"{root}/**/*"]})
+    print(f"\ncryptography-vectors x509 tree: {len(files)} files under {root}")
+    with tempfile.TemporaryDirectory() as state:
+        ctx = RuntimeContext(state_dir=Path(state))
+        try:
+            for attempt in range(1, args.scans + 1):
+                cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+                wall0 = time.perf_counter()
+                outcome = await run(spec, ctx)
+                wall = time.perf_counter() - wall0
+                cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+                cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+                print(f"  scan {attempt}: {outcome.status.value} "
+                      f"(reason {outcome.reason and outcome.reason.value}) | wall {wall:.2f}s  "
+                      f"CPU {cpu:.2f}s")
+        finally:
+            await ctx.aclose()
+    verdicts: collections.Counter[str] = collections.Counter()
+    judged: set[str] = set()
+    for m in outcome.measurements:
+        if m.family == "readiness_tls_file_cert_info":
+            verdicts["certificates exported"] += 1
+        elif m.family == "readiness_tls_file_unparsable_certificates":
+            verdicts[f"unparsable certificates: {m.labels['problem']}"] += int(m.value)
+        elif m.family == "readiness_tls_file_file_error":
+            verdicts[f"files unusable: {m.labels['problem']}"] += 1
+        if "path" in m.labels:
+            judged.add(m.labels["path"])
+    for name, count in sorted(verdicts.items()):
+        print(f"  {name}: {count}")
+    print(f"  files without a verdict: {len(files - judged)}")
+
+
 # --------------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["all", "endpoints", "files"], default="all")
+    parser.add_argument("--part", choices=["all", "endpoints", "files", "corpus"],
+                        default="all")
     parser.add_argument("--endpoints", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
@@ -366,6 +417,8 @@ def main() -> None:
         asyncio.run(files_part(args))
     if args.part in ("all", "endpoints"):
         asyncio.run(endpoints_part(args))
+    if args.part in ("all", "corpus"):
+        asyncio.run(corpus_part(args))
 
 
 if __name__ == "__main__":

@@ -437,3 +437,53 @@ async def test_server_speaking_only_tls10(ca: trustme.CA, ca_file: Path,
         assert found["1.0"] == "untestable"
         assert outcome.status is Status.ERROR and outcome.reason is Reason.TLS
     assert verification(outcome) == "handshake_failed"
+
+
+# --------------------------------------------------------------------------- hardening
+# (issue 17: a certificate cryptography cannot parse gives a bounded verdict)
+
+@pytest.mark.parametrize(("tweak", "problem", "verify", "words"), [
+    ({"version": 6}, "invalid_version", "unparsable", "invalid X.509 version"),
+    ({"duplicate_extension": True}, "duplicate_extension", "untrusted",
+     "an extension appears twice"),
+], ids=["invalid-version", "duplicate-extension"])
+async def test_server_presenting_an_unparsable_certificate_fails(
+        tweak: dict[str, Any], problem: str, verify: str, words: str, tmp_path: Path,
+        ctx: RuntimeContext) -> None:
+    der, key_pem = ts.tweaked_cert("localhost", **tweak)
+    cert_pem = ts.der_to_pem(der)
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(cert_pem)  # trusted: OpenSSL itself accepts the version-7 one
+    with ts.peer(ts.tls_handler(ts.server_context(cert_pem, key_pem))) as server:
+        outcome = await run(spec(server.port, anchor), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert outcome.reason is None
+    assert f"certificate at depth 0 cannot be parsed ({words})" in outcome.message
+    assert series(outcome, "readiness_tls_endpoint_cert_unparsable") == [
+        {"depth": "0", "problem": problem}]
+    assert verification(outcome) == verify
+    assert versions(outcome)["1.3"] == "accepted"  # the rest of the posture is still told
+    assert series(outcome, "readiness_tls_endpoint_cert_info") == []
+
+
+async def test_unparsable_chain_certificate_keeps_the_rest_of_the_chain(
+        ca: trustme.CA, ctx: RuntimeContext) -> None:
+    leaf = ca.issue_cert("localhost")
+    broken, _ = ts.tweaked_cert("junk.example", duplicate_extension=True)
+    chain = leaf.cert_chain_pems[0].bytes() + ts.der_to_pem(broken)
+    context = ts.server_context(chain, leaf.private_key_pem.bytes())
+    with ts.peer(ts.tls_handler(context)) as server:
+        # no trust anchor: the chain is reported as sent
+        judged = await run(spec(server.port, None, require_valid_chain=False), ctx)
+        versions_only = await run(spec(server.port, None, require_valid_chain=False,
+                                       check_expiry=False), ctx)
+    assert judged.status is Status.FAIL, judged.message
+    assert "certificate at depth 1 cannot be parsed" in judged.message
+    assert [s["subject_cn"] for s in series(judged, "readiness_tls_endpoint_cert_info")] == [
+        "localhost"]
+    assert series(judged, "readiness_tls_endpoint_cert_unparsable") == [
+        {"depth": "1", "problem": "duplicate_extension"}]
+    # with neither certificate rule on, the certificate is reported, not judged
+    assert versions_only.status is Status.PASS, versions_only.message
+    assert series(versions_only, "readiness_tls_endpoint_cert_unparsable") == [
+        {"depth": "1", "problem": "duplicate_extension"}]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import json
 import logging
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import cryptography_vectors
 import pytest
 import trustme
 from cryptography import x509
@@ -302,3 +308,222 @@ async def test_preset_check_reads_tls_cert_file(ca: trustme.CA, tmp_path: Path,
     assert "qbitel.example" in {c["subject_cn"] for c in certs_of(outcome)}
     if not Path("/etc/qbitel/certs").exists():
         assert outcome.status is Status.PASS, outcome.message
+
+
+# --------------------------------------------------------------------------- hardening
+# (issue 17: one bad certificate must not blind the check; certificate identity; serials)
+
+VECTORS = Path(cryptography_vectors.__file__).parent / "x509"
+
+
+def unparsable(outcome: Outcome) -> dict[tuple[str, str], float]:
+    return {(Path(m.labels["path"]).name, m.labels["problem"]): m.value
+            for m in outcome.measurements
+            if m.family == "readiness_tls_file_unparsable_certificates"}
+
+
+def pem_of(cert: trustme.LeafCert) -> bytes:
+    return cert.cert_chain_pems[0].bytes()
+
+
+async def test_unparsable_certificates_are_named_and_the_rest_judged(
+        ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
+    # rejected at load (InvalidVersion) and lazily, when the extensions are read
+    # (DuplicateExtension): neither is a ValueError
+    bad_version, _ = ts.tweaked_cert("v7.example", version=6)
+    twice, _ = ts.tweaked_cert("dup.example", duplicate_extension=True)
+    (tmp_path / "bundle.pem").write_bytes(pem_of(leaf(ca, "first.example", 200))
+                                          + ts.der_to_pem(bad_version)
+                                          + pem_of(leaf(ca, "third.example", 200))
+                                          + ts.der_to_pem(twice))
+    (tmp_path / "v7.der").write_bytes(bad_version)
+    leaf(ca, "alone.example", 300).cert_chain_pems[0].write_to_path(str(tmp_path / "alone.crt"))
+    outcome = await run(spec(tmp_path), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert "bundle.pem certificate #2 (invalid X.509 version)" in outcome.message
+    assert "bundle.pem certificate #4 (an extension appears twice)" in outcome.message
+    assert "v7.der certificate #1 (invalid X.509 version)" in outcome.message
+    assert unparsable(outcome) == {("bundle.pem", "invalid_version"): 1,
+                                   ("bundle.pem", "duplicate_extension"): 1,
+                                   ("v7.der", "invalid_version"): 1}
+    assert {c["subject_cn"] for c in certs_of(outcome)} == {"first.example", "third.example",
+                                                            "alone.example"}
+    assert problems(outcome) == {}  # the files themselves were read
+    count = [m.value for m in outcome.measurements
+             if m.family == "readiness_tls_file_certificates"]
+    assert count == [3]  # certificates judged; the unparsable ones are counted apart
+
+
+async def test_lazily_rejected_field_does_not_hide_the_rest_of_the_file(
+        ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
+    # loads, then raises ValueError when the subject is read (invalid UTF-8 in the CN)
+    broken = (VECTORS / "custom" / "invalid_utf8_common_name.pem").read_bytes()
+    (tmp_path / "mixed.pem").write_bytes(pem_of(leaf(ca, "kept.example", 200)) + broken)
+    outcome = await run(spec(tmp_path / "mixed.pem"), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert [c["subject_cn"] for c in certs_of(outcome)] == ["kept.example"]
+    assert unparsable(outcome) == {("mixed.pem", "malformed"): 1}
+    assert "mixed.pem certificate #2 (malformed encoding)" in outcome.message
+
+
+async def test_bad_base64_block_is_one_unparsable_certificate(
+        ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
+    junk = b"-----BEGIN CERTIFICATE-----\nnot*base64*at*all\n-----END CERTIFICATE-----\n"
+    # the legacy "X509 CERTIFICATE" label, which cryptography (and OpenSSL) read too
+    legacy = pem_of(leaf(ca, "legacy.example", 200)).replace(b"CERTIFICATE",
+                                                             b"X509 CERTIFICATE")
+    (tmp_path / "b.pem").write_bytes(legacy + junk + pem_of(leaf(ca, "after.example", 200)))
+    outcome = await run(spec(tmp_path / "b.pem"), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert "b.pem certificate #2 (malformed encoding)" in outcome.message
+    assert [c["subject_cn"] for c in certs_of(outcome)] == ["legacy.example", "after.example"]
+    assert unparsable(outcome) == {("b.pem", "malformed"): 1}
+
+
+async def test_unparsable_certificate_inside_pkcs12(ca: trustme.CA, tmp_path: Path,
+                                                    ctx: RuntimeContext) -> None:
+    twice, key_pem = ts.tweaked_cert("p12dup.example", duplicate_extension=True)
+    key = serialization.load_pem_private_key(key_pem, None)
+    blob = pkcs12.serialize_key_and_certificates(
+        b"server", key, x509.load_der_x509_certificate(twice),  # type: ignore[arg-type]
+        [x509.load_pem_x509_certificate(ca.cert_pem.bytes())], serialization.NoEncryption())
+    (tmp_path / "s.p12").write_bytes(blob)
+    outcome = await run(spec(tmp_path / "s.p12"), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert "s.p12 certificate #1 (an extension appears twice)" in outcome.message
+    assert unparsable(outcome) == {("s.p12", "duplicate_extension"): 1}
+    assert len(certs_of(outcome)) == 1  # the CA certificate beside it is still judged
+
+
+async def test_unparsable_does_not_mask_an_expired_certificate(
+        ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
+    twice, _ = ts.tweaked_cert("dup.example", duplicate_extension=True)
+    (tmp_path / "a.pem").write_bytes(ts.der_to_pem(twice)
+                                     + pem_of(leaf(ca, "old.example", -2, 100)))
+    outcome = await run(spec(tmp_path / "a.pem"), ctx)
+    assert outcome.status is Status.FAIL
+    assert "expired: old.example" in outcome.message and "cannot be parsed" in outcome.message
+
+
+@pytest.mark.parametrize("expired_first", [True, False], ids=["expired-first", "valid-first"])
+async def test_certificates_with_equal_serial_and_no_cn_are_all_judged(
+        expired_first: bool, tmp_path: Path, ctx: RuntimeContext) -> None:
+    # serial 0 and no CN, as 4 roots of the system CA bundle: only the fingerprint differs
+    valid, _ = ts.tweaked_cert(None, serial=0, days_left=300)
+    expired, _ = ts.tweaked_cert(None, serial=0, days_left=-5, days_since=400)
+    blocks = [expired, valid] if expired_first else [valid, expired]
+    (tmp_path / "roots.pem").write_bytes(b"".join(ts.der_to_pem(b) for b in blocks))
+    outcome = await run(spec(tmp_path / "roots.pem"), ctx)
+    assert outcome.status is Status.FAIL, outcome.message  # whatever the order
+    # named by serial and fingerprint, as there is no CN
+    assert f"expired: serial 0 sha256 {hashlib.sha256(expired).hexdigest()[:16]}" in \
+        outcome.message
+    found = certs_of(outcome)
+    assert {c["fingerprint_sha256"] for c in found} == {hashlib.sha256(b).hexdigest()
+                                                         for b in blocks}
+    assert {(c["serial"], c["subject_cn"]) for c in found} == {("0", "")}
+    dates = [m for m in outcome.measurements
+             if m.family == "readiness_tls_file_cert_not_after_timestamp_seconds"]
+    assert len({tuple(sorted(m.labels.items())) for m in dates}) == 2  # distinct series
+
+
+async def test_the_same_certificate_twice_in_a_file_is_exported_once(
+        ca: trustme.CA, tmp_path: Path, ctx: RuntimeContext) -> None:
+    one = pem_of(leaf(ca, "twice.example", 200))
+    (tmp_path / "dup.pem").write_bytes(one + one)
+    outcome = await run(spec(tmp_path / "dup.pem"), ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert [c["subject_cn"] for c in certs_of(outcome)] == ["twice.example"]
+
+
+SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@pytest.mark.skipif(not SYSTEM_BUNDLE.exists(),
+                    reason="no system CA bundle (Debian's ca-certificates package) here")
+async def test_system_ca_bundle_exports_every_distinct_certificate(ctx: RuntimeContext) -> None:
+    # counted independently of the probe: PEM blocks, base64-decoded, hashed
+    text = SYSTEM_BUNDLE.read_text(encoding="ascii")
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", text,
+                        flags=re.DOTALL)
+    expected = {hashlib.sha256(base64.b64decode("".join(b.split()))).hexdigest()
+                for b in blocks}
+    outcome = await run(spec(SYSTEM_BUNDLE, warn_days=0), ctx)
+    assert outcome.status is not Status.ERROR, outcome.message
+    exported = [c["fingerprint_sha256"] for c in certs_of(outcome)]
+    assert len(exported) == len(set(exported)) == len(expected)
+    assert set(exported) == expected
+    assert unparsable(outcome) == {}
+
+
+async def test_negative_serials_have_a_defined_encoding(tmp_path: Path,
+                                                        ctx: RuntimeContext) -> None:
+    # real certificates with negative serials: -18008675309 and -1
+    negative = VECTORS / "custom" / "negative_serial.pem"
+    pkits = VECTORS / "PKITS_data" / "certs" / "InvalidNegativeSerialNumberTest15EE.crt"
+    outcome = await run(spec(negative, pkits, warn_days=0), ctx)
+    serials = {Path(c["path"]).name: c["serial"] for c in certs_of(outcome)}
+    assert serials == {"negative_serial.pem": "-4316693ed",
+                       "InvalidNegativeSerialNumberTest15EE.crt": "-1"}
+    # hand-built: serial -1 and serial 1 of the same name are two certificates
+    minus, _ = ts.tweaked_cert("sign.example", serial=-1)
+    plus, _ = ts.tweaked_cert("sign.example", serial=1)
+    big, _ = ts.tweaked_cert("sign.example", serial=-(2**159 - 1))
+    (tmp_path / "signs.pem").write_bytes(b"".join(ts.der_to_pem(b) for b in (minus, plus, big)))
+    signs = await run(spec(tmp_path / "signs.pem"), ctx)
+    assert signs.status is Status.PASS, signs.message
+    assert sorted(c["serial"] for c in certs_of(signs)) == sorted(["-1", "1", "-" + "7" + "f" * 39])
+
+
+def test_serial_encoding_is_documented() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for page in ("docs/probes/tls.md", "docs/metrics.md"):
+        text = (root / page).read_text(encoding="utf-8")
+        assert "`-4316693ed`" in text, page  # the documented example of a negative serial
+        assert "fingerprint_sha256" in text, page
+
+
+async def test_cryptography_vectors_give_a_verdict_for_every_file(ctx: RuntimeContext) -> None:
+    """Regression guard: 1,774 real-world and malformed x509 files, one check."""
+    files = sorted(str(p) for p in VECTORS.rglob("*") if p.is_file())
+    assert len(files) > 1000
+    outcome = await run(spec(f"{VECTORS}/**/*"), ctx)
+    assert outcome.status is Status.FAIL  # many files there are broken on purpose
+    assert outcome.reason is None
+    judged: dict[str, set[str]] = {}
+    for m in outcome.measurements:
+        if "path" in m.labels:
+            judged.setdefault(m.labels["path"], set()).add(m.family)
+    assert sorted(judged) == files  # every file has a verdict of its own
+    by_file = {(str(Path(path).relative_to(VECTORS)), problem)
+               for (path, problem) in ((m.labels["path"], m.labels["problem"])
+                                       for m in outcome.measurements
+                                       if m.family == "readiness_tls_file_unparsable_certificates")}
+    assert ("custom/invalid_version.pem", "invalid_version") in by_file
+    assert ("custom/two_basic_constraints.pem", "duplicate_extension") in by_file
+    assert ("san_edipartyname.der", "unsupported_name_type") in by_file
+    assert len(certs_of(outcome)) > 400  # the parseable ones are exported
+
+
+def test_cryptography_vectors_through_the_check_command(tmp_path: Path) -> None:
+    """The same corpus through the real pipeline: a verdict, not error/internal."""
+    from tests.core.conftest import EXE
+
+    config = tmp_path / "corpus.yaml"
+    config.write_text(f"""
+checks:
+  - id: corpus
+    section: "1.2"
+    title: every certificate file of the corpus
+    severity: critical
+    kind: tls_file
+    timeout: 60s
+    paths: ["{VECTORS}/**/*"]
+""", encoding="utf-8")
+    done = subprocess.run([str(EXE), "check", "--config", str(config), "--output", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1, done.stderr  # a critical check failed (2 would be config)
+    [row] = json.loads(done.stdout)
+    assert (row["status"], row["reason"]) == ("fail", None)
+    assert "cannot be parsed" in row["message"]

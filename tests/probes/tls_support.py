@@ -184,3 +184,51 @@ def self_signed_cert(host: str) -> tuple[bytes, bytes]:
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def tweaked_cert(cn: str | None, *, serial: int = 5, days_left: float = 90,
+                 days_since: float = 1, version: int = 2, duplicate_extension: bool = False,
+                 san: bool = True) -> tuple[bytes, bytes]:
+    """A self-signed ECDSA certificate (DER) and its key (PEM) that `cryptography`'s
+    builder refuses to make: any serial (zero, negative), any X.509 version number, an
+    extension present twice.
+
+    The certificate is built normally, its TBS edited with asn1crypto and signed again,
+    so OpenSSL still loads it and a TLS server can present it.
+    """
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(1)
+               .not_valid_before(now - datetime.timedelta(days=days_since))
+               .not_valid_after(now + datetime.timedelta(days=days_left))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                              critical=True))
+    if san and cn:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]),
+                                        critical=False)
+    built = builder.sign(key, hashes.SHA256())
+    cert = asn1_x509.Certificate.load(built.public_bytes(serialization.Encoding.DER))
+    tbs = cert["tbs_certificate"]
+    tbs["serial_number"] = serial
+    tbs["version"] = version
+    if duplicate_extension:
+        tbs["extensions"].append(tbs["extensions"][0].copy())
+    cert["signature_value"] = key.sign(tbs.dump(force=True), ec.ECDSA(hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.dump(force=True), key_pem
+
+
+def der_to_pem(der: bytes) -> bytes:
+    """One PEM CERTIFICATE block for a DER certificate."""
+    import base64
+
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"

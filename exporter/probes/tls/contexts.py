@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
+from exporter.probes.tls.certinfo import UnparsableCertificate, parsed_der
 from exporter.probes.tls.handshake import verify_callback
 
 __all__ = [
@@ -225,13 +226,18 @@ _SELF_SIGNED = {18}
 
 @functools.lru_cache(maxsize=4096)
 def leaf_matches(leaf_der: bytes, name: str) -> bool:
-    """`hostname_matches` for a DER leaf, remembered (the same leaf comes back every run)."""
-    return hostname_matches(x509.load_der_x509_certificate(leaf_der), name)
+    """`hostname_matches` for a DER leaf, remembered (the same leaf comes back every run).
+
+    Raises `UnparsableCertificate` when `cryptography` rejects the leaf.
+    """
+    return hostname_matches(parsed_der(leaf_der)[0], name)
 
 
 def verification_result(errors: list[tuple[int, int]], leaf_der: bytes | None,
                         server_name: str) -> str:
-    """`ok`, `expired`, `not_yet_valid`, `self_signed`, `untrusted` or `hostname_mismatch`."""
+    """`ok`, `expired`, `not_yet_valid`, `self_signed`, `untrusted`, `unparsable` (OpenSSL
+    accepted the chain but the leaf cannot be parsed, so its names cannot be checked) or
+    `hostname_mismatch`."""
     codes = {code for code, _ in errors}
     if codes & _EXPIRED:
         return "expired"
@@ -243,8 +249,8 @@ def verification_result(errors: list[tuple[int, int]], leaf_der: bytes | None,
         return "untrusted"
     try:
         matches = leaf_der is not None and leaf_matches(leaf_der, server_name)
-    except (ValueError, TypeError):
-        matches = False
+    except UnparsableCertificate:
+        return "unparsable"
     if not matches:
         return "hostname_mismatch"
     return "ok"

@@ -4,7 +4,9 @@ One verifying handshake gives the negotiated version, cipher and key-exchange gr
 the certificate chain and a bounded verification result; version-pinned handshakes
 then tell which of TLS 1.0 to 1.3 the server accepts (`untestable` when the local
 library cannot offer a version). Certificate facts are exported whether or not the
-chain verifies. PostgreSQL is reached through its SSLRequest STARTTLS.
+chain verifies. A certificate that `cryptography` cannot parse fails the check (when
+certificates are judged) and is counted by depth and bounded problem; the rest of the
+chain is still exported. PostgreSQL is reached through its SSLRequest STARTTLS.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
-from exporter.probes.tls.certinfo import is_post_quantum_group, parsed_der
+from exporter.probes.tls.certinfo import (
+    CERT_PROBLEM_TEXT,
+    CertFacts,
+    UnparsableCertificate,
+    is_post_quantum_group,
+    parsed_der,
+)
 from exporter.probes.tls.contexts import (
     VERSION_NAMES,
     ContextError,
@@ -103,7 +111,7 @@ PQ = MetricFamily(
 VERIFY = MetricFamily(
     "readiness_tls_endpoint_verification_info",
     "Chain verification result (value 1): ok, expired, not_yet_valid, hostname_mismatch, "
-    "untrusted, self_signed, handshake_failed, timeout, refused.",
+    "untrusted, self_signed, unparsable, handshake_failed, timeout, refused.",
     ("result",),
 )
 NOT_AFTER = MetricFamily(
@@ -121,6 +129,13 @@ INFO = MetricFamily(
     "Facts of each certificate the server sent (value 1).",
     (*LEAF_LABELS, "issuer_cn", "key_type", "key_size", "signature_algorithm",
      "post_quantum_signature"),
+)
+UNPARSABLE = MetricFamily(
+    "readiness_tls_endpoint_cert_unparsable",
+    "1 for each certificate the server sent that cannot be parsed, by depth and bounded "
+    "problem (invalid_version, duplicate_extension, unsupported_name_type, "
+    "unsupported_algorithm, malformed).",
+    ("depth", "problem"),
 )
 HANDSHAKE = MetricFamily(
     "readiness_tls_endpoint_handshake_duration_seconds",
@@ -193,20 +208,20 @@ async def _probe_version(contexts: Contexts, version: Version, spec: TlsEndpoint
 
 
 def _cert_measurements(chain: list[bytes], now: float, warn_seconds: float
-                       ) -> tuple[list[Measurement], list[str]]:
+                       ) -> tuple[list[Measurement], list[str], list[str]]:
+    """(series, date problems, unparsable certificates) of the chain."""
     out: list[Measurement] = []
     problems: list[str] = []
-    seen: set[tuple[str, str]] = set()
+    unparsable: list[str] = []
     for depth, der in enumerate(chain):
         try:
             _, facts = parsed_der(der)
-        except (ValueError, TypeError):
-            problems.append(f"certificate at depth {depth} cannot be parsed")
+        except UnparsableCertificate as exc:
+            unparsable.append(f"certificate at depth {depth} cannot be parsed "
+                              f"({CERT_PROBLEM_TEXT[exc.problem]})")
+            out.append(Measurement(UNPARSABLE.name, 1.0, {"depth": str(depth),
+                                                          "problem": exc.problem.value}))
             continue
-        key = (str(depth), facts.serial)
-        if key in seen:
-            continue
-        seen.add(key)
         labels = {"depth": str(depth), "serial": facts.serial, "subject_cn": facts.subject_cn}
         out.append(Measurement(NOT_AFTER.name, facts.not_after, labels))
         out.append(Measurement(NOT_BEFORE.name, facts.not_before, labels))
@@ -222,7 +237,17 @@ def _cert_measurements(chain: list[bytes], now: float, warn_seconds: float
             problems.append(f"{who} not yet valid")
         elif facts.not_after <= now + warn_seconds:
             problems.append(f"{who} expires in {(facts.not_after - now) / 86400:.1f} d")
-    return out, problems
+    return out, problems, unparsable
+
+
+def _leaf(chain: list[bytes]) -> CertFacts | None:
+    """The leaf's facts; None when there is no leaf or it cannot be parsed."""
+    if not chain:
+        return None
+    try:
+        return parsed_der(chain[0])[1]
+    except UnparsableCertificate:
+        return None
 
 
 _MAIN_FAILURE_RESULT = {
@@ -307,10 +332,7 @@ async def run(spec: TlsEndpointCheck, ctx: ProbeContext) -> Outcome:
 def _judge(spec: TlsEndpointCheck, ctx: ProbeContext, main: HandshakeResult,
            results: dict[Version, str], verify_name: str, measurements: list[Measurement],
            warn_seconds: float) -> Outcome:
-    try:
-        leaf = parsed_der(main.chain[0]) if main.chain else None
-    except (ValueError, TypeError):
-        leaf = None
+    leaf = _leaf(main.chain)
     verdict = verification_result(main.verify_errors, main.chain[0] if main.chain else None,
                                   verify_name)
     post_quantum = is_post_quantum_group(main.group)
@@ -320,7 +342,8 @@ def _judge(spec: TlsEndpointCheck, ctx: ProbeContext, main: HandshakeResult,
     measurements.append(Measurement(PQ.name, 1.0 if post_quantum else 0.0))
     measurements.append(Measurement(HANDSHAKE.name, main.seconds))
     chain = main.verified_chain or main.chain
-    cert_series, cert_problems = _cert_measurements(chain, ctx.now(), warn_seconds)
+    cert_series, cert_problems, unparsable = _cert_measurements(chain, ctx.now(),
+                                                                warn_seconds)
     measurements.extend(cert_series)
 
     failures: list[str] = []
@@ -338,11 +361,13 @@ def _judge(spec: TlsEndpointCheck, ctx: ProbeContext, main: HandshakeResult,
                 unknown.append(f"TLS {version} probe failed")
     if spec.require_valid_chain and verdict != "ok":
         failures.append(f"verification {verdict}")
+    if spec.check_expiry or spec.require_valid_chain:  # an unparsable one is not valid
+        failures.extend(unparsable)
     if spec.check_expiry:
         failures.extend(cert_problems)
     if spec.require_post_quantum and not post_quantum:
         failures.append(f"key exchange {main.group or 'none'} is not post-quantum")
-    if spec.require_ml_dsa and (leaf is None or not leaf[1].post_quantum_signature):
+    if spec.require_ml_dsa and (leaf is None or not leaf.post_quantum_signature):
         failures.append("leaf certificate not signed with ML-DSA")
 
     summary = f"{main.version} {main.cipher} {main.group or 'no group'}"
@@ -364,6 +389,6 @@ KIND = ProbeKind(
     run=run,
     summary="A TLS server's versions, cipher, key-exchange group (post-quantum), chain "
     "verification and certificate expiry; PostgreSQL via SSLRequest.",
-    metrics=(VERSION_INFO, NEGOTIATED, PQ, VERIFY, NOT_AFTER, NOT_BEFORE, INFO, HANDSHAKE,
-             WARN),
+    metrics=(VERSION_INFO, NEGOTIATED, PQ, VERIFY, NOT_AFTER, NOT_BEFORE, INFO, UNPARSABLE,
+             HANDSHAKE, WARN),
 )

@@ -3,8 +3,10 @@
 Reads PEM (single, bundle, chain), DER and PKCS#12 files from files, directories and
 recursive globs, afresh on every run (a renewal by atomic symlink swap is seen on the
 next run). Files are parsed in worker threads in chunks, so 10,000 files never stall
-the event loop. Each certificate exports its dates and an `_info` series; a file that
-cannot be used is an `error` naming the problem, never a crash.
+the event loop. Each certificate exports its dates and an `_info` series, identified
+by its SHA-256 fingerprint; a file that cannot be used is an `error` naming the
+problem, a certificate that cannot be parsed fails the check naming its file and
+position, and neither stops the other files and certificates from being judged.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
-from exporter.probes.tls.certinfo import CertFacts, label_text
+from exporter.probes.tls.certinfo import CERT_PROBLEM_TEXT, CertFacts, label_text
 from exporter.probes.tls.loader import (
     PROBLEM_TEXT,
+    BadCertificate,
     FileProblem,
     FileResult,
     expand_env,
@@ -73,7 +76,7 @@ class TlsFileCheck(CheckSpec):
         "helps on slow (network) file systems and lengthens event-loop stalls")
 
 
-CERT_LABELS = ("path", "serial", "subject_cn")
+CERT_LABELS = ("path", "serial", "subject_cn", "fingerprint_sha256")
 
 NOT_AFTER = MetricFamily(
     "readiness_tls_file_cert_not_after_timestamp_seconds",
@@ -91,6 +94,12 @@ INFO = MetricFamily(
     "superseded (1 when a newer certificate of the same subject is in the file).",
     (*CERT_LABELS, "issuer_cn", "key_type", "key_size", "signature_algorithm",
      "post_quantum_signature", "superseded"),
+)
+UNPARSABLE = MetricFamily(
+    "readiness_tls_file_unparsable_certificates",
+    "Certificates of a file that cannot be parsed, by bounded problem (invalid_version, "
+    "duplicate_extension, unsupported_name_type, unsupported_algorithm, malformed).",
+    ("path", "problem"),
 )
 FILE_ERROR = MetricFamily(
     "readiness_tls_file_file_error",
@@ -117,6 +126,7 @@ class _Chunk:
     expiring: list[tuple[float, str]] = field(default_factory=list)
     not_yet: list[tuple[float, str]] = field(default_factory=list)
     problems: list[FileResult] = field(default_factory=list)
+    unparsable: list[tuple[str, BadCertificate]] = field(default_factory=list)
     soonest: tuple[float, str] | None = None
 
 
@@ -140,15 +150,16 @@ def _scan_chunk(paths: list[str], max_bytes: int, password: bytes | None, now: f
             out.append(Measurement(FILE_ERROR.name, 1.0,
                                    {"path": path, "problem": result.problem.value}))
             continue
+        _count_unparsable(chunk, path, result.unparsable)
         superseded = _superseded(result.certs) if ignore_superseded else set()
-        seen: set[tuple[str, str]] = set()
+        seen: set[str] = set()
         for index, facts in enumerate(result.certs):
-            key = (facts.serial, facts.subject_cn)
-            if key in seen:  # the same certificate twice in one file
+            if facts.fingerprint in seen:  # the same certificate twice in one file
                 continue
-            seen.add(key)
+            seen.add(facts.fingerprint)
             chunk.certs += 1
-            labels = {"path": path, "serial": facts.serial, "subject_cn": facts.subject_cn}
+            labels = {"path": path, "serial": facts.serial, "subject_cn": facts.subject_cn,
+                      "fingerprint_sha256": facts.fingerprint}
             out.append(Measurement(NOT_AFTER.name, facts.not_after, labels))
             out.append(Measurement(NOT_BEFORE.name, facts.not_before, labels))
             out.append(Measurement(INFO.name, 1.0, {
@@ -159,7 +170,7 @@ def _scan_chunk(paths: list[str], max_bytes: int, password: bytes | None, now: f
             }))
             if index in superseded:
                 continue
-            name = f"{facts.subject_cn or facts.serial} ({path})"
+            name = f"{_who(facts)} ({path})"
             if facts.not_after <= now:
                 chunk.expired.append((facts.not_after, name))
             elif facts.not_before > now:
@@ -169,6 +180,28 @@ def _scan_chunk(paths: list[str], max_bytes: int, password: bytes | None, now: f
             if chunk.soonest is None or facts.not_after < chunk.soonest[0]:
                 chunk.soonest = (facts.not_after, name)
     return chunk
+
+
+def _who(facts: CertFacts) -> str:
+    """A certificate's name in a message: its CN, else serial and fingerprint prefix."""
+    return facts.subject_cn or f"serial {facts.serial} sha256 {facts.fingerprint[:16]}"
+
+
+def _count_unparsable(chunk: _Chunk, path: str, bad: tuple[BadCertificate, ...]) -> None:
+    by_problem: dict[str, int] = {}
+    for item in bad:
+        chunk.unparsable.append((path, item))
+        by_problem[item.problem.value] = by_problem.get(item.problem.value, 0) + 1
+    for problem, count in by_problem.items():
+        chunk.measurements.append(Measurement(UNPARSABLE.name, float(count),
+                                              {"path": path, "problem": problem}))
+
+
+def _unparsable_text(bad: list[tuple[str, BadCertificate]], limit: int = 3) -> str:
+    shown = ", ".join(f"{path} certificate #{item.position} ({CERT_PROBLEM_TEXT[item.problem]})"
+                      for path, item in bad[:limit])
+    more = len(bad) - limit
+    return f"cannot be parsed: {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def _names(items: list[tuple[float, str]], limit: int = 3) -> str:
@@ -225,6 +258,7 @@ async def run(spec: TlsFileCheck, ctx: ProbeContext) -> Outcome:
         total.expiring += part.expiring
         total.not_yet += part.not_yet
         total.problems += part.problems
+        total.unparsable += part.unparsable
         if part.soonest and (total.soonest is None or part.soonest[0] < total.soonest[0]):
             total.soonest = part.soonest
     measurements.append(Measurement(CERT_COUNT.name, float(total.certs)))
@@ -234,6 +268,8 @@ async def run(spec: TlsFileCheck, ctx: ProbeContext) -> Outcome:
 def _verdict(spec: TlsFileCheck, total: _Chunk, now: float, n_files: int,
              measurements: tuple[Measurement, ...]) -> Outcome:
     failures = []
+    if total.unparsable:
+        failures.append(_unparsable_text(total.unparsable))
     if total.expired:
         failures.append(f"expired: {_names(total.expired)}")
     if total.not_yet:
@@ -275,5 +311,5 @@ KIND = ProbeKind(
     run=run,
     summary="Certificate files (PEM, DER, PKCS#12) are valid and not expiring within "
     "warn_days; exports dates and facts per certificate.",
-    metrics=(NOT_AFTER, NOT_BEFORE, INFO, FILE_ERROR, CERT_COUNT, WARN),
+    metrics=(NOT_AFTER, NOT_BEFORE, INFO, UNPARSABLE, FILE_ERROR, CERT_COUNT, WARN),
 )

@@ -1,25 +1,34 @@
 """Reading certificate files: PEM (single, bundle, chain), DER and PKCS#12.
 
 Everything here is blocking and meant for a worker thread. A file that cannot be used
-yields a `FileResult` with a bounded `problem` instead of an exception.
+yields a `FileResult` with a bounded `problem` instead of an exception; a certificate
+that cannot be parsed is listed with its position in the file and a bounded problem,
+and the file's other certificates are still read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from exporter.probes.tls.certinfo import CertFacts, cert_facts
+from exporter.probes.tls.certinfo import (
+    CertFacts,
+    CertProblem,
+    UnparsableCertificate,
+    cert_facts,
+)
 
 __all__ = [
+    "BadCertificate",
     "FileProblem",
     "FileResult",
     "expand_env",
@@ -38,7 +47,6 @@ class FileProblem(StrEnum):
     OVERSIZED = "oversized"
     EMPTY = "empty"
     TRUNCATED = "truncated"
-    MALFORMED = "malformed"
     NOT_CERTIFICATE = "not_certificate"
     NO_CERTIFICATE = "no_certificate"
     PKCS12_UNOPENED = "pkcs12_password_or_malformed"
@@ -51,11 +59,18 @@ PROBLEM_TEXT: Mapping[FileProblem, str] = {
     FileProblem.OVERSIZED: "is larger than max_file_bytes",
     FileProblem.EMPTY: "is empty",
     FileProblem.TRUNCATED: "is truncated",
-    FileProblem.MALFORMED: "is a malformed certificate",
     FileProblem.NOT_CERTIFICATE: "is not a certificate (neither PEM, DER nor PKCS#12)",
     FileProblem.NO_CERTIFICATE: "holds no certificate (e.g. a key-only PEM)",
     FileProblem.PKCS12_UNOPENED: "is PKCS#12 that the configured password does not open",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class BadCertificate:
+    """A certificate of a file that `cryptography` rejected."""
+
+    position: int  # 1-based, among the file's certificates (PEM blocks, PKCS#12 entries)
+    problem: CertProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +80,7 @@ class FileResult:
     path: str
     certs: tuple[CertFacts, ...] = ()
     problem: FileProblem | None = None
+    unparsable: tuple[BadCertificate, ...] = ()
 
 
 class _Bad(Exception):
@@ -77,6 +93,9 @@ _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PKCS12_SUFFIXES = (".p12", ".pfx")
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 _PEM_ANY = b"-----BEGIN "
+# a certificate block, with the RFC 7468 label or the legacy one cryptography also reads
+_PEM_CERT_BLOCK = re.compile(rb"-----BEGIN (?:X509 )?CERTIFICATE-----.*?"
+                             rb"-----END (?:X509 )?CERTIFICATE-----", re.DOTALL)
 
 
 def expand_env(pattern: str, environ: Mapping[str, str]) -> str:
@@ -181,40 +200,49 @@ def _looks_pkcs12(data: bytes) -> bool:
     return data[header : header + 3] == b"\x02\x01\x03"
 
 
-def _parse_pem(data: bytes) -> list[x509.Certificate]:
+Parsed = x509.Certificate | CertProblem
+"""One certificate of a file: loaded (its fields are read later) or rejected at load."""
+
+
+def _load(load: Callable[[bytes], x509.Certificate], blob: bytes) -> Parsed:
+    try:
+        return load(blob)
+    except Exception as exc:  # InvalidVersion, ValueError, ...
+        return UnparsableCertificate.from_error(exc).problem
+
+
+def _parse_pem(data: bytes) -> list[Parsed]:
     if _PEM_CERT not in data:
         raise _Bad(FileProblem.NO_CERTIFICATE)
     if data.count(b"-----BEGIN CERTIFICATE-----") != data.count(b"-----END CERTIFICATE-----"):
         raise _Bad(FileProblem.TRUNCATED)
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise _Bad(FileProblem.MALFORMED) from None
+    with contextlib.suppress(Exception):  # the common case, in one call
+        return list(x509.load_pem_x509_certificates(data))
+    # one block is bad: load block by block, so that it hides no other
+    return [_load(x509.load_pem_x509_certificate, block.group())
+            for block in _PEM_CERT_BLOCK.finditer(data)]
 
 
-def _parse_der(data: bytes) -> list[x509.Certificate]:
+def _parse_der(data: bytes) -> list[Parsed]:
     declared = _der_declared_length(data)
     if declared is None:
         raise _Bad(FileProblem.NOT_CERTIFICATE)
     if declared > len(data):
         raise _Bad(FileProblem.TRUNCATED)
-    try:
-        return [x509.load_der_x509_certificate(data)]
-    except ValueError:
-        raise _Bad(FileProblem.MALFORMED) from None
+    return [_load(x509.load_der_x509_certificate, data)]
 
 
-def _parse_pkcs12(data: bytes, password: bytes | None) -> list[x509.Certificate]:
+def _parse_pkcs12(data: bytes, password: bytes | None) -> list[Parsed]:
     try:
         bundle = pkcs12.load_pkcs12(data, password)
-    except (ValueError, TypeError):
+    except Exception:  # a wrong password and a bad structure look alike
         raise _Bad(FileProblem.PKCS12_UNOPENED) from None
-    certs = [bundle.cert.certificate] if bundle.cert is not None else []
+    certs: list[Parsed] = [bundle.cert.certificate] if bundle.cert is not None else []
     certs.extend(item.certificate for item in bundle.additional_certs)
     return certs
 
 
-def parse_bytes(data: bytes, path: str, password: bytes | None) -> list[x509.Certificate]:
+def parse_bytes(data: bytes, path: str, password: bytes | None) -> list[Parsed]:
     """Parse file content by sniffing its format; raises `_Bad` naming the problem."""
     if not data.strip():
         raise _Bad(FileProblem.EMPTY)
@@ -231,13 +259,19 @@ def load_file(path: str, max_bytes: int, password: bytes | None) -> FileResult:
     """Read and parse one file into facts, or a problem."""
     try:
         data = _read(path, max_bytes)
-        certs = parse_bytes(data, path, password)
-        if not certs:
+        parsed = parse_bytes(data, path, password)
+        if not parsed:
             raise _Bad(FileProblem.NO_CERTIFICATE)
-        try:
-            facts = tuple(cert_facts(cert) for cert in certs)
-        except (ValueError, TypeError):  # parsed, but a field cryptography rejects
-            raise _Bad(FileProblem.MALFORMED) from None
-        return FileResult(path, facts)
     except _Bad as bad:
         return FileResult(path, problem=bad.problem)
+    facts: list[CertFacts] = []
+    unparsable: list[BadCertificate] = []
+    for position, item in enumerate(parsed, start=1):
+        if isinstance(item, CertProblem):
+            unparsable.append(BadCertificate(position, item))
+            continue
+        try:  # fields cryptography reads lazily may still be rejected
+            facts.append(cert_facts(item))
+        except UnparsableCertificate as exc:
+            unparsable.append(BadCertificate(position, exc.problem))
+    return FileResult(path, tuple(facts), unparsable=tuple(unparsable))
