@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Status
 from exporter.probes.http.probe import KIND, HttpCheck, run
+from tests.probes import tls_support as ts
 from tests.probes.test_http_support import Tls, app_with, make_check, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -395,3 +396,21 @@ def yaml_dump(data: Any) -> str:
 def yaml_load(text: str) -> Any:
     import yaml
     return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("tweak", [{"version": 6}, {"duplicate_extension": True}],
+                         ids=["invalid-version", "duplicate-extension"])
+async def test_saml_certificate_cryptography_rejects_is_counted_not_internal(
+        ctx: RuntimeContext, tweak: dict[str, Any]) -> None:
+    # issue 17: cryptography rejects these with InvalidVersion / DuplicateExtension (no
+    # ValueError); the good signing certificate beside it is still judged.
+    bad_der, _ = ts.tweaked_cert("bad.idp.example", **tweak)
+    good = make_cert("idp", NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=365))
+    bad = base64.b64encode(bad_der).decode()
+    outcome = await run_saml(ctx, metadata([("signing", bad), ("signing", b64(good))]))
+    assert outcome.status is Status.FAIL, outcome.message
+    assert outcome.reason is None
+    assert "unparsable" in outcome.message
+    dates = [m for m in outcome.measurements
+             if m.family == "readiness_http_saml_certificate_not_after_timestamp_seconds"]
+    assert [m.labels["fingerprint"] for m in dates] == [fingerprint(good)]

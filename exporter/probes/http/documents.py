@@ -4,7 +4,6 @@ Prometheus exposition. Parsing runs in the thread pool."""
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -186,7 +185,13 @@ def parse_saml_metadata(body: bytes) -> SamlMetadata:
             try:
                 der = base64.b64decode(text, validate=True)
                 cert = x509.load_der_x509_certificate(der)
-            except (binascii.Error, ValueError):
+                cert.extensions  # noqa: B018 - a bad extension is a bad certificate
+                subject = _common_name(cert)
+                not_before = cert.not_valid_before_utc.timestamp()
+                not_after = cert.not_valid_after_utc.timestamp()
+            except Exception:  # cryptography rejects with many types
+                # (InvalidVersion, DuplicateExtension...): one bad certificate is counted,
+                # the others are still judged.
                 result.bad_certificates += 1
                 continue
             fingerprint = hashlib.sha256(der).hexdigest()[:16]
@@ -195,10 +200,8 @@ def parse_saml_metadata(body: bytes) -> SamlMetadata:
             seen.add((use, fingerprint))
             result.certificates.append(SamlCertificate(
                 use=use if use in ("signing", "encryption") else "unspecified",
-                fingerprint=fingerprint,
-                subject=_common_name(cert),
-                not_before=cert.not_valid_before_utc.timestamp(),
-                not_after=cert.not_valid_after_utc.timestamp(),
+                fingerprint=fingerprint, subject=subject,
+                not_before=not_before, not_after=not_after,
             ))
     return result
 
