@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,11 @@ from pydantic.fields import FieldInfo
 from exporter import __version__, config, jsonlog, registry
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
-from exporter.model import CheckSpec, Severity, Status
-from exporter.results import to_json, to_junit, to_table
+from exporter.model import CheckSpec
 from exporter.runner import run_check
 from exporter.scheduler import disabled_outcome
-from exporter.store import Store
-from exporter.web.sections import in_section
+from exporter.store import CheckState, Store
+from exporter.web.sections import in_section, section_key
 
 EXIT_OK, EXIT_CRITICAL, EXIT_CONFIG = 0, 1, 2
 DEFAULT_LISTEN = "127.0.0.1:9847"
@@ -118,9 +118,15 @@ def select(checks: Sequence[CheckSpec], sections: Sequence[str],
     return chosen
 
 
-async def run_once(cfg: Config, specs: Sequence[CheckSpec]) -> Store:
-    """Run every selected check once, concurrently; checks that summarise others last."""
+async def run_once(cfg: Config, specs: Sequence[CheckSpec],
+                   on_result: Callable[[CheckState], None] | None = None) -> Store:
+    """Run every selected check once, concurrently; checks that summarise others last.
+
+    `on_result` is called with each check's state as soon as it has a result.
+    """
     store = Store(specs, cfg.settings.stale_after_intervals)
+    if on_result is not None:
+        store.subscribe(on_result)
     ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                          checks=store.views, release=cfg.settings.release)
     semaphore = asyncio.Semaphore(cfg.settings.max_concurrency)
@@ -145,31 +151,68 @@ async def run_once(cfg: Config, specs: Sequence[CheckSpec]) -> Store:
 
 
 def gate(store: Store) -> int:
-    """1 when an enabled critical check failed or errored, else 0."""
-    for state in store.states.values():
-        if (state.spec.enabled and state.spec.severity is Severity.CRITICAL
-                and state.status in (Status.FAIL, Status.ERROR)):
-            return EXIT_CRITICAL
-    return EXIT_OK
+    """1 unless every enabled critical check passes (the `readiness_go_live` rule), else 0."""
+    from exporter.render.summary import summarise
+
+    return EXIT_OK if summarise(store.states.values()).go_live else EXIT_CRITICAL
+
+
+def _selection_errors(cfg: Config, sections: Sequence[str], only: Sequence[str],
+                      chosen: Sequence[CheckSpec]) -> list[str]:
+    """Why `--section`/`--only` are wrong or select nothing, naming what the file has."""
+    errors = [f"--only {i}: no such check id in {cfg.source}" for i in only
+              if not any(i in (c.id, c.item_id) for c in cfg.checks)]
+    if errors or chosen:
+        return errors
+    present = sorted({c.section for c in cfg.checks}, key=section_key)
+    where = f"--section {' '.join(sections)}" if sections else "the selection"
+    hint = ("" if cfg.source != "embedded default" else
+            "; pass --config.file (e.g. examples/qbitel-production.yaml) for the whole "
+            "checklist")
+    return [f"{where}: no check matches in {cfg.source} (its sections: "
+            f"{', '.join(present) or 'none'}){hint}"]
+
+
+def _render_check(args: argparse.Namespace, cfg: Config, store: Store) -> None:
+    from exporter.render.json_output import RunInfo, to_json, to_json_v0
+    from exporter.render.junit import to_junit
+    from exporter.render.table import render, to_table
+    from exporter.render.terminal import console_for
+
+    states = list(store.states.values())
+    run = RunInfo(source=cfg.source, release=cfg.settings.release)
+    if args.output == "table":
+        if sys.stdout.isatty():
+            render(states, console_for(sys.stdout), args.failures_only)
+        else:
+            sys.stdout.write(to_table(states, args.failures_only))
+    elif args.output == "json":
+        sys.stdout.write(to_json(states, run))
+    elif args.output == "json-v0":
+        print("--output json-v0 is deprecated and will be removed in the next release: "
+              "use --output json (schema_version 1, see docs/cli.md)", file=sys.stderr)
+        sys.stdout.write(to_json_v0(states, run))
+    else:
+        sys.stdout.write(to_junit(states, run))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Run the selected checks once and print the result; exit 1 on a critical failure."""
+    """Run the selected checks once and print the result; exit 1 unless go-live."""
+    from exporter.render.progress import ProgressLine
+
     cfg = _load(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     specs = select(cfg.checks, args.section, args.only)
-    unknown = [i for i in args.only if not any(i in (c.id, c.item_id) for c in cfg.checks)]
-    if unknown:
-        _print_errors([f"--only {i}: no such check id" for i in unknown])
+    errors = _selection_errors(cfg, args.section, args.only, specs)
+    if errors:
+        for error in errors:
+            print(f"check: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    if not specs:
-        _print_errors(["no check matches the selection"])
-        return EXIT_CONFIG
-    store = asyncio.run(run_once(cfg, specs))
-    states = store.states.values()
-    render = {"table": to_table, "json": to_json, "junit": to_junit}[args.output]
-    sys.stdout.write(render(states))
+    show_progress = args.output == "table"
+    with ProgressLine(len(specs), sys.stderr if show_progress else io.StringIO()) as progress:
+        store = asyncio.run(run_once(cfg, specs, progress))
+    _render_check(args, cfg, store)
     return gate(store)
 
 
@@ -255,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="run checks once; exit 1 if a critical one fails")
     config_arg(check)
-    check.add_argument("--output", choices=["table", "json", "junit"], default="table")
+    check.add_argument("--output", choices=["table", "json", "junit", "json-v0"],
+                       default="table",
+                       help="table (for people), json (schema_version 1, docs/cli.md), junit; "
+                            "json-v0 is the deprecated bare list")
+    check.add_argument("--failures-only", action="store_true",
+                       help="table: show only the checks that need attention, and the verdict")
     check.add_argument("--section", action="append", default=[],
                        help="only this checklist section (repeatable), e.g. 2.2")
     check.add_argument("--only", action="append", default=[], help="only this check id")
