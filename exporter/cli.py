@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
 from exporter import __version__, config, jsonlog, registry
 from exporter.config import Config, ConfigError
@@ -230,40 +229,83 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe_field(name: str, info: FieldInfo) -> str:
-    annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
-    annotation = annotation.replace("typing.", "").replace("pathlib.", "")
-    default = ("required" if info.is_required()
-               else f"default {info.get_default(call_default_factory=True)!r}")
-    text = f"    {name}: {annotation} ({default})"
-    if info.description:
-        text += f": {info.description}"
-    return text
+def _print_kind(name: str, summary: str, model: type[BaseModel]) -> None:
+    from exporter.describe import kind_option_lines
 
-
-def _options(model: type[BaseModel]) -> list[str]:
-    base = set(CheckSpec.model_fields) | {"kind"}
-    return [_describe_field(n, f) for n, f in model.model_fields.items() if n not in base]
+    print(f"\n  {name}: {summary}")
+    for line in kind_option_lines(model):
+        print(line)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print probe kinds and connection kinds with their options."""
-    print("Fields of every check: " + ", ".join(n for n in CheckSpec.model_fields))
-    print("\nProbe kinds:")
-    for name in registry.probe_kind_names():
-        kind = registry.probe_kind(name)
-        print(f"\n  {name}: {kind.summary}")
-        for line in _options(kind.spec):
+    """Print probe kinds and connection kinds with their options (or only KIND's)."""
+    from exporter.describe import field_lines
+
+    probes = registry.probe_kind_names()
+    connections = registry.connection_kind_names()
+    wanted: str | None = args.kind
+    if wanted is not None and wanted not in probes and wanted not in connections:
+        print(f"list: no probe or connection kind named {wanted!r} (kinds: "
+              f"{', '.join(probes)}; connection kinds: {', '.join(connections)})",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if wanted is None:
+        print("Fields of every check:")
+        for line in field_lines(CheckSpec, indent=2, skip=frozenset({"kind"})):
             print(line)
-    names = registry.connection_kind_names()
-    if names:
+    if wanted is None or wanted in probes:
+        print("\nProbe kinds:")
+        for name in probes if wanted is None else [wanted]:
+            kind = registry.probe_kind(name)
+            _print_kind(name, kind.summary, kind.spec)
+    if connections and (wanted is None or wanted in connections):
         print("\nConnection kinds (under connections:, referred to by name):")
-        for name in names:
+        for name in connections if wanted is None else [wanted]:
             conn = registry.connection_kind(name)
-            print(f"\n  {name}: {conn.summary}")
-            for line in _options(conn.spec):
-                print(line)
-    print("\nPresets (include: NAME): " + ", ".join(config.preset_names()))
+            _print_kind(name, conn.summary, conn.spec)
+    if wanted is None:
+        print("\nPresets (include: NAME): " + ", ".join(config.preset_names()))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- explain, schema
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Print one check (or every check of an item) after includes, with its provenance."""
+    import difflib
+
+    from exporter.explain import explain, find, trace
+
+    cfg = _load(args.config_file)
+    if cfg is None:
+        return EXIT_CONFIG
+    specs = find(cfg, args.check_id)
+    if not specs:
+        ids = [c.id for c in cfg.checks]
+        close = difflib.get_close_matches(args.check_id, ids, n=5, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        print(f"explain: no check or item {args.check_id!r} in {cfg.source}{hint}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    provenance = trace(args.config_file)
+    blocks = ["\n".join(explain(spec, provenance)) for spec in specs]
+    print("\n\n".join(blocks))
+    shown = {spec.id for spec in specs}
+    siblings = [c.id for c in cfg.checks if c.item_id == args.check_id and c.id not in shown]
+    if siblings:
+        print(f"\nAlso checking item {args.check_id}: {', '.join(siblings)} "
+              "(explain each by its id)")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the configuration's JSON Schema."""
+    import json
+
+    from exporter.config_schema import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2))
     return EXIT_OK
 
 
@@ -316,10 +358,27 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     listing = sub.add_parser("list", help="probe kinds and their options")
+    listing.add_argument("kind", nargs="?", metavar="KIND",
+                         help="only this probe or connection kind")
     listing.set_defaults(func=cmd_list)
 
     _add_attest(sub)
+    _add_explain(sub, config_arg)
+    _add_schema(sub)
     return parser
+
+
+def _add_explain(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    explain = sub.add_parser("explain", help="one check's definition and where each value "
+                                             "came from")
+    explain.add_argument("check_id", metavar="ID", help="check id or checklist item id")
+    config_arg(explain)
+    explain.set_defaults(func=cmd_explain)
+
+
+def _add_schema(sub: Any) -> None:
+    schema = sub.add_parser("schema", help="the configuration's JSON Schema (for editors)")
+    schema.set_defaults(func=cmd_schema)
 
 
 def _add_attest(sub: Any) -> None:

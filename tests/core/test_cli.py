@@ -266,3 +266,30 @@ def test_serve_with_a_bad_configuration_starts_nothing(tmp_path: Path) -> None:
 
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _spec(check_id: str, severity: str, enabled: bool = True):  # type: ignore[no-untyped-def]
+    from exporter import registry
+
+    return registry.probe_kind("env").spec.model_validate(
+        {"id": check_id, "section": "6.1", "title": check_id, "kind": "env",
+         "severity": severity, "enabled": enabled})
+
+
+@pytest.mark.parametrize("status,code", [("pass", 0), ("fail", 1), ("error", 1),
+                                         ("skipped", 1), ("pending", 1)])
+def test_gate_follows_the_go_live_rule(status: str, code: int) -> None:
+    from exporter.cli import gate
+    from exporter.model import Outcome, Reason, Status
+    from exporter.store import Store
+
+    store = Store([_spec("crit", "critical"), _spec("warn", "warning"),
+                   _spec("off", "critical", enabled=False)])
+    store.record("warn", Outcome.failed("no"), 1.0, 0.0)
+    store.record("off", Outcome.skipped("disabled"), 1.0, 0.0)
+    if status != "pending":
+        reason = Reason.TIMEOUT if status == "error" else None
+        store.record("crit", Outcome(Status(status), "m", (), reason), 1.0, 0.0)
+    # an enabled critical check that the probe skipped (or that never ran) is not a pass:
+    # the same rule as readiness_go_live, so the gate and the board agree
+    assert gate(store) == code
