@@ -293,3 +293,19 @@ def test_gate_follows_the_go_live_rule(status: str, code: int) -> None:
     # an enabled critical check that the probe skipped (or that never ran) is not a pass:
     # the same rule as readiness_go_live, so the gate and the board agree
     assert gate(store) == code
+
+
+def test_first_log_line_of_serve_says_where_the_board_is(tmp_path: Path) -> None:
+    from tests.support.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([str(EXE), "serve", "--web.listen-address", f"127.0.0.1:{port}"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path, env={"PATH": os.environ["PATH"]})
+    try:
+        assert proc.stderr is not None
+        first = json.loads(proc.stderr.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert first["msg"] == f"readiness board at http://127.0.0.1:{port}/ (metrics at /metrics)"
