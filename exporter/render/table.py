@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -34,15 +34,28 @@ def _badge(state: CheckState) -> Text:
     return Text(label, style=STATUS_STYLE[status] if state.spec.enabled else "dim")
 
 
-def _rows_table() -> Table:
+ID_MAX_WIDTH = 22
+WIDE = 120
+"""From this width on, the section gets its own column."""
+
+
+def _rows_table(width: int) -> Table:
     table = Table(box=None, show_header=False, show_edge=False, pad_edge=False,
                   padding=(0, 1), expand=False)
     table.add_column("status", no_wrap=True)
-    table.add_column("id", no_wrap=True, style="bold")
+    table.add_column("id", overflow="fold", max_width=ID_MAX_WIDTH, style="bold")
     table.add_column("severity", no_wrap=True)
-    table.add_column("section", no_wrap=True, style="dim")
-    table.add_column("what", overflow="fold")
+    if width >= WIDE:
+        table.add_column("section", no_wrap=True, style="dim")
+    table.add_column("what", overflow="fold", min_width=24)
     return table
+
+
+def _add_row(table: Table, state: CheckState, what: RenderableType) -> None:
+    cells: list[RenderableType] = [_badge(state), state.spec.id, _severity(state)]
+    if len(table.columns) == 5:
+        cells.append(state.spec.section)
+    table.add_row(*cells, what)
 
 
 def _severity(state: CheckState) -> Text:
@@ -50,24 +63,24 @@ def _severity(state: CheckState) -> Text:
     return Text(severity, style="red" if severity == "critical" else "")
 
 
-def _attention_table(states: list[CheckState]) -> Table:
-    table = _rows_table()
+def _attention_table(states: list[CheckState], width: int) -> Table:
+    table = _rows_table(width)
     for state in states:
         message = state.outcome.message if state.outcome else "not run yet"
         what = Group(Text(state.spec.title), Text(message, style="dim", overflow="fold"))
-        table.add_row(_badge(state), state.spec.id, _severity(state), state.spec.section, what)
+        _add_row(table, state, what)
     return table
 
 
-def _quiet_table(states: list[CheckState], cut: bool) -> Table:
-    table = _rows_table()
+def _quiet_table(states: list[CheckState], cut: bool, width: int) -> Table:
+    table = _rows_table(width)
     for state in states:
         message = state.outcome.message if state.outcome else ""
         what = Text(state.spec.title)
         what.append(f" · {message}", style="dim")
         if cut:
             what.no_wrap, what.overflow = True, "ellipsis"
-        table.add_row(_badge(state), state.spec.id, _severity(state), state.spec.section, what)
+        _add_row(table, state, what)
     return table
 
 
@@ -90,7 +103,7 @@ def render(states: Iterable[CheckState], console: Console, failures_only: bool =
     cut = console.is_terminal
     if attention:
         console.print(_heading(f"Needs attention ({len(attention)})"))
-        console.print(_attention_table(attention))
+        console.print(_attention_table(attention, console.width))
         console.print()
     if failures_only:
         hidden = len(passing) + len(disabled)
@@ -100,11 +113,11 @@ def render(states: Iterable[CheckState], console: Console, failures_only: bool =
     else:
         if passing:
             console.print(_heading(f"Passing ({len(passing)})"))
-            console.print(_quiet_table(passing, cut))
+            console.print(_quiet_table(passing, cut, console.width))
             console.print()
         if disabled:
             console.print(_heading(f"Disabled ({len(disabled)})"))
-            console.print(_quiet_table(disabled, cut))
+            console.print(_quiet_table(disabled, cut, console.width))
             console.print()
     console.print(_verdict(summary))
 

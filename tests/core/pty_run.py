@@ -14,9 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyte
+
 from tests.core.conftest import EXE
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+SCREEN_LINES = 3000  # taller than any output here: nothing scrolls off
 COLOUR_SGR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-7]|9[0-7]|38;[25])[;m]")
 
 
@@ -27,12 +30,17 @@ class TerminalRun:
     returncode: int
     raw: str
 
+    columns: int = 80
+
     @property
     def visible_lines(self) -> list[str]:
-        """Lines as shown, escape codes removed, carriage-return overwrites resolved."""
-        lines = []
-        for line in self.raw.replace("\r\n", "\n").split("\n"):
-            lines.append(ANSI.sub("", line.split("\r")[-1]))
+        """The screen at the end, as a VT100 terminal (pyte) shows it: erased lines gone."""
+        screen = pyte.Screen(self.columns, SCREEN_LINES)
+        stream = pyte.Stream(screen)
+        stream.feed(self.raw.replace("\n", "\r\n").replace("\r\r\n", "\r\n"))
+        lines = [line.rstrip() for line in screen.display]
+        while lines and not lines[-1]:
+            lines.pop()
         return lines
 
 
@@ -64,4 +72,4 @@ def run_on_terminal(args: list[str], env: dict[str, str], columns: int = 80,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return TerminalRun(returncode, b"".join(chunks).decode("utf-8", "replace"))
+    return TerminalRun(returncode, b"".join(chunks).decode("utf-8", "replace"), columns)
