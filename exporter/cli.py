@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import logging
 import os
 import sys
@@ -208,8 +207,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for error in errors:
             print(f"check: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    show_progress = args.output == "table"
-    with ProgressLine(len(specs), sys.stderr if show_progress else io.StringIO()) as progress:
+    with ProgressLine(len(specs), sys.stderr) as progress:
         store = asyncio.run(run_once(cfg, specs, progress))
     _render_check(args, cfg, store)
     return gate(store)
@@ -338,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check", help="run checks once; exit 1 if a critical one fails")
+    check = sub.add_parser("check", help="run checks once; exit 1 unless every enabled "
+                                          "critical check passes")
     config_arg(check)
     check.add_argument("--output", choices=["table", "json", "junit", "json-v0"],
                        default="table",
