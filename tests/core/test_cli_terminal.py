@@ -36,13 +36,21 @@ def test_colour_and_verdict_on_a_terminal(config_file: Path) -> None:
     assert WEAK not in result.raw
 
 
-@pytest.mark.parametrize("no_color", ["1", "true"])
-def test_no_color_is_respected(config_file: Path, no_color: str) -> None:
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"NO_COLOR": "true"}, {"TERM": "dumb"}],
+                         ids=["NO_COLOR=1", "NO_COLOR=true", "TERM=dumb"])
+def test_no_color_is_respected(config_file: Path, env: dict[str, str]) -> None:
     result = run_on_terminal(["check", "--config.file", str(config_file)],
-                             {"JWT_SECRET": WEAK, "NO_COLOR": no_color}, columns=80)
+                             {"JWT_SECRET": WEAK, **env}, columns=80)
     assert result.returncode == 1
     assert not COLOUR_SGR.search(result.raw), result.raw
     assert any("NO-GO" in line for line in result.visible_lines)
+
+
+def test_an_empty_no_color_keeps_colour(config_file: Path) -> None:
+    # no-color.org: only a non-empty NO_COLOR turns colour off
+    result = run_on_terminal(["check", "--config.file", str(config_file)],
+                             {"JWT_SECRET": WEAK, "NO_COLOR": ""}, columns=80)
+    assert COLOUR_SGR.search(result.raw)
 
 
 def test_columns_fit_the_terminal_width(config_file: Path) -> None:

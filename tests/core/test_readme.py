@@ -1,6 +1,6 @@
 """Every `readiness-exporter ...` command in README.md's code blocks runs as written.
 
-Each runs through bash with the README's `.venv/bin/readiness-exporter` replaced by this
+Each runs through bash with the README's `[.venv/bin/]readiness-exporter` replaced by this
 environment's script, in a scratch directory that sees the repository's `examples/`
 (so `> readiness.xml` writes there). `check` may exit 0 or 1 (go or no-go), never 2
 (a configuration or usage error). A `serve` command must start listening and stop
@@ -20,7 +20,7 @@ import pytest
 from tests.core.conftest import EXE, REPO
 from tests.support.servers import free_port, wait_for_port
 
-README_EXE = ".venv/bin/readiness-exporter"
+COMMAND = re.compile(r"^(?:\.venv/bin/)?readiness-exporter ")
 FENCE = re.compile(r"^```(?:sh|bash|shell)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -31,7 +31,7 @@ def readme_commands() -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             command = re.sub(r"\s+#.*$", "", line).strip()
-            if command.startswith(README_EXE + " "):
+            if COMMAND.match(command):
                 commands.append(command)
     return commands
 
@@ -51,7 +51,7 @@ def scratch(tmp_path: Path) -> Path:
 
 
 def _bash(command: str) -> list[str]:
-    return ["bash", "-c", command.replace(README_EXE, str(EXE), 1)]
+    return ["bash", "-c", COMMAND.sub(f"{EXE} ", command, count=1)]
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.split()[1] != "serve"],
