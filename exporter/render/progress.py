@@ -8,6 +8,7 @@ from typing import TextIO
 
 from rich.status import Status as Spinner
 
+from exporter.model import Status
 from exporter.render.terminal import console_for
 from exporter.store import CheckState
 
@@ -37,8 +38,7 @@ class ProgressLine:
     def __call__(self, state: CheckState) -> None:
         """Store listener: count one finished check."""
         self.done += 1
-        if state.spec.enabled and state.status is not None and state.status.value in (
-                "fail", "error"):
+        if state.spec.enabled and state.status in (Status.FAIL, Status.ERROR):
             self.failing += 1
         if self._spinner is not None:
             self._spinner.update(self._text(state.spec.id))

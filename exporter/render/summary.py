@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from exporter.model import Severity, Status
 from exporter.store import CheckState
@@ -35,7 +35,7 @@ class Summary:
     by_status: dict[str, int]
     by_severity: dict[str, dict[str, int]]
     disabled: int
-    blocking: tuple[str, ...] = field(default=())
+    blocking: tuple[str, ...] = ()
     critical_failing: int = 0
     critical_erroring: int = 0
     critical_other: int = 0
