@@ -122,3 +122,20 @@ def test_explain_an_unknown_id_suggests_close_ones(user_file: Path) -> None:
     assert result.returncode == 2 and result.stdout == ""
     assert "explain: no check or item '2.2.22'" in result.stderr
     assert "did you mean" in result.stderr and "2.2.2" in result.stderr
+
+
+def test_explain_follows_file_includes(tmp_path: Path) -> None:
+    (tmp_path / "team").mkdir()
+    base = tmp_path / "team" / "base.yaml"
+    base.write_text('include: [qbitel-production]\nchecks:\n  - id: "2.2.2"\n'
+                    "    interval: 10m\n")
+    top = tmp_path / "service.yaml"
+    top.write_text('include: [team/base.yaml]\nchecks:\n  - id: "2.2.2"\n'
+                   "    url: https://svc.example/health\n")
+    result = run(["explain", "2.2.2", "--config.file", str(top)])
+    assert result.returncode == 0, result.stderr
+    assert (f"defined   preset qbitel-production/21-http.yaml then {base} then {top}"
+            in result.stdout)
+    value, origin = _block(result.stdout, "interval")
+    assert value == "    interval: 600.0"
+    assert origin == f"        from {base} (overrides preset qbitel-production/21-http.yaml)"
