@@ -10,16 +10,26 @@ PYTEST_ARGS ?=
 
 .PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean
 
-$(BIN)/readiness-exporter: pyproject.toml
+# Stamps, not the console script: `make run` installs the runtime only, and a later
+# `make test` must still add the test extras.
+TEST_STAMP := $(VENV)/.installed-test
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+
+$(TEST_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(RUNTIME_STAMP)
+
+venv: $(TEST_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-venv: $(BIN)/readiness-exporter
-
-## run: start the daemon on its embedded default (no config file), on loopback
-run: venv
+## run: install the runtime dependencies only, then serve the embedded default on loopback
+run: $(RUNTIME_STAMP)
 	$(BIN)/readiness-exporter serve --web.listen-address $(LISTEN)
 
 ## test: install what the suite needs, start the services it needs, run everything

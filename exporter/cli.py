@@ -9,22 +9,20 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
 from exporter import __version__, config, jsonlog, lint, redact, registry
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
-from exporter.model import CheckSpec, Severity, Status
-from exporter.results import to_json, to_junit, to_table
+from exporter.model import CheckSpec
 from exporter.runner import run_check
 from exporter.scheduler import disabled_outcome
-from exporter.store import Store
-from exporter.web.sections import in_section
+from exporter.store import CheckState, Store
+from exporter.web.sections import in_section, section_key
 
 EXIT_OK, EXIT_CRITICAL, EXIT_CONFIG = 0, 1, 2
 DEFAULT_LISTEN = "127.0.0.1:9847"
@@ -118,11 +116,17 @@ def select(checks: Sequence[CheckSpec], sections: Sequence[str],
     return chosen
 
 
-async def run_once(cfg: Config, specs: Sequence[CheckSpec]) -> Store:
-    """Run every selected check once, concurrently; checks that summarise others last."""
+async def run_once(cfg: Config, specs: Sequence[CheckSpec],
+                   on_result: Callable[[CheckState], None] | None = None) -> Store:
+    """Run every selected check once, concurrently; checks that summarise others last.
+
+    `on_result` is called with each check's state as soon as it has a result.
+    """
     lint.print_warnings(cfg)
     redact.install(redact.from_config(cfg))
     store = Store(specs, cfg.settings.stale_after_intervals)
+    if on_result is not None:
+        store.subscribe(on_result)
     ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                          checks=store.views, release=cfg.settings.release)
     semaphore = asyncio.Semaphore(cfg.settings.max_concurrency)
@@ -147,31 +151,67 @@ async def run_once(cfg: Config, specs: Sequence[CheckSpec]) -> Store:
 
 
 def gate(store: Store) -> int:
-    """1 when an enabled critical check failed or errored, else 0."""
-    for state in store.states.values():
-        if (state.spec.enabled and state.spec.severity is Severity.CRITICAL
-                and state.status in (Status.FAIL, Status.ERROR)):
-            return EXIT_CRITICAL
-    return EXIT_OK
+    """1 unless every enabled critical check passes (the `readiness_go_live` rule), else 0."""
+    from exporter.render.summary import summarise
+
+    return EXIT_OK if summarise(store.states.values()).go_live else EXIT_CRITICAL
+
+
+def _selection_errors(cfg: Config, sections: Sequence[str], only: Sequence[str],
+                      chosen: Sequence[CheckSpec]) -> list[str]:
+    """Why `--section`/`--only` are wrong or select nothing, naming what the file has."""
+    errors = [f"--only {i}: no such check id in {cfg.source}" for i in only
+              if not any(i in (c.id, c.item_id) for c in cfg.checks)]
+    if errors or chosen:
+        return errors
+    present = sorted({c.section for c in cfg.checks}, key=section_key)
+    where = f"--section {' '.join(sections)}" if sections else "the selection"
+    hint = ("" if cfg.source != "embedded default" else
+            "; pass --config.file (e.g. examples/qbitel-production.yaml) for the whole "
+            "checklist")
+    return [f"{where}: no check matches in {cfg.source} (its sections: "
+            f"{', '.join(present) or 'none'}){hint}"]
+
+
+def _render_check(args: argparse.Namespace, cfg: Config, store: Store) -> None:
+    from exporter.render.json_output import RunInfo, to_json, to_json_v0
+    from exporter.render.junit import to_junit
+    from exporter.render.table import render, to_table
+    from exporter.render.terminal import console_for
+
+    states = list(store.states.values())
+    run = RunInfo(source=cfg.source, release=cfg.settings.release)
+    if args.output == "table":
+        if sys.stdout.isatty():
+            render(states, console_for(sys.stdout), args.failures_only)
+        else:
+            sys.stdout.write(to_table(states, args.failures_only))
+    elif args.output == "json":
+        sys.stdout.write(to_json(states, run))
+    elif args.output == "json-v0":
+        print("--output json-v0 is deprecated and will be removed in the next release: "
+              "use --output json (schema_version 1, see docs/cli.md)", file=sys.stderr)
+        sys.stdout.write(to_json_v0(states, run))
+    else:
+        sys.stdout.write(to_junit(states, run))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Run the selected checks once and print the result; exit 1 on a critical failure."""
+    """Run the selected checks once and print the result; exit 1 unless go-live."""
+    from exporter.render.progress import ProgressLine
+
     cfg = _load(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     specs = select(cfg.checks, args.section, args.only)
-    unknown = [i for i in args.only if not any(i in (c.id, c.item_id) for c in cfg.checks)]
-    if unknown:
-        _print_errors([f"--only {i}: no such check id" for i in unknown])
+    errors = _selection_errors(cfg, args.section, args.only, specs)
+    if errors:
+        for error in errors:
+            print(f"check: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    if not specs:
-        _print_errors(["no check matches the selection"])
-        return EXIT_CONFIG
-    store = asyncio.run(run_once(cfg, specs))
-    states = store.states.values()
-    render = {"table": to_table, "json": to_json, "junit": to_junit}[args.output]
-    sys.stdout.write(render(states))
+    with ProgressLine(len(specs), sys.stderr) as progress:
+        store = asyncio.run(run_once(cfg, specs, progress))
+    _render_check(args, cfg, store)
     return gate(store)
 
 
@@ -190,40 +230,83 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe_field(name: str, info: FieldInfo) -> str:
-    annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
-    annotation = annotation.replace("typing.", "").replace("pathlib.", "")
-    default = ("required" if info.is_required()
-               else f"default {info.get_default(call_default_factory=True)!r}")
-    text = f"    {name}: {annotation} ({default})"
-    if info.description:
-        text += f": {info.description}"
-    return text
+def _print_kind(name: str, summary: str, model: type[BaseModel]) -> None:
+    from exporter.describe import kind_option_lines
 
-
-def _options(model: type[BaseModel]) -> list[str]:
-    base = set(CheckSpec.model_fields) | {"kind"}
-    return [_describe_field(n, f) for n, f in model.model_fields.items() if n not in base]
+    print(f"\n  {name}: {summary}")
+    for line in kind_option_lines(model):
+        print(line)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print probe kinds and connection kinds with their options."""
-    print("Fields of every check: " + ", ".join(n for n in CheckSpec.model_fields))
-    print("\nProbe kinds:")
-    for name in registry.probe_kind_names():
-        kind = registry.probe_kind(name)
-        print(f"\n  {name}: {kind.summary}")
-        for line in _options(kind.spec):
+    """Print probe kinds and connection kinds with their options (or only KIND's)."""
+    from exporter.describe import field_lines
+
+    probes = registry.probe_kind_names()
+    connections = registry.connection_kind_names()
+    wanted: str | None = args.kind
+    if wanted is not None and wanted not in probes and wanted not in connections:
+        print(f"list: no probe or connection kind named {wanted!r} (kinds: "
+              f"{', '.join(probes)}; connection kinds: {', '.join(connections)})",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if wanted is None:
+        print("Fields of every check:")
+        for line in field_lines(CheckSpec, indent=2, skip=frozenset({"kind"})):
             print(line)
-    names = registry.connection_kind_names()
-    if names:
+    if wanted is None or wanted in probes:
+        print("\nProbe kinds:")
+        for name in probes if wanted is None else [wanted]:
+            kind = registry.probe_kind(name)
+            _print_kind(name, kind.summary, kind.spec)
+    if connections and (wanted is None or wanted in connections):
         print("\nConnection kinds (under connections:, referred to by name):")
-        for name in names:
+        for name in connections if wanted is None else [wanted]:
             conn = registry.connection_kind(name)
-            print(f"\n  {name}: {conn.summary}")
-            for line in _options(conn.spec):
-                print(line)
-    print("\nPresets (include: NAME): " + ", ".join(config.preset_names()))
+            _print_kind(name, conn.summary, conn.spec)
+    if wanted is None:
+        print("\nPresets (include: NAME): " + ", ".join(config.preset_names()))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- explain, schema
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Print one check (or every check of an item) after includes, with its provenance."""
+    import difflib
+
+    from exporter.explain import explain, find, trace
+
+    cfg = _load(args.config_file)
+    if cfg is None:
+        return EXIT_CONFIG
+    specs = find(cfg, args.check_id)
+    if not specs:
+        ids = [c.id for c in cfg.checks]
+        close = difflib.get_close_matches(args.check_id, ids, n=5, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        print(f"explain: no check or item {args.check_id!r} in {cfg.source}{hint}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    provenance = trace(args.config_file)
+    blocks = ["\n".join(explain(spec, provenance)) for spec in specs]
+    print("\n\n".join(blocks))
+    shown = {spec.id for spec in specs}
+    siblings = [c.id for c in cfg.checks if c.item_id == args.check_id and c.id not in shown]
+    if siblings:
+        print(f"\nAlso checking item {args.check_id}: {', '.join(siblings)} "
+              "(explain each by its id)")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the configuration's JSON Schema."""
+    import json
+
+    from exporter.config_schema import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2))
     return EXIT_OK
 
 
@@ -256,9 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check", help="run checks once; exit 1 if a critical one fails")
+    check = sub.add_parser("check", help="run checks once; exit 1 unless every enabled "
+                                          "critical check passes")
     config_arg(check)
-    check.add_argument("--output", choices=["table", "json", "junit"], default="table")
+    check.add_argument("--output", choices=["table", "json", "junit", "json-v0"],
+                       default="table",
+                       help="table (for people), json (schema_version 1, docs/cli.md), junit; "
+                            "json-v0 is the deprecated bare list")
+    check.add_argument("--failures-only", action="store_true",
+                       help="table: show only the checks that need attention, and the verdict")
     check.add_argument("--section", action="append", default=[],
                        help="only this checklist section (repeatable), e.g. 2.2")
     check.add_argument("--only", action="append", default=[], help="only this check id")
@@ -271,10 +360,27 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     listing = sub.add_parser("list", help="probe kinds and their options")
+    listing.add_argument("kind", nargs="?", metavar="KIND",
+                         help="only this probe or connection kind")
     listing.set_defaults(func=cmd_list)
 
     _add_attest(sub)
+    _add_explain(sub, config_arg)
+    _add_schema(sub)
     return parser
+
+
+def _add_explain(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    explain = sub.add_parser("explain", help="one check's definition and where each value "
+                                             "came from")
+    explain.add_argument("check_id", metavar="ID", help="check id or checklist item id")
+    config_arg(explain)
+    explain.set_defaults(func=cmd_explain)
+
+
+def _add_schema(sub: Any) -> None:
+    schema = sub.add_parser("schema", help="the configuration's JSON Schema (for editors)")
+    schema.set_defaults(func=cmd_schema)
 
 
 def _add_attest(sub: Any) -> None:

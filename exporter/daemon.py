@@ -128,6 +128,8 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=2.0)
     await site.start()
+    log.info("readiness board at %s://%s:%d/ (metrics at /metrics)",
+             "https" if ssl_context else "http", f"[{host}]" if ":" in host else host, port)
     log.info("readiness-exporter started", extra={
         "version": __version__, "listen": f"{host}:{port}", "tls": ssl_context is not None,
         "basic_auth": auth.enabled, "config": cfg.source, "checks": len(runtime.store.states),

@@ -26,7 +26,9 @@ from exporter.context import RuntimeContext
 from exporter.daemon import Runtime
 from exporter.jsonlog import JsonFormatter
 from exporter.model import Measurement, Outcome, SecretRef, Status
-from exporter.results import to_json, to_junit, to_table
+from exporter.render.json_output import RunInfo, to_json
+from exporter.render.junit import to_junit
+from exporter.render.table import to_table
 from exporter.runner import run_check
 from exporter.server import make_app
 from exporter.webconfig import BasicAuth
@@ -192,13 +194,13 @@ async def test_check_outputs_never_show_the_secret(
                         "checks": [leaky("leak", "${LEAK_TOKEN}")]}, "test")
     store = await run_once(cfg, cfg.checks)  # what `check` runs before it renders
     outputs = {"table": to_table(store.states.values()),
-               "json": to_json(store.states.values()),
-               "junit": to_junit(store.states.values()),
+               "json": to_json(store.states.values(), RunInfo("test")),
+               "junit": to_junit(store.states.values(), RunInfo("test")),
                "log": json_logs.getvalue()}
     for name, text in outputs.items():
         assert TOKEN not in text and TOKEN[:16] not in text, name
     assert "<redacted ${LEAK_TOKEN}>" in outputs["table"]
-    assert json.loads(outputs["json"])[0]["message"].startswith("saw <redacted ${LEAK_TOKEN}>")
+    assert json.loads(outputs["json"])["checks"][0]["message"].startswith("saw <redacted ${LEAK_TOKEN}>")
     failure = ET.fromstring(outputs["junit"]).find(".//failure")
     assert failure is not None and "<redacted ${LEAK_TOKEN}>" in failure.get("message", "")
     assert "probe saw <redacted ${LEAK_TOKEN}>" in outputs["log"]
