@@ -84,19 +84,20 @@ def _generate(args: argparse.Namespace) -> int:
         attestations=lambda spec: covering(spec, args.release, now))
     if key is not None:
         document = sign(document, key, args.key_id)
-    stem = args.output / f"readiness-report-{args.release}"
+    json_path = args.output / f"readiness-report-{args.release}.json"
+    html_path = args.output / f"readiness-report-{args.release}.html"
     try:
         args.output.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".json").write_text(
+        json_path.write_text(
             json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
             encoding="utf-8")
-        stem.with_suffix(".html").write_text(render_html(document), encoding="utf-8")
+        html_path.write_text(render_html(document), encoding="utf-8")
     except OSError as exc:
         return _fail(f"--output {args.output}: cannot write: {exc.strerror}")
     verdict = "GO" if document["go_live"] else "NO-GO"
     signed = f"signed by key {document['signature']['key_id']}" if key else "unsigned"
     print(f"{verdict}: release {args.release}, {len(document['checks'])} checks; "
-          f"{stem}.json ({signed}) and {stem}.html written")
+          f"{json_path} ({signed}) and {html_path} written")
     return cli.gate(store)
 
 
