@@ -7,12 +7,15 @@ buffers are written to `<state_dir>/board-history.json` (at most every
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,8 @@ class History:
         self._entries: dict[str, deque[Entry]] = {}
         self._runs: dict[str, int] = {}
         self._last_save = 0.0
+        self._saving = False
+        self._known: Callable[[], Iterable[str]] | None = None
 
     @classmethod
     def follow(cls, store: Store, state_dir: Path | None,
@@ -55,6 +60,7 @@ class History:
         """A history fed by `store`, persisted under `state_dir` when one is given."""
         history = cls(length, state_dir / FILE_NAME if state_dir is not None else None)
         history.load()
+        history._known = lambda: store.states.keys()
         store.subscribe(history.observe)
         return history
 
@@ -71,8 +77,9 @@ class History:
             state.last_run, outcome.status.value,
             outcome.reason.value if outcome.reason is not None else None,
             outcome.message, state.duration))
-        if self.path is not None and time.monotonic() - self._last_save >= self.save_interval:
-            self.save()
+        if (self.path is not None and not self._saving
+                and time.monotonic() - self._last_save >= self.save_interval):
+            self._save_soon()
 
     def _buffer(self, check_id: str) -> deque[Entry]:
         buffer = self._entries.get(check_id)
@@ -96,14 +103,39 @@ class History:
             since = entry.finished
         return since
 
+    def _snapshot(self) -> dict[str, list[Entry]]:
+        if self._known is not None:
+            known = set(self._known())
+            for check_id in [c for c in self._entries if c not in known]:
+                del self._entries[check_id]  # removed by a reload
+        return {check_id: list(buffer) for check_id, buffer in self._entries.items()}
+
+    def _save_soon(self) -> None:
+        """Write in a worker thread when an event loop runs (a large history takes a
+        while to serialise), else now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.save()
+            return
+        self._saving = True
+        self._last_save = time.monotonic()
+        future = loop.run_in_executor(None, self._write, self._snapshot())
+        future.add_done_callback(lambda _: setattr(self, "_saving", False))
+
     def save(self) -> None:
-        """Write every buffer to the state file (atomically); failures are logged."""
+        """Write every buffer to the state file now (atomically); failures are logged."""
         if self.path is None:
             return
         self._last_save = time.monotonic()
+        self._write(self._snapshot())
+
+    def _write(self, snapshot: dict[str, list[Entry]]) -> None:
+        assert self.path is not None
         document = {"version": FORMAT_VERSION,
-                    "checks": {cid: [asdict(e) for e in buf]
-                               for cid, buf in self._entries.items()}}
+                    "checks": {cid: [asdict(e) for e in entries]
+                               for cid, entries in snapshot.items()}}
+        tmp: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".board-history-", dir=self.path.parent)
@@ -111,6 +143,9 @@ class History:
                 json.dump(document, handle, separators=(",", ":"))
             os.replace(tmp, self.path)
         except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             log.warning("cannot write the board history",
                         extra={"path": str(self.path), "error": exc.strerror})
 

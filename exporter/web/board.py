@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 BOARD_RUNTIME: web.AppKey[Runtime] = web.AppKey("board_runtime")
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
-STATIC_FILES = {"board.css": "text/css", "board.js": "text/javascript"}
+STATIC_FILES = {"board.css": "text/css"}
 STATUSES = ("fail", "error", "pending", "skipped", "pass")
 STATUS_ORDER = {s: i for i, s in enumerate(STATUSES)}
 REFRESH_SECONDS = 30
@@ -255,7 +255,7 @@ async def report_download(request: web.Request) -> web.Response:
 
 
 async def static(request: web.Request) -> web.Response:
-    """The board's stylesheet and script."""
+    """The board's stylesheet."""
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise web.HTTPNotFound()

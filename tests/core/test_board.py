@@ -309,6 +309,26 @@ def test_history_survives_a_restart_in_the_state_dir(tmp_path: Path) -> None:
     assert restarted.status_since("c") == 2000.0
 
 
+async def test_history_is_written_off_the_event_loop_and_forgets_removed_checks(
+        tmp_path: Path) -> None:
+    store = Store([_spec("a"), _spec("b")])
+    history = History.follow(store, tmp_path)
+    history.save_interval = 0.0
+    store.record("a", Outcome.passed("ok"), 1000.0, 0.1)
+    path = tmp_path / "board-history.json"
+    for _ in range(100):  # written by a worker thread
+        if path.exists():
+            break
+        await asyncio.sleep(0.02)
+    assert set(json.loads(path.read_text())["checks"]) == {"a"}
+    history.save_interval = 1e9  # from here on only the explicit save below writes
+    store.record("b", Outcome.passed("ok"), 1000.0, 0.1)
+    store.replace_specs([_spec("b")])  # a reload removes "a"
+    history.save()
+    assert set(json.loads(path.read_text())["checks"]) == {"b"}
+    assert [p.name for p in tmp_path.iterdir()] == ["board-history.json"]
+
+
 def test_a_damaged_history_file_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "board-history.json").write_text("{not json")
     store = Store([_spec()])
@@ -377,9 +397,10 @@ async def test_preset_board_at_three_widths_causes_filters_and_links(
     assert all(s[2] > 0 and s[1] for s in sections[:first_quiet])
     assert all(s[2] == 0 and not s[1] for s in sections[first_quiet:])
 
-    # filters: a select applies itself (board.js); the text box through the button
-    await browser.eval("""(() => { const s = document.getElementById('f-severity');
-        s.value = 'critical'; s.dispatchEvent(new Event('change')); })()""")
+    # filters: the form's controls and its button (a plain GET form, no script)
+    assert await browser.eval("document.querySelectorAll('script').length") == 0
+    await browser.eval("""(() => { document.getElementById('f-severity').value = 'critical';
+        document.querySelector('#filters button').click(); })()""")
     await browser.wait_loaded(daemon.url + "/")
     assert "severity=critical" in await browser.eval("location.search")
     severities = await browser.eval(
@@ -392,7 +413,7 @@ async def test_preset_board_at_three_widths_causes_filters_and_links(
     messages = await browser.eval(
         "[...document.querySelectorAll('tbody td.msg')].map(td => td.textContent)")
     assert messages and all("kubeconfig" in m for m in messages)
-    # the same filters work without JavaScript: plain query parameters
+    # the same filters as a link: plain query parameters
     await browser.goto(daemon.url + "/?status=fail&section=1.1")
     rows = await browser.eval(
         "[...document.querySelectorAll('tbody tr')].map(tr => [tr.id, tr.className])")
