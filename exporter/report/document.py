@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -59,9 +60,35 @@ def _leaves(value: object, path: str) -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
+_SENSITIVE_NAME = re.compile(r"authorization|cookie|token|password|passwd|secret|api[-_]?key",
+                             re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+REDACTED = "<redacted>"
+
+
+def _redact(value: object, name: str = "") -> Any:
+    if isinstance(value, dict):
+        return {key: _redact(inner, str(key)) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_redact(inner, name) for inner in value]
+    if isinstance(value, str):
+        if _SENSITIVE_NAME.search(name):
+            return REDACTED
+        return _URL_USERINFO.sub(REDACTED + "@", value)
+    return value
+
+
+def public_options(spec: CheckSpec) -> dict[str, Any]:
+    """The kind's options of a check, safe to show: secret references stay references
+    (`{"env": "NAME"}`); literal strings under a credential-like name and credentials
+    in URLs are replaced by `<redacted>` (the loader rejects most of them already)."""
+    options = spec.model_dump(mode="json", exclude=set(CheckSpec.model_fields))
+    return {key: _redact(value, key) for key, value in options.items()}
+
+
 def thresholds(spec: CheckSpec) -> dict[str, Any]:
     """The numeric options of a check (limits, ages, counts), by option path."""
-    options = spec.model_dump(mode="json", exclude=set(CheckSpec.model_fields))
+    options = public_options(spec)
     return {path: value for path, value in _leaves(options, "")
             if isinstance(value, int | float) and not isinstance(value, bool)}
 
@@ -81,7 +108,7 @@ def check_entry(state: CheckState, attestations: Attestations) -> dict[str, Any]
         "observed": [{"metric": m.family, "labels": dict(sorted(m.labels.items())),
                       "value": m.value} for m in (outcome.measurements if outcome else ())],
         "thresholds": thresholds(spec),
-        "options": spec.model_dump(mode="json", exclude=set(CheckSpec.model_fields)),
+        "options": public_options(spec),
         "attestations": attestations(spec),
     }
 

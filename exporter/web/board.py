@@ -21,7 +21,8 @@ from multidict import MultiMapping
 
 from exporter import __version__, registry
 from exporter.history import History
-from exporter.model import CheckSpec, Severity
+from exporter.model import Severity
+from exporter.report.document import public_options
 from exporter.results import record
 from exporter.store import CheckState
 from exporter.web.causes import group_causes
@@ -190,7 +191,7 @@ def check_view(runtime: Runtime, state: CheckState, now: float) -> dict[str, Any
         summary = registry.probe_kind(spec.kind).summary
     except (KeyError, ImportError):
         summary = ""
-    options = spec.model_dump(mode="json", exclude=set(CheckSpec.model_fields))
+    options = public_options(spec)
     entries = list(reversed(history.entries(spec.id))) if history is not None else []
     measurements = state.outcome.measurements if state.outcome is not None else ()
     return {

@@ -284,3 +284,18 @@ def test_board_report_is_unsigned_without_a_key_and_says_when_the_key_is_unusabl
     _wait_ready(broken.url)
     status, body = _get(broken.url + "/report.json")
     assert status == 500 and "READINESS_REPORT_SIGNING_KEY" in body
+
+
+def test_options_shown_or_reported_never_carry_literal_credentials(
+        behaviour_kind: None) -> None:
+    from exporter.report.document import public_options, thresholds
+    from tests.support.kinds import BehaviourCheck
+
+    spec = BehaviourCheck(id="t", section="1", title="t", kind="test_behaviour",
+                          behaviour="sleep", sleep=2.5, secret_in_exception="hunter2-literal",
+                          token={"env": "API_TOKEN"})
+    options = public_options(spec)
+    assert options["secret_in_exception"] == "<redacted>"
+    assert options["token"] == {"env": "API_TOKEN", "file": None}  # a reference stays
+    assert "hunter2-literal" not in json.dumps(options)
+    assert thresholds(spec) == {"sleep": 2.5}
