@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -505,4 +506,7 @@ async def test_hostile_titles_and_messages_are_escaped(tmp_path: Path, start_dae
         assert "<script>window.pwned=2</script>'q\"" in text, url
     await browser.goto(daemon.url + "/")
     assert await browser.eval("document.querySelectorAll('li.cause').length") == 1
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(daemon.url + "/check/no-such-check", timeout=10)
+    assert missing.value.code == 404
     assert await browser.eval("document.querySelectorAll('li.cause var').length") >= 1

@@ -299,3 +299,22 @@ def test_options_shown_or_reported_never_carry_literal_credentials(
     assert options["token"] == {"env": "API_TOKEN", "file": None}  # a reference stays
     assert "hunter2-literal" not in json.dumps(options)
     assert thresholds(spec) == {"sleep": 2.5}
+
+
+def test_html_report_prints_to_pdf_in_chromium(setup: Setup) -> None:
+    import shutil
+    import tempfile
+
+    assert report(setup).returncode == 0
+    html = setup.root / "evidence" / "readiness-report-2.1.0.html"
+    pdf = setup.root / "evidence.pdf"
+    profile = tempfile.mkdtemp(prefix="readiness-chromium-")
+    try:
+        subprocess.run([shutil.which("chromium") or "/usr/bin/chromium", "--headless",
+                        "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", f"--user-data-dir={profile}",
+                        "--no-pdf-header-footer", f"--print-to-pdf={pdf}", html.as_uri()],
+                       capture_output=True, timeout=90, check=False)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 10_000
