@@ -52,6 +52,7 @@ class History:
         self._runs: dict[str, int] = {}
         self._last_save = 0.0
         self._saving = False
+        self._write_failed = False
         self._known: Callable[[], Iterable[str]] | None = None
 
     @classmethod
@@ -146,8 +147,13 @@ class History:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            log.warning("cannot write the board history",
-                        extra={"path": str(self.path), "error": exc.strerror})
+            if not self._write_failed:  # once, not every save_interval
+                log.warning("cannot write the board history; set settings.state_dir to a "
+                            "writable directory",
+                            extra={"path": str(self.path), "error": exc.strerror})
+            self._write_failed = True
+        else:
+            self._write_failed = False
 
     def load(self) -> None:
         """Read the state file if there is one; a damaged file is ignored (and logged)."""

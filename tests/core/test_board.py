@@ -510,3 +510,17 @@ async def test_hostile_titles_and_messages_are_escaped(tmp_path: Path, start_dae
         urllib.request.urlopen(daemon.url + "/check/no-such-check", timeout=10)
     assert missing.value.code == 404
     assert await browser.eval("document.querySelectorAll('li.cause var').length") >= 1
+
+
+def test_an_unwritable_state_dir_is_logged_once(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    store = Store([_spec()])
+    history = History.follow(store, blocker / "state")
+    for n in range(3):
+        store.record("c", Outcome.passed("ok"), 1000.0 + n, 0.1)
+        history.save()
+    warnings = [r for r in caplog.records if "board history" in r.getMessage()]
+    assert len(warnings) == 1 and "settings.state_dir" in warnings[0].getMessage()
+    assert len(history.entries("c")) == 3  # the board keeps working from memory
