@@ -273,3 +273,11 @@ def setup(app: web.Application, runtime: Runtime) -> None:
     app.router.add_get("/check/{id}", check_page)
     app.router.add_get(r"/report.{ext:json|html}", report_download)
     app.router.add_get("/static/{name}", static)
+    app.on_cleanup.append(_save_history)
+
+
+async def _save_history(app: web.Application) -> None:
+    """At shutdown: write the history a last time (it is otherwise saved every 10 s)."""
+    history: History | None = getattr(app[BOARD_RUNTIME], "history", None)
+    if history is not None:
+        await asyncio.to_thread(history.save)

@@ -524,3 +524,18 @@ def test_an_unwritable_state_dir_is_logged_once(tmp_path: Path,
     warnings = [r for r in caplog.records if "board history" in r.getMessage()]
     assert len(warnings) == 1 and "settings.state_dir" in warnings[0].getMessage()
     assert len(history.entries("c")) == 3  # the board keeps working from memory
+
+
+def test_the_daemon_writes_the_history_at_shutdown(tmp_path: Path, start_daemon: Any) -> None:
+    evidence = tmp_path / "evidence.md"
+    evidence.write_text("reviewed\n")
+    (tmp_path / "readiness.yaml").write_text(
+        "settings: {first_round_spread: 0}\nchecks:\n"
+        f'  - {{id: "1.1", section: "1", title: t, kind: file, path: "{evidence}",'
+        " interval: 0.5s}\n")
+    daemon = start_daemon(["--config.file", str(tmp_path / "readiness.yaml")])
+    wait_ready(daemon.url)
+    time.sleep(2.5)  # several runs, but no periodic save after the first one (10 s)
+    daemon.stop()
+    saved = json.loads((tmp_path / "state" / "board-history.json").read_text())
+    assert len(saved["checks"]["1.1"]) >= 3, daemon.logs()[-2000:]
