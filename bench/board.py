@@ -74,7 +74,7 @@ def main() -> None:
     page_ms, _ = timed(lambda: check.render(**check_view(rt, state, now), prefix="../"),
                        args.runs)
     report_ms, _ = timed(lambda: build(rt.config, rt.store.states.values(), release="1",
-                                       now=now, go_live=False, attestations=lambda s: []),
+                                       now=now, blocking=[], attestations=lambda s: []),
                          args.runs)
     print(f"{args.checks} checks, {len(view['causes'])} causes, median of {args.runs} runs")
     print(f"  board view model (incl. causes) {view_ms:8.1f} ms")

@@ -80,7 +80,7 @@ def _generate(args: argparse.Namespace) -> int:
     now = time.time()
     document: dict[str, Any] = build(
         cfg, store.states.values(), release=args.release, now=now,
-        go_live=cli.gate(store) == cli.EXIT_OK and store.go_live(now),
+        blocking=[s.spec.id for s in store.blockers(now)],
         attestations=lambda spec: covering(spec, args.release, now))
     if key is not None:
         document = sign(document, key, args.key_id)
@@ -98,7 +98,8 @@ def _generate(args: argparse.Namespace) -> int:
     signed = f"signed by key {document['signature']['key_id']}" if key else "unsigned"
     print(f"{verdict}: release {args.release}, {len(document['checks'])} checks; "
           f"{json_path} ({signed}) and {html_path} written")
-    return cli.gate(store)
+    # the `check` gate, and NO-GO also when a critical check could not be verified
+    return max(cli.gate(store), EXIT_OK if document["go_live"] else EXIT_NO_GO)
 
 
 def _verify(args: argparse.Namespace) -> int:

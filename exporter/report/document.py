@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.model import CheckSpec, Severity
+from exporter.model import CheckSpec
 from exporter.results import sorted_states
 from exporter.store import CheckState
 
@@ -114,17 +114,17 @@ def check_entry(state: CheckState, attestations: Attestations) -> dict[str, Any]
 
 
 def build(cfg: Config, states: Iterable[CheckState], *, release: str | None, now: float,
-          go_live: bool, attestations: Attestations) -> dict[str, Any]:
-    """The whole report document (unsigned)."""
+          blocking: list[str], attestations: Attestations) -> dict[str, Any]:
+    """The whole report document (unsigned). `blocking`: the enabled critical checks
+    that do not pass with a fresh result (`Store.blockers`); none means GO."""
     ordered = sorted_states(states)
     checks = [check_entry(s, attestations) for s in ordered]
     problems = [c for c in checks if c["enabled"] and c["status"] in ("fail", "error")]
-    blockers = [c["id"] for c in problems if c["severity"] == Severity.CRITICAL.value]
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "release": release, "generated_at": iso(now), "exporter_version": __version__,
         "configuration": {"source": cfg.source, "sha256": config_digest(cfg)},
-        "go_live": go_live, "blocking": blockers,
+        "go_live": not blocking, "blocking": sorted(blocking),
         "counts": {
             "status": dict(sorted(Counter(c["status"] for c in checks).items())),
             "failing_by_severity": dict(sorted(Counter(c["severity"]

@@ -34,7 +34,7 @@ def current_report(runtime: Runtime) -> dict[str, Any]:
     now = time.time()
     release = cfg.settings.release
     document = build(cfg, list(runtime.store.states.values()), release=release, now=now,
-                     go_live=runtime.store.go_live(now),
+                     blocking=[s.spec.id for s in runtime.store.blockers(now)],
                      attestations=lambda spec: covering(spec, release, now))
     key_path = os.environ.get(KEY_VARIABLE)
     if not key_path:
