@@ -68,6 +68,19 @@ def age(seconds: float | None) -> str:
     return f"{seconds:.0f}s ago"
 
 
+def span(seconds: float) -> str:
+    """`90` -> `1m30s`, `21600` -> `6h`, `0.5` -> `0.5s`."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    parts = []
+    rest = round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)
+
+
 def utc(epoch: float | None) -> str:
     """`2026-11-30 07:00:00 UTC`, or an empty string."""
     if epoch is None:
@@ -210,6 +223,7 @@ def check_view(runtime: Runtime, state: CheckState, now: float) -> dict[str, Any
                                    spec.severity.value),
         "section_title": section_title(spec.section),
         "last_run_utc": utc(state.last_run),
+        "interval": span(spec.interval), "timeout": span(spec.timeout),
         "duration": f"{state.duration:.3f} s" if state.duration is not None else "",
         "version": __version__, "refresh": REFRESH_SECONDS, "rendered": utc(now),
     }

@@ -195,6 +195,13 @@ def test_normalise_replaces_hosts_paths_numbers_and_keeps_targets() -> None:
     assert [(t.kind, t.value) for t in norm.targets] == [("option", "settings.release")]
 
 
+def test_spans_read_like_the_configuration() -> None:
+    from exporter.web.board import span
+
+    assert [span(s) for s in (0.5, 30, 90, 300, 21600, 90000)] == [
+        "0.5s", "30s", "1m30s", "5m", "6h", "1d1h"]
+
+
 def _store(*rows: tuple[str, Severity, Outcome]) -> Store:
     specs = [CheckSpec(id=i, section="1.1", title=f"check {i}", severity=sev, kind="env")
              for i, sev, _ in rows]
