@@ -367,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attest(sub)
     _add_explain(sub, config_arg)
     _add_schema(sub)
+    _add_report(sub)
     return parser
 
 
@@ -391,6 +392,15 @@ def _add_attest(sub: Any) -> None:
     attest = sub.add_parser("attest", help="sign a checklist item (attestation)")
     attest_cli.add_arguments(attest)
     attest.set_defaults(func=attest_cli.run)
+
+
+def _add_report(sub: Any) -> None:
+    from exporter.report import cli as report_cli
+
+    report = sub.add_parser("report", help="run the gate and write a signed go-live "
+                            "evidence report; `report verify FILE` checks one")
+    report_cli.add_arguments(report)
+    report.set_defaults(func=report_cli.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,6 +54,8 @@ class Runtime:
         self.total_shards = total_shards
         specs = self._select(cfg)
         self.store = Store(specs, cfg.settings.stale_after_intervals)
+        from exporter.history import History  # the board's last outcomes per check
+        self.history = History.follow(self.store, cfg.settings.state_dir)
         self.reload_state = ReloadState(successful=True, last_success=time.time())
         self.exposition = Exposition(self.store, families_of(specs), self.reload_state)
         self.ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,

@@ -4,21 +4,15 @@ and the readiness board at `/`."""
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import jinja2
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from exporter import __version__
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
-from exporter.model import Severity, Status
 from exporter.results import record, sorted_states
-from exporter.web.sections import section_key, section_title
+from exporter.web import board
 from exporter.webconfig import BasicAuth
 
 if TYPE_CHECKING:
@@ -26,7 +20,6 @@ if TYPE_CHECKING:
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 AUTH = web.AppKey("auth", BasicAuth)
-TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -99,72 +92,18 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "success"})
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
-
-
-async def board(request: web.Request) -> web.Response:
-    """The readiness board."""
-    runtime = request.app[RUNTIME]
-    store = runtime.store
-    now = time.time()
-    states = sorted_states(store.states.values())
-    groups: dict[str, dict[str, Any]] = {}
-    for state in states:
-        rec = record(state, now, store.stale_after_intervals)
-        top = state.spec.section
-        group = groups.setdefault(top, {"section": top, "title": section_title(top), "rows": [],
-                                        "passed": 0, "enabled": 0})
-        group["rows"].append({**rec, "age": _age(now - state.last_run if state.last_run else None)})
-        if state.spec.enabled:
-            group["enabled"] += 1
-            group["passed"] += state.status is Status.PASS
-    counts = Counter(row["status"] for group in groups.values() for row in group["rows"])
-    blockers = [{"id": s.spec.id} for s in store.blockers(now)
-                if s.spec.severity is Severity.CRITICAL]
-    html = request.app[TEMPLATES].get_template("board.html").render(
-        go_live=not blockers, blockers=blockers,
-        groups=[groups[k] for k in sorted(groups, key=section_key)],
-        counts=sorted(counts.items()), total=len(states), version=__version__,
-        source=runtime.config.source, prefix="/", refresh=30,
-        rendered=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S"),
-    )
-    return web.Response(text=html, content_type="text/html")
-
-
-async def static(request: web.Request) -> web.Response:
-    """The board's stylesheet."""
-    name = request.match_info["name"]
-    if name != "board.css":
-        raise web.HTTPNotFound()
-    css = (resources.files("exporter.web") / "static" / name).read_text(encoding="utf-8")
-    return web.Response(text=css, content_type="text/css",
-                        headers={"Cache-Control": "max-age=300"})
-
-
 def make_app(runtime: Runtime, auth: BasicAuth) -> web.Application:
     """The exporter's HTTP application; the runtime starts and stops with it."""
     app = web.Application(middlewares=[basic_auth_middleware])
     app[RUNTIME] = runtime
     app[AUTH] = auth
-    app[TEMPLATES] = jinja2.Environment(
-        loader=jinja2.PackageLoader("exporter.web", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-    )
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/checks", checks_api)
     app.router.add_post("/-/reload", reload)
-    app.router.add_get("/static/{name}", static)
-    app.router.add_get("/", board)
+    board.setup(app, runtime)  # /, /check/{id}, /report.{json,html}, /static/{name}
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()

@@ -1,0 +1,14 @@
+"""The evidence report as one self-contained HTML page (inline CSS, printable to PDF)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporter.web.board import template_environment
+from exporter.web.sections import section_title
+
+
+def render_html(document: dict[str, Any]) -> str:
+    """HTML of a report document (every value escaped)."""
+    template = template_environment().get_template("report.html")
+    return template.render(doc=document, section_title=section_title)
