@@ -53,7 +53,8 @@ class Runtime:
         self.total_shards = total_shards
         specs = self._select(cfg)
         self.store = Store(specs, cfg.settings.stale_after_intervals)
-        self.reload_state = ReloadState(successful=True, last_success=time.time())
+        self.reload_state = ReloadState(successful=True, last_success=time.time(),
+                                        phase=cfg.settings.phase)
         self.exposition = Exposition(self.store, families_of(specs), self.reload_state)
         self.ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                                   checks=self.store.views, release=cfg.settings.release)
@@ -105,6 +106,7 @@ class Runtime:
             self.store.replace_specs(specs)
             self.scheduler.apply(specs)
             self.reload_state.successful = True
+            self.reload_state.phase = new.settings.phase
             self.reload_state.last_success = time.time()
             log.info("configuration reloaded", extra={"checks": len(specs),
                                                       "source": new.source})

@@ -28,8 +28,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import __version__
-from exporter.model import MetricFamily, Status
+from exporter.model import CheckSpec, MetricFamily, Status
 from exporter.store import CheckState, Store
+from exporter.web.sections import SECTION_TITLES
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -79,8 +80,30 @@ RELOAD_TS = MetricFamily(
     "readiness_config_last_reload_success_timestamp_seconds",
     "When the configuration was last loaded successfully.",
 )
-CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS)
-GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS)
+CHECK_INFO = MetricFamily(
+    "readiness_check_info",
+    "Title, checklist section title and probe kind of each configured check (always 1); "
+    "join it on `check` to label alerts and tables.",
+    ("check", "section", "section_title", "title", "kind"),
+)
+CHECK_ENABLED = MetricFamily(
+    "readiness_check_enabled", "1 when the check is enabled, 0 when it is disabled.", ("check",),
+)
+CHECK_STALE = MetricFamily(
+    "readiness_check_stale",
+    "1 when an enabled check's latest result is older than settings.stale_after_intervals "
+    "intervals plus its timeout (or it has no result yet); disabled checks are never stale.",
+    ("check",),
+)
+PHASE = MetricFamily(
+    "readiness_phase",
+    "Readiness phase of the deployment (settings.phase): 1 for the current phase "
+    "(preparing, go-live, live), 0 for the others. Alerts page only in live.",
+    ("phase",),
+)
+PHASES = ("preparing", "go-live", "live")
+CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, CHECK_INFO, CHECK_ENABLED)
+GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, CHECK_STALE, PHASE)
 CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
 
 
@@ -90,6 +113,7 @@ class ReloadState:
 
     successful: bool = True
     last_success: float = 0.0
+    phase: str = "preparing"  # settings.phase of the running configuration
 
 
 # --------------------------------------------------------------------------- helpers
@@ -131,6 +155,44 @@ def _header(family: MetricFamily, openmetrics: bool) -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
+def section_title_of(section: str) -> str:
+    """Title of the checklist section, or of its nearest titled parent ("" if none)."""
+    parts = section.split(".")
+    for end in range(len(parts), 0, -1):
+        title = SECTION_TITLES.get(".".join(parts[:end]))
+        if title:
+            return title
+    return ""
+
+
+def static_check_lines(spec: CheckSpec) -> dict[str, str]:
+    """`readiness_check_info` and `readiness_check_enabled` of one check."""
+    values = [spec.id, spec.section, section_title_of(spec.section), spec.title, spec.kind]
+    return {
+        CHECK_INFO.name: _line(CHECK_INFO.name, _labels(CHECK_INFO.labels, values), 1.0),
+        CHECK_ENABLED.name: _line(CHECK_ENABLED.name, _labels(("check",), [spec.id]),
+                                  1.0 if spec.enabled else 0.0),
+    }
+
+
+def is_stale(state: CheckState, now: float, stale_after_intervals: float) -> bool:
+    """The exporter's own staleness: enabled and not `CheckState.is_fresh`."""
+    return state.spec.enabled and not state.is_fresh(now, stale_after_intervals)
+
+
+def phase_and_stale_lines(store: Store, phase: str, openmetrics: bool, now: float) -> str:
+    """`readiness_check_stale` of every check and the `readiness_phase` state set."""
+    stale = "".join(
+        _line(CHECK_STALE.name, _labels(("check",), [cid]),
+              1.0 if is_stale(state, now, store.stale_after_intervals) else 0.0)
+        for cid, state in store.states.items()
+    )
+    phases = "".join(_line(PHASE.name, _labels(("phase",), [p]), 1.0 if p == phase else 0.0)
+                     for p in PHASES)
+    return (_header(CHECK_STALE, openmetrics) + stale if stale else "") + \
+        _header(PHASE, openmetrics) + phases
+
+
 def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict[str, str]:
     """Sample lines of one check, by family name (identical in both formats)."""
     spec = state.spec
@@ -138,6 +200,7 @@ def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict
     out: dict[str, str] = {
         INTERVAL.name: f'{INTERVAL.name}{{check="{check}"}} {_fmt(spec.interval)}\n',
         RUNS.name: f'{RUNS.name}{{check="{check}"}} {_fmt(state.runs)}\n',
+        **static_check_lines(spec),
     }
     if state.outcome is not None:
         current = state.outcome.status
@@ -178,6 +241,7 @@ def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: floa
         _header(RELOAD_OK, openmetrics),
         _line(RELOAD_OK.name, "", 1.0 if reload.successful else 0.0),
         _header(RELOAD_TS, openmetrics), _line(RELOAD_TS.name, "", reload.last_success),
+        phase_and_stale_lines(store, reload.phase, openmetrics, now),
     ))
 
 
@@ -229,7 +293,7 @@ class Exposition:
         self._building: dict[bool, asyncio.Future[Part]] = {}
         self._builds = 0
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
-        self._tails: dict[bool, tuple[tuple[bool, bool, float], float, bytes]] = {}
+        self._tails: dict[bool, tuple[tuple[bool, bool, float, str], float, bytes]] = {}
         store.subscribe(self._on_change)
         for state in store.states.values():
             self._on_change(state)
@@ -304,7 +368,8 @@ class Exposition:
 
     def _cached_tail(self, openmetrics: bool) -> bytes:
         """`tail()`, reused for `max_age` seconds unless the reload state changed."""
-        key = (openmetrics, self._reload.successful, self._reload.last_success)
+        key = (openmetrics, self._reload.successful, self._reload.last_success,
+               self._reload.phase)
         now = time.monotonic()
         cached = self._tails.get(openmetrics)
         if cached is not None and cached[0] == key and now - cached[1] < self.max_age:
@@ -395,6 +460,7 @@ class ReadinessCollector(Collector):
                     family_metrics[m.family] = metric
                 metric.add_metric([spec.id, *(m.labels.get(n, "") for n in names)], m.value)
         yield from (status, last_run, duration, interval, runs, errors)
+        yield from self._static(states)
         yield from (family_metrics[name] for name in sorted(family_metrics))
         yield GaugeMetricFamily(GO_LIVE.name, GO_LIVE.help,
                                 value=1.0 if self._store.go_live() else 0.0)
@@ -404,3 +470,30 @@ class ReadinessCollector(Collector):
         yield GaugeMetricFamily(RELOAD_OK.name, RELOAD_OK.help,
                                 value=1.0 if self._reload.successful else 0.0)
         yield GaugeMetricFamily(RELOAD_TS.name, RELOAD_TS.help, value=self._reload.last_success)
+        yield from self._phase_and_stale(states)
+
+    @staticmethod
+    def _static(states: list[CheckState]) -> Iterator[Metric]:
+        info = GaugeMetricFamily(CHECK_INFO.name, CHECK_INFO.help, labels=list(CHECK_INFO.labels))
+        enabled = GaugeMetricFamily(CHECK_ENABLED.name, CHECK_ENABLED.help, labels=["check"])
+        for state in states:
+            spec = state.spec
+            info.add_metric([spec.id, spec.section, section_title_of(spec.section), spec.title,
+                             spec.kind], 1.0)
+            enabled.add_metric([spec.id], 1.0 if spec.enabled else 0.0)
+        if states:
+            yield info
+            yield enabled
+
+    def _phase_and_stale(self, states: list[CheckState]) -> Iterator[Metric]:
+        now = time.time()
+        stale = GaugeMetricFamily(CHECK_STALE.name, CHECK_STALE.help, labels=["check"])
+        for state in states:
+            stale.add_metric([state.spec.id], 1.0 if is_stale(
+                state, now, self._store.stale_after_intervals) else 0.0)
+        if states:
+            yield stale
+        phase = GaugeMetricFamily(PHASE.name, PHASE.help, labels=["phase"])
+        for name in PHASES:
+            phase.add_metric([name], 1.0 if name == self._reload.phase else 0.0)
+        yield phase
