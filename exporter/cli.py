@@ -271,7 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_list)
 
     _add_attest(sub)
+    _add_mixin(sub)
     return parser
+
+
+def _add_mixin(sub: Any) -> None:
+    from exporter import mixin
+
+    parser = sub.add_parser("mixin", help="write alert rules and dashboards for your setup")
+    mixin.add_arguments(parser)
+    parser.set_defaults(func=mixin.run)
 
 
 def _add_attest(sub: Any) -> None:
