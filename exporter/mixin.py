@@ -86,7 +86,9 @@ def _fill(text: str, options: MixinOptions, alert: str) -> str:
 
 
 def _source(text: str, options: MixinOptions) -> list[dict[str, Any]]:
-    expanded = text.replace("__SEL__", _selector_prefix(options.selector))
+    prefix = _selector_prefix(options.selector)
+    expanded = text.replace("{__SEL__}", "{" + prefix.rstrip(", ") + "}")
+    expanded = expanded.replace("__SEL__", prefix)
     groups: list[dict[str, Any]] = yaml.safe_load(expanded)["groups"]
     return groups
 
