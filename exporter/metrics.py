@@ -17,6 +17,7 @@ Two renderers produce the same series:
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import zlib
@@ -102,8 +103,9 @@ PHASE = MetricFamily(
     ("phase",),
 )
 PHASES = ("preparing", "go-live", "live")
-CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, CHECK_INFO, CHECK_ENABLED)
-GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, CHECK_STALE, PHASE)
+CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, CHECK_INFO, CHECK_ENABLED,
+                  CHECK_STALE)
+GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, PHASE)
 CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
 
 
@@ -180,17 +182,62 @@ def is_stale(state: CheckState, now: float, stale_after_intervals: float) -> boo
     return state.spec.enabled and not state.is_fresh(now, stale_after_intervals)
 
 
-def phase_and_stale_lines(store: Store, phase: str, openmetrics: bool, now: float) -> str:
-    """`readiness_check_stale` of every check and the `readiness_phase` state set."""
-    stale = "".join(
-        _line(CHECK_STALE.name, _labels(("check",), [cid]),
-              1.0 if is_stale(state, now, store.stale_after_intervals) else 0.0)
-        for cid, state in store.states.items()
-    )
-    phases = "".join(_line(PHASE.name, _labels(("phase",), [p]), 1.0 if p == phase else 0.0)
-                     for p in PHASES)
-    return (_header(CHECK_STALE, openmetrics) + stale if stale else "") + \
-        _header(PHASE, openmetrics) + phases
+def stale_line(check_id: str, stale: bool) -> str:
+    """The `readiness_check_stale` sample of one check."""
+    return _line(CHECK_STALE.name, _labels(("check",), [check_id]), 1.0 if stale else 0.0)
+
+
+def phase_lines(phase: str, openmetrics: bool) -> str:
+    """The `readiness_phase` state set."""
+    return _header(PHASE, openmetrics) + "".join(
+        _line(PHASE.name, _labels(("phase",), [p]), 1.0 if p == phase else 0.0)
+        for p in PHASES)
+
+
+class StaleTracker:
+    """Staleness of every check, re-evaluated only once the earliest deadline passed.
+
+    A check turns stale without any new outcome, so a scrape would otherwise test every
+    check; here a scrape compares one number, and the flags are recomputed (O(checks))
+    only when some fresh check may have crossed its deadline.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.flags: dict[str, bool] = {}
+        self.changes = 0
+        self._deadline = math.inf
+
+    def _deadline_of(self, state: CheckState) -> float:
+        spec = state.spec
+        if not spec.enabled or state.last_run is None:
+            return math.inf  # never stale, or stale until its next outcome
+        return state.last_run + spec.interval * self._store.stale_after_intervals + spec.timeout
+
+    def update(self, state: CheckState, now: float) -> bool:
+        """Record a changed check; return whether it is stale now."""
+        stale = is_stale(state, now, self._store.stale_after_intervals)
+        self.flags[state.spec.id] = stale
+        if not stale:
+            self._deadline = min(self._deadline, self._deadline_of(state))
+        return stale
+
+    def expired(self, now: float) -> list[CheckState]:
+        """The checks whose flag flipped since the last call (usually none)."""
+        if now <= self._deadline:
+            return []
+        changed = []
+        deadline = math.inf
+        for cid, state in self._store.states.items():
+            stale = is_stale(state, now, self._store.stale_after_intervals)
+            if self.flags.get(cid) != stale:
+                self.flags[cid] = stale
+                changed.append(state)
+            if not stale:
+                deadline = min(deadline, self._deadline_of(state))
+        self._deadline = deadline
+        self.changes += len(changed)
+        return changed
 
 
 def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict[str, str]:
@@ -241,7 +288,7 @@ def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: floa
         _header(RELOAD_OK, openmetrics),
         _line(RELOAD_OK.name, "", 1.0 if reload.successful else 0.0),
         _header(RELOAD_TS, openmetrics), _line(RELOAD_TS.name, "", reload.last_success),
-        phase_and_stale_lines(store, reload.phase, openmetrics, now),
+        phase_lines(reload.phase, openmetrics),
     ))
 
 
@@ -294,6 +341,7 @@ class Exposition:
         self._builds = 0
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
         self._tails: dict[bool, tuple[tuple[bool, bool, float, str], float, bytes]] = {}
+        self._stale = StaleTracker(store)
         store.subscribe(self._on_change)
         for state in store.states.values():
             self._on_change(state)
@@ -301,12 +349,26 @@ class Exposition:
     def set_families(self, families: Mapping[str, MetricFamily]) -> None:
         """Adopt the family metadata of a reloaded configuration."""
         self._families = dict(families)
-        self._lines = {cid: check_lines(s, self._families) for cid, s in
-                       self._store.states.items()}
+        for state in self._store.states.values():
+            self._on_change(state)
         self._parts.clear()
 
     def _on_change(self, state: CheckState) -> None:
-        self._lines[state.spec.id] = check_lines(state, self._families)
+        lines = check_lines(state, self._families)
+        lines[CHECK_STALE.name] = stale_line(state.spec.id, self._stale.update(state, time.time()))
+        self._lines[state.spec.id] = lines
+
+    def _refresh_stale(self, now: float | None = None) -> None:
+        """Re-render the stale line of checks whose staleness flipped."""
+        for state in self._stale.expired(time.time() if now is None else now):
+            cid = state.spec.id
+            if cid in self._lines:
+                self._lines[cid] = {**self._lines[cid],
+                                    CHECK_STALE.name: stale_line(cid, self._stale.flags[cid])}
+
+    def _generation(self) -> int:
+        """Changes so far: outcomes and configuration (store) plus staleness flips."""
+        return self._store.generation + self._stale.changes
 
     def _snapshot(self) -> list[dict[str, str]]:
         lines = self._lines
@@ -317,14 +379,15 @@ class Exposition:
         return Part(self._builds, generation, time.monotonic(), body)
 
     def _fresh(self, part: Part | None, max_age: float) -> bool:
-        return part is not None and (part.generation == self._store.generation
+        return part is not None and (part.generation == self._generation()
                                      or time.monotonic() - part.built_at < max_age)
 
-    def checks_part(self, openmetrics: bool) -> Part:
+    def checks_part(self, openmetrics: bool, now: float | None = None) -> Part:
         """The check series, rebuilt now if anything changed (synchronous)."""
+        self._refresh_stale(now)
         part = self._parts.get(openmetrics)
         if not self._fresh(part, 0.0):
-            generation = self._store.generation
+            generation = self._generation()
             body = build_checks_body(self._snapshot(), self._families, openmetrics)
             part = self._new_part(generation, body)
             self._parts[openmetrics] = part
@@ -333,6 +396,7 @@ class Exposition:
 
     async def checks_part_async(self, openmetrics: bool) -> Part:
         """The check series, at most `max_age` old, joined in a worker thread."""
+        self._refresh_stale()
         part = self._parts.get(openmetrics)
         if part is not None and self._fresh(part, self.max_age):
             return part
@@ -343,7 +407,7 @@ class Exposition:
         future: asyncio.Future[Part] = loop.create_future()
         self._building[openmetrics] = future
         try:
-            generation = self._store.generation
+            generation = self._generation()
             snapshot = self._snapshot()
             body = await loop.run_in_executor(None, build_checks_body, snapshot,
                                               dict(self._families), openmetrics)
@@ -380,7 +444,7 @@ class Exposition:
 
     def render(self, openmetrics: bool, now: float | None = None) -> bytes:
         """The full, current exposition body (synchronous)."""
-        return self.checks_part(openmetrics).body + self.tail(openmetrics, now)
+        return self.checks_part(openmetrics, now).body + self.tail(openmetrics, now)
 
     def gzip_body(self, openmetrics: bool, part: Part, tail: bytes) -> bytes:
         """Gzip of `part` + `tail`, reusing the compressed part (safe in a worker thread)."""

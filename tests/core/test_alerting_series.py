@@ -122,3 +122,18 @@ def test_phase_defaults_to_preparing_and_rejects_unknown_values(tmp_path: Path) 
     with pytest.raises(ConfigError) as caught:
         config.load(path)
     assert any("settings.phase" in error for error in caught.value.errors), caught.value.errors
+
+
+async def test_served_staleness_flips_without_a_new_outcome(behaviour_kind: None) -> None:
+    """The cached body follows the clock: a check turns stale with no new run."""
+    store = Store([spec("a")], stale_after_intervals=2.0)
+    store.record("a", Outcome.passed("ok"), time.time() - 69.0, 0.1)  # stale after 70 s
+    exposition = Exposition(store, {}, ReloadState(), max_age=0.0)
+    first = (await exposition.checks_part_async(False)).body
+    assert b'readiness_check_stale{check="a"} 0.0' in first
+    time.sleep(1.1)
+    second = (await exposition.checks_part_async(False)).body
+    assert b'readiness_check_stale{check="a"} 1.0' in second
+    store.record("a", Outcome.passed("ok"), time.time(), 0.1)
+    third = (await exposition.checks_part_async(False)).body
+    assert b'readiness_check_stale{check="a"} 0.0' in third
