@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ async def test_served_staleness_flips_without_a_new_outcome(behaviour_kind: None
     exposition = Exposition(store, {}, ReloadState(), max_age=0.0)
     first = (await exposition.checks_part_async(False)).body
     assert b'readiness_check_stale{check="a"} 0.0' in first
-    time.sleep(1.1)
+    await asyncio.sleep(1.1)
     second = (await exposition.checks_part_async(False)).body
     assert b'readiness_check_stale{check="a"} 1.0' in second
     store.record("a", Outcome.passed("ok"), time.time(), 0.1)
