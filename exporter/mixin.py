@@ -12,7 +12,7 @@ import argparse
 import copy
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,10 +227,3 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run as `python -m exporter.mixin` (same options)."""
-    parser = argparse.ArgumentParser(prog="readiness-exporter mixin")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
