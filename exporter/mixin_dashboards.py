@@ -320,9 +320,10 @@ PANELS: tuple[Panel, ...] = (
           "timeseries", 12, 8),
     Panel("readiness-platform", "Kubernetes workload coverage per check",
           "Per Kubernetes check (PDB, HPA, limits, network policy ...): share of "
-          "evaluated objects that comply.", "percentunit",
-          (Query(f"1 - readiness_kubernetes_objects_failing{sel()} / "
-                 f"(readiness_kubernetes_objects_evaluated{sel()} > 0)", "{{check}}"),),
+          "evaluated objects that comply (the 20 lowest).", "percentunit",
+          (Query(f"bottomk({TOP}, min by (check) (1 - readiness_kubernetes_objects_failing"
+                 f"{sel()} / (readiness_kubernetes_objects_evaluated{sel()} > 0)))",
+                 "{{check}}"),),
           "bargauge", 12, 10, PASS_RATIO, (), 0, 1),
     Panel("readiness-platform", "Non-compliant workloads",
           "Workloads a Kubernetes check found non-compliant, by check.", "none",
@@ -331,12 +332,15 @@ PANELS: tuple[Panel, ...] = (
           hidden_columns=("Value",), runbook="ReadinessPdbMissing"),
     Panel("readiness-platform", "PDB allowed disruptions",
           "Disruptions each workload's PodDisruptionBudget allows at its desired "
-          "replicas; 0 blocks node drains.", "none",
-          (Query(f"readiness_kubernetes_pdb_allowed_disruptions{sel()}",
+          "replicas; 0 blocks node drains (the 20 lowest workloads).", "none",
+          (Query(f"bottomk({TOP}, min by (namespace, workload) "
+                 f"(readiness_kubernetes_pdb_allowed_disruptions{sel()}))",
                  "{{namespace}}/{{workload}}"),), "bargauge", 12, 8, ONE_GOOD),
     Panel("readiness-platform", "HPA minimum replicas",
-          "minReplicas of the HorizontalPodAutoscaler of each workload.", "none",
-          (Query(f"readiness_kubernetes_hpa_min_replicas{sel()}",
+          "minReplicas of the HorizontalPodAutoscaler of each workload (the 20 lowest).",
+          "none",
+          (Query(f"bottomk({TOP}, min by (namespace, workload) "
+                 f"(readiness_kubernetes_hpa_min_replicas{sel()}))",
                  "{{namespace}}/{{workload}}"),), "bargauge", 12, 8),
 )
 

@@ -153,6 +153,9 @@ def test_zero_one_stats_show_zero_in_red(uid: str, title: str) -> None:
     ("readiness-overview", "Check errors by reason"),
     ("readiness-tls", "TLS handshake duration"),
     ("readiness-tls", "Days to certificate expiry"),
+    ("readiness-platform", "Kubernetes workload coverage per check"),
+    ("readiness-platform", "PDB allowed disruptions"),
+    ("readiness-platform", "HPA minimum replicas"),
 ])
 def test_per_check_series_are_limited(uid: str, title: str) -> None:
     """Panels with one series per check keep the top N (1,000 checks stay readable)."""
