@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(sub, config_arg)
     _add_schema(sub)
     _add_report(sub)
+    _add_mixin(sub)
     return parser
 
 
@@ -382,6 +383,14 @@ def _add_explain(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None]
 def _add_schema(sub: Any) -> None:
     schema = sub.add_parser("schema", help="the configuration's JSON Schema (for editors)")
     schema.set_defaults(func=cmd_schema)
+
+
+def _add_mixin(sub: Any) -> None:
+    from exporter import mixin
+
+    parser = sub.add_parser("mixin", help="write alert rules and dashboards for your setup")
+    mixin.add_arguments(parser)
+    parser.set_defaults(func=mixin.run)
 
 
 def _add_attest(sub: Any) -> None:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,6 +43,9 @@ class Settings(BaseModel):
     )
     stale_after_intervals: float = Field(default=3.0, gt=1)
     state_dir: Path = Field(default=Path("state"), description="persistent results")
+    phase: Literal["preparing", "go-live", "live"] = Field(
+        default="preparing", description="readiness phase; alerts page only in live"
+    )
 
 
 class Defaults(BaseModel):

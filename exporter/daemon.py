@@ -56,7 +56,8 @@ class Runtime:
         self.store = Store(specs, cfg.settings.stale_after_intervals)
         from exporter.history import History  # the board's last outcomes per check
         self.history = History.follow(self.store, cfg.settings.state_dir)
-        self.reload_state = ReloadState(successful=True, last_success=time.time())
+        self.reload_state = ReloadState(successful=True, last_success=time.time(),
+                                        phase=cfg.settings.phase)
         self.exposition = Exposition(self.store, families_of(specs), self.reload_state)
         self.ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                                   checks=self.store.views, release=cfg.settings.release)
@@ -110,6 +111,7 @@ class Runtime:
             self.store.replace_specs(specs)
             self.scheduler.apply(specs)
             self.reload_state.successful = True
+            self.reload_state.phase = new.settings.phase
             self.reload_state.last_success = time.time()
             log.info("configuration reloaded", extra={"checks": len(specs),
                                                       "source": new.source})

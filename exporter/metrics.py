@@ -17,6 +17,7 @@ Two renderers produce the same series:
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import zlib
@@ -28,8 +29,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import __version__
-from exporter.model import MetricFamily, Status
+from exporter.model import CheckSpec, MetricFamily, Status
 from exporter.store import CheckState, Store
+from exporter.web.sections import SECTION_TITLES
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -79,8 +81,31 @@ RELOAD_TS = MetricFamily(
     "readiness_config_last_reload_success_timestamp_seconds",
     "When the configuration was last loaded successfully.",
 )
-CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS)
-GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS)
+CHECK_INFO = MetricFamily(
+    "readiness_check_info",
+    "Title, checklist section title and probe kind of each configured check (always 1); "
+    "join it on `check` to label alerts and tables.",
+    ("check", "section", "section_title", "title", "kind"),
+)
+CHECK_ENABLED = MetricFamily(
+    "readiness_check_enabled", "1 when the check is enabled, 0 when it is disabled.", ("check",),
+)
+CHECK_STALE = MetricFamily(
+    "readiness_check_stale",
+    "1 when an enabled check's latest result is older than settings.stale_after_intervals "
+    "intervals plus its timeout (or it has no result yet); disabled checks are never stale.",
+    ("check",),
+)
+PHASE = MetricFamily(
+    "readiness_phase",
+    "Readiness phase of the deployment (settings.phase): 1 for the current phase "
+    "(preparing, go-live, live), 0 for the others. Alerts page only in live.",
+    ("phase",),
+)
+PHASES = ("preparing", "go-live", "live")
+CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, CHECK_INFO, CHECK_ENABLED,
+                  CHECK_STALE)
+GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, PHASE)
 CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
 
 
@@ -90,6 +115,7 @@ class ReloadState:
 
     successful: bool = True
     last_success: float = 0.0
+    phase: str = "preparing"  # settings.phase of the running configuration
 
 
 # --------------------------------------------------------------------------- helpers
@@ -131,6 +157,89 @@ def _header(family: MetricFamily, openmetrics: bool) -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
+def section_title_of(section: str) -> str:
+    """Title of the checklist section, or of its nearest titled parent ("" if none)."""
+    parts = section.split(".")
+    for end in range(len(parts), 0, -1):
+        title = SECTION_TITLES.get(".".join(parts[:end]))
+        if title:
+            return title
+    return ""
+
+
+def static_check_lines(spec: CheckSpec) -> dict[str, str]:
+    """`readiness_check_info` and `readiness_check_enabled` of one check."""
+    values = [spec.id, spec.section, section_title_of(spec.section), spec.title, spec.kind]
+    return {
+        CHECK_INFO.name: _line(CHECK_INFO.name, _labels(CHECK_INFO.labels, values), 1.0),
+        CHECK_ENABLED.name: _line(CHECK_ENABLED.name, _labels(("check",), [spec.id]),
+                                  1.0 if spec.enabled else 0.0),
+    }
+
+
+def is_stale(state: CheckState, now: float, stale_after_intervals: float) -> bool:
+    """The exporter's own staleness: enabled and not `CheckState.is_fresh`."""
+    return state.spec.enabled and not state.is_fresh(now, stale_after_intervals)
+
+
+def stale_line(check_id: str, stale: bool) -> str:
+    """The `readiness_check_stale` sample of one check."""
+    return _line(CHECK_STALE.name, _labels(("check",), [check_id]), 1.0 if stale else 0.0)
+
+
+def phase_lines(phase: str, openmetrics: bool) -> str:
+    """The `readiness_phase` state set."""
+    return _header(PHASE, openmetrics) + "".join(
+        _line(PHASE.name, _labels(("phase",), [p]), 1.0 if p == phase else 0.0)
+        for p in PHASES)
+
+
+class StaleTracker:
+    """Staleness of every check, re-evaluated only once the earliest deadline passed.
+
+    A check turns stale without any new outcome, so a scrape would otherwise test every
+    check; here a scrape compares one number, and the flags are recomputed (O(checks))
+    only when some fresh check may have crossed its deadline.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.flags: dict[str, bool] = {}
+        self.changes = 0
+        self._deadline = math.inf
+
+    def _deadline_of(self, state: CheckState) -> float:
+        spec = state.spec
+        if not spec.enabled or state.last_run is None:
+            return math.inf  # never stale, or stale until its next outcome
+        return state.last_run + spec.interval * self._store.stale_after_intervals + spec.timeout
+
+    def update(self, state: CheckState, now: float) -> bool:
+        """Record a changed check; return whether it is stale now."""
+        stale = is_stale(state, now, self._store.stale_after_intervals)
+        self.flags[state.spec.id] = stale
+        if not stale:
+            self._deadline = min(self._deadline, self._deadline_of(state))
+        return stale
+
+    def expired(self, now: float) -> list[CheckState]:
+        """The checks whose flag flipped since the last call (usually none)."""
+        if now <= self._deadline:
+            return []
+        changed = []
+        deadline = math.inf
+        for cid, state in self._store.states.items():
+            stale = is_stale(state, now, self._store.stale_after_intervals)
+            if self.flags.get(cid) != stale:
+                self.flags[cid] = stale
+                changed.append(state)
+            if not stale:
+                deadline = min(deadline, self._deadline_of(state))
+        self._deadline = deadline
+        self.changes += len(changed)
+        return changed
+
+
 def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict[str, str]:
     """Sample lines of one check, by family name (identical in both formats)."""
     spec = state.spec
@@ -138,6 +247,7 @@ def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict
     out: dict[str, str] = {
         INTERVAL.name: f'{INTERVAL.name}{{check="{check}"}} {_fmt(spec.interval)}\n',
         RUNS.name: f'{RUNS.name}{{check="{check}"}} {_fmt(state.runs)}\n',
+        **static_check_lines(spec),
     }
     if state.outcome is not None:
         current = state.outcome.status
@@ -178,6 +288,7 @@ def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: floa
         _header(RELOAD_OK, openmetrics),
         _line(RELOAD_OK.name, "", 1.0 if reload.successful else 0.0),
         _header(RELOAD_TS, openmetrics), _line(RELOAD_TS.name, "", reload.last_success),
+        phase_lines(reload.phase, openmetrics),
     ))
 
 
@@ -229,7 +340,8 @@ class Exposition:
         self._building: dict[bool, asyncio.Future[Part]] = {}
         self._builds = 0
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
-        self._tails: dict[bool, tuple[tuple[bool, bool, float], float, bytes]] = {}
+        self._tails: dict[bool, tuple[tuple[bool, bool, float, str], float, bytes]] = {}
+        self._stale = StaleTracker(store)
         store.subscribe(self._on_change)
         for state in store.states.values():
             self._on_change(state)
@@ -237,12 +349,26 @@ class Exposition:
     def set_families(self, families: Mapping[str, MetricFamily]) -> None:
         """Adopt the family metadata of a reloaded configuration."""
         self._families = dict(families)
-        self._lines = {cid: check_lines(s, self._families) for cid, s in
-                       self._store.states.items()}
+        for state in self._store.states.values():
+            self._on_change(state)
         self._parts.clear()
 
     def _on_change(self, state: CheckState) -> None:
-        self._lines[state.spec.id] = check_lines(state, self._families)
+        lines = check_lines(state, self._families)
+        lines[CHECK_STALE.name] = stale_line(state.spec.id, self._stale.update(state, time.time()))
+        self._lines[state.spec.id] = lines
+
+    def _refresh_stale(self, now: float | None = None) -> None:
+        """Re-render the stale line of checks whose staleness flipped."""
+        for state in self._stale.expired(time.time() if now is None else now):
+            cid = state.spec.id
+            if cid in self._lines:
+                self._lines[cid] = {**self._lines[cid],
+                                    CHECK_STALE.name: stale_line(cid, self._stale.flags[cid])}
+
+    def _generation(self) -> int:
+        """Changes so far: outcomes and configuration (store) plus staleness flips."""
+        return self._store.generation + self._stale.changes
 
     def _snapshot(self) -> list[dict[str, str]]:
         lines = self._lines
@@ -253,14 +379,15 @@ class Exposition:
         return Part(self._builds, generation, time.monotonic(), body)
 
     def _fresh(self, part: Part | None, max_age: float) -> bool:
-        return part is not None and (part.generation == self._store.generation
+        return part is not None and (part.generation == self._generation()
                                      or time.monotonic() - part.built_at < max_age)
 
-    def checks_part(self, openmetrics: bool) -> Part:
+    def checks_part(self, openmetrics: bool, now: float | None = None) -> Part:
         """The check series, rebuilt now if anything changed (synchronous)."""
+        self._refresh_stale(now)
         part = self._parts.get(openmetrics)
         if not self._fresh(part, 0.0):
-            generation = self._store.generation
+            generation = self._generation()
             body = build_checks_body(self._snapshot(), self._families, openmetrics)
             part = self._new_part(generation, body)
             self._parts[openmetrics] = part
@@ -269,6 +396,7 @@ class Exposition:
 
     async def checks_part_async(self, openmetrics: bool) -> Part:
         """The check series, at most `max_age` old, joined in a worker thread."""
+        self._refresh_stale()
         part = self._parts.get(openmetrics)
         if part is not None and self._fresh(part, self.max_age):
             return part
@@ -279,7 +407,7 @@ class Exposition:
         future: asyncio.Future[Part] = loop.create_future()
         self._building[openmetrics] = future
         try:
-            generation = self._store.generation
+            generation = self._generation()
             snapshot = self._snapshot()
             body = await loop.run_in_executor(None, build_checks_body, snapshot,
                                               dict(self._families), openmetrics)
@@ -304,7 +432,8 @@ class Exposition:
 
     def _cached_tail(self, openmetrics: bool) -> bytes:
         """`tail()`, reused for `max_age` seconds unless the reload state changed."""
-        key = (openmetrics, self._reload.successful, self._reload.last_success)
+        key = (openmetrics, self._reload.successful, self._reload.last_success,
+               self._reload.phase)
         now = time.monotonic()
         cached = self._tails.get(openmetrics)
         if cached is not None and cached[0] == key and now - cached[1] < self.max_age:
@@ -315,7 +444,7 @@ class Exposition:
 
     def render(self, openmetrics: bool, now: float | None = None) -> bytes:
         """The full, current exposition body (synchronous)."""
-        return self.checks_part(openmetrics).body + self.tail(openmetrics, now)
+        return self.checks_part(openmetrics, now).body + self.tail(openmetrics, now)
 
     def gzip_body(self, openmetrics: bool, part: Part, tail: bytes) -> bytes:
         """Gzip of `part` + `tail`, reusing the compressed part (safe in a worker thread)."""
@@ -395,6 +524,7 @@ class ReadinessCollector(Collector):
                     family_metrics[m.family] = metric
                 metric.add_metric([spec.id, *(m.labels.get(n, "") for n in names)], m.value)
         yield from (status, last_run, duration, interval, runs, errors)
+        yield from self._static(states)
         yield from (family_metrics[name] for name in sorted(family_metrics))
         yield GaugeMetricFamily(GO_LIVE.name, GO_LIVE.help,
                                 value=1.0 if self._store.go_live() else 0.0)
@@ -404,3 +534,30 @@ class ReadinessCollector(Collector):
         yield GaugeMetricFamily(RELOAD_OK.name, RELOAD_OK.help,
                                 value=1.0 if self._reload.successful else 0.0)
         yield GaugeMetricFamily(RELOAD_TS.name, RELOAD_TS.help, value=self._reload.last_success)
+        yield from self._phase_and_stale(states)
+
+    @staticmethod
+    def _static(states: list[CheckState]) -> Iterator[Metric]:
+        info = GaugeMetricFamily(CHECK_INFO.name, CHECK_INFO.help, labels=list(CHECK_INFO.labels))
+        enabled = GaugeMetricFamily(CHECK_ENABLED.name, CHECK_ENABLED.help, labels=["check"])
+        for state in states:
+            spec = state.spec
+            info.add_metric([spec.id, spec.section, section_title_of(spec.section), spec.title,
+                             spec.kind], 1.0)
+            enabled.add_metric([spec.id], 1.0 if spec.enabled else 0.0)
+        if states:
+            yield info
+            yield enabled
+
+    def _phase_and_stale(self, states: list[CheckState]) -> Iterator[Metric]:
+        now = time.time()
+        stale = GaugeMetricFamily(CHECK_STALE.name, CHECK_STALE.help, labels=["check"])
+        for state in states:
+            stale.add_metric([state.spec.id], 1.0 if is_stale(
+                state, now, self._store.stale_after_intervals) else 0.0)
+        if states:
+            yield stale
+        phase = GaugeMetricFamily(PHASE.name, PHASE.help, labels=["phase"])
+        for name in PHASES:
+            phase.add_metric([name], 1.0 if name == self._reload.phase else 0.0)
+        yield phase

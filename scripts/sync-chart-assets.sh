@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Copy the rule files of alerts/*.yml and the dashboards of dashboards/*.json into the
-# chart (helm/readiness-exporter/files/), which Helm can read with .Files; alerts/ and
-# dashboards/ stay the one source of truth. Copies that no longer have a source are
-# removed. Promtool unit-test files (with `rule_files:`) are not rule files: skipped.
+# Render the reference rule files (alerts/*.yml: `readiness-exporter mixin` with the
+# ${RUNBOOK_BASE_URL}/${BOARD_URL} placeholders) and dashboards (dashboards/generate.py),
+# then copy both into the chart (helm/readiness-exporter/files/), which Helm reads with
+# .Files and fills the placeholders in. exporter/mixin_rules.py and
+# exporter/mixin_dashboards.py stay the one source of truth. Copies that no longer have
+# a source are removed. Promtool unit-test files (with `rule_files:`) are skipped.
 #
 #   scripts/sync-chart-assets.sh          update the chart's copies
 #   scripts/sync-chart-assets.sh --check  exit 1 (and list them) if any copy differs
@@ -52,6 +54,21 @@ sync_dir() {  # sync_dir SOURCE_DIR PATTERN TARGET_DIR [filter]
     done
     shopt -u nullglob
 }
+
+# READINESS_EXPORTER / PYTHON: the console script and interpreter of the venv.
+exporter_bin="${READINESS_EXPORTER:-$root/.venv/bin/readiness-exporter}"
+python="${PYTHON:-$root/.venv/bin/python}"
+rendered="$(mktemp -d)"
+trap 'rm -rf "$rendered"' EXIT
+# shellcheck disable=SC2016  # the placeholders are literal
+"$exporter_bin" mixin --runbook-base-url '${RUNBOOK_BASE_URL}' --board-url '${BOARD_URL}' \
+    --output "$rendered" >/dev/null
+sync_dir "$rendered" "*.yml" "$root/alerts" is_rule_file
+if $check; then
+    "$python" "$root/dashboards/generate.py" --check || stale=1
+else
+    "$python" "$root/dashboards/generate.py"
+fi
 
 sync_dir "$root/alerts" "*.yml" "$chart_files/alerts" is_rule_file
 sync_dir "$root/dashboards" "*.json" "$chart_files/dashboards"

@@ -9,6 +9,7 @@ separate test fails when the chart's own copies are out of date.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -48,7 +49,8 @@ K8S_VERSIONS = ("1.25.0", "1.35.0")
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 READ_VERBS = {"get", "list", "watch"}
 FULLNAME = f"{RELEASE}-readiness-exporter"
-DEFAULT_RUNBOOK_BASE = "https://readiness-exporter.example/docs"
+USES_KUBERNETES = {CLUSTER_SECRETS.name, NAMESPACED.name}
+"""ci/ values whose configuration has a Kubernetes connection (the others have none)."""
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +173,10 @@ def test_container_runs_serve_with_probes_and_writable_dirs(
     assert container["ports"] == [{"name": "http-metrics", "containerPort": 9847,
                                    "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    startup = container["startupProbe"]
+    # a slow first start is not killed: 5 minutes before liveness takes over
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["port"] == "http-metrics"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -295,7 +301,7 @@ def _resources(docs: list[dict[str, Any]]) -> set[str]:
 def test_rbac_is_read_only(rendered: dict[str, list[dict[str, Any]]], values: Path) -> None:
     docs = rendered[values.name]
     rules = _rules(docs)
-    assert rules
+    assert bool(rules) is (values.name in USES_KUBERNETES), values.name
     for rule in rules:
         assert set(rule["verbs"]) <= READ_VERBS, rule
         assert "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
@@ -373,9 +379,57 @@ def test_namespaced_scope_makes_one_role_per_namespace(
     for role in roles:  # a Role cannot grant cluster-scoped kinds
         assert not {"namespaces", "clusterroles", "clusterrolebindings"} & {
             res for rule in role["rules"] for res in rule["resources"]}
-    default_ns = helm.template(sets=["rbac.scope=namespaced"])
+    preset = "config.include[0]=qbitel-production"
+    default_ns = helm.template(sets=[preset])  # namespaced is the default scope
     assert [r["metadata"]["namespace"] for r in of_kind(default_ns, "Role")] == [NAMESPACE]
-    assert not _rules(helm.template(sets=["rbac.create=false"]))
+    assert not of_kind(default_ns, "ClusterRole")
+    assert not _rules(helm.template(sets=[preset, "rbac.create=false"]))
+    assert not _rules(helm.template(sets=[preset, "rbac.kubernetesChecks=never"]))
+
+
+@pytest.mark.parametrize("sets", [
+    [],                                                       # include: [default]
+    ["config.include[0]=default", "config.connections.db.kind=postgres"],
+    ["config.include=default"],
+    ["rbac.scope=cluster"],                                   # cluster scope, nothing to read
+])
+def test_no_kubernetes_checks_no_rbac(helm: Helm, sets: list[str]) -> None:
+    """Without a Kubernetes connection, check or preset, no Role and no ClusterRole."""
+    docs = helm.template(sets=sets)
+    for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        assert not of_kind(docs, kind), (sets, kind)
+
+
+@pytest.mark.parametrize(("sets", "kind"), [
+    (["config.include[0]=qbitel-production"], "Role"),
+    (["config.include=qbitel-production", "rbac.scope=cluster"], "ClusterRole"),
+    (["config.checks[0].id=k", "config.checks[0].section=4.1", "config.checks[0].title=K",
+      "config.checks[0].kind=kubernetes", "config.checks[0].assert=version"], "Role"),
+    (["rbac.kubernetesChecks=always"], "Role"),
+    (["config.existingConfigMap=mine"], "Role"),  # the chart cannot see the checks
+])
+def test_kubernetes_checks_get_read_only_rbac(helm: Helm, sets: list[str], kind: str) -> None:
+    docs = helm.template(sets=sets)
+    (role,) = of_kind(docs, kind)
+    assert all(set(rule["verbs"]) <= READ_VERBS for rule in role["rules"])
+    other = "ClusterRole" if kind == "Role" else "Role"
+    assert not of_kind(docs, other)
+
+
+def test_existing_config_map_replaces_the_rendered_one(helm: Helm) -> None:
+    docs = helm.template(sets=["config.existingConfigMap=team-readiness",
+                               "config.existingConfigMapKey=exporter.yaml"])
+    assert not [m for m in of_kind(docs, "ConfigMap")
+                if m["metadata"]["name"] == FULLNAME]
+    pod = one(docs, "Deployment")["spec"]["template"]
+    assert "checksum/config" not in pod["metadata"].get("annotations", {})
+    (container,) = pod["spec"]["containers"]
+    assert container["args"][1:3] == ["--config.file", "/etc/readiness/exporter.yaml"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "team-readiness"
+    # the two chart keys never reach the exporter's file (unknown keys are rejected)
+    rendered = helm.template(sets=["config.existingConfigMapKey=x.yaml"])
+    assert "existingConfigMap" not in json.dumps(_config(rendered))
 
 
 # --------------------------------------------------------------------------- PDB, NetworkPolicy
@@ -434,8 +488,13 @@ def _source_groups() -> list[dict[str, Any]]:
     return groups
 
 
-def _rewrite_runbooks(groups: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
-    text = json.dumps(groups).replace(DEFAULT_RUNBOOK_BASE, base)
+URLS = ["prometheusRule.enabled=true", "prometheusRule.runbookBaseUrl=https://d.test/docs/",
+        "prometheusRule.boardUrl=https://board.test/"]
+
+
+def _filled(groups: list[dict[str, Any]], runbooks: str, board: str) -> list[dict[str, Any]]:
+    text = (json.dumps(groups).replace("${RUNBOOK_BASE_URL}", runbooks + "/runbooks.md")
+            .replace("${BOARD_URL}", board))
     result: list[dict[str, Any]] = json.loads(text)
     return result
 
@@ -443,21 +502,41 @@ def _rewrite_runbooks(groups: list[dict[str, Any]], base: str) -> list[dict[str,
 def test_prometheus_rule_groups_equal_the_alert_files(helm: Helm) -> None:
     source = _source_groups()
     assert source, "alerts/*.yml holds no rule groups"
-    rule = one(helm.template(sets=["prometheusRule.enabled=true"]), "PrometheusRule")
+    rule = one(helm.template(sets=URLS), "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["metadata"]["namespace"] == NAMESPACE
-    assert rule["spec"]["groups"] == source
+    assert rule["spec"]["groups"] == _filled(source, "https://d.test/docs", "https://board.test")
+    assert "${" not in json.dumps(rule)
 
 
-def test_prometheus_rule_rewrites_runbook_links_only(
+@pytest.mark.parametrize("missing", ["runbookBaseUrl", "boardUrl"])
+def test_prometheus_rule_needs_both_urls(helm: Helm, missing: str) -> None:
+    sets = [s for s in URLS if f".{missing}=" not in s]
+    result = helm.template_raw(sets=sets)
+    assert result.returncode != 0
+    assert f"prometheusRule.{missing}" in result.stderr
+
+
+def test_prometheus_rule_applies_disable_for_and_labels(
         rendered: dict[str, list[dict[str, Any]]]) -> None:
-    base = "https://docs.qbitel.example/readiness"
     rule = one(rendered[ALL_ON.name], "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert rule["spec"]["groups"] == _rewrite_runbooks(_source_groups(), base)
-    urls = [r["annotations"]["runbook_url"] for g in rule["spec"]["groups"]
-            for r in g["rules"] if "alert" in r]
-    assert urls and all(u.startswith(base + "/runbooks.md#") for u in urls)
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    names = {r["alert"] for r in alerts}
+    assert "ReadinessPdbBlockingEvictions" not in names and "ReadinessPdbMissing" in names
+    for alert in alerts:
+        assert alert["labels"]["team"] == "platform"
+        assert alert["labels"]["severity"] in ("critical", "warning")
+        assert alert["annotations"]["runbook_url"].startswith(
+            "https://docs.qbitel.example/readiness/runbooks.md#")
+        assert alert["for"] == ("15m" if alert["alert"] == "ReadinessCriticalCheckRegressed"
+                                else alert["for"])
+    regressed = next(a for a in alerts if a["alert"] == "ReadinessCriticalCheckRegressed")
+    assert regressed["for"] == "15m"
+    assert regressed["annotations"]["board_url"] == \
+        "https://readiness.qbitel.example/check/{{ $labels.check }}"
+    records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert records and all("labels" not in r or "team" not in r["labels"] for r in records)
 
 
 def test_prometheus_rule_is_structurally_valid_and_promtool_accepts_it(
@@ -491,7 +570,7 @@ def test_prometheus_rule_is_structurally_valid_and_promtool_accepts_it(
 def test_prometheus_rule_without_rule_files_fails_loudly(helm: Helm, tmp_path: Path) -> None:
     empty = tmp_path / "readiness-exporter"
     shutil.copytree(helm.chart, empty, ignore=shutil.ignore_patterns("files"))
-    result = Helm(helm.binary, empty).template_raw(sets=["prometheusRule.enabled=true"])
+    result = Helm(helm.binary, empty).template_raw(sets=URLS)
     assert result.returncode != 0
     assert "sync-chart-assets.sh" in result.stderr
 
@@ -514,7 +593,9 @@ def test_dashboards_become_labelled_config_maps(
         assert config_map["metadata"]["namespace"] == "monitoring"
         assert config_map["metadata"]["annotations"] == {"grafana_folder": "Readiness"}
         ((name, body),) = config_map["data"].items()
-        assert body == sources[name].read_text(encoding="utf-8").rstrip("\n")
+        assert body == sources[name].read_text(encoding="utf-8").rstrip("\n").replace(
+            "${BOARD_URL}", "https://readiness.qbitel.example").replace(
+            "${RUNBOOK_BASE_URL}", "https://docs.qbitel.example/readiness/runbooks.md")
         json.loads(body)
         assert len(body.encode()) < 1_000_000, "a ConfigMap holds at most 1 MiB"
 
@@ -637,3 +718,26 @@ def test_packaged_chart_holds_the_assets_not_the_ci_values(helm: Helm, tmp_path:
         assert f"readiness-exporter/files/alerts/{source.name}" in names
     for source in DASHBOARDS.glob("*.json"):
         assert f"readiness-exporter/files/dashboards/{source.name}" in names
+
+
+# --------------------------------------------------------------------------- metadata, sizing
+
+
+def test_memory_request_is_above_the_measured_resident_size(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """docs/performance.md's peak resident size while serving fits in the request."""
+    text = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    peak_mb = float(re.search(r"resident memory with 10,000 checks \| [^|]+\| "
+                              r"\d+ MB loaded, (\d+) MB peak", text).group(1))
+    container = one(rendered["default-values.yaml"], "Deployment")["spec"]["template"][
+        "spec"]["containers"][0]
+    request = container["resources"]["requests"]["memory"]
+    assert request.endswith("Mi"), request
+    assert int(request[:-2]) * 2**20 > peak_mb * 1e6, (request, peak_mb)
+
+
+def test_chart_has_an_icon() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["icon"].startswith("data:image/svg+xml;base64,")
+    svg = base64.b64decode(chart["icon"].split(",", 1)[1]).decode()
+    assert svg.startswith("<svg") and svg.endswith("</svg>")

@@ -9,6 +9,8 @@
 - `Exporter`: a real `readiness-exporter serve` subprocess (the console script next to
   the running interpreter) on a free loopback port.
 - `short_for_rules`: a copy of a rule file with every alert's `for:` shortened.
+- `alertmanager_config`: the routing documented in docs/alerting.md, pointed at the
+  capture server, with the waits shortened.
 """
 
 from __future__ import annotations
@@ -202,3 +204,33 @@ def short_for_rules(text: str, duration: str) -> str:
             if "alert" in rule:
                 rule["for"] = duration
     return json.dumps(data, indent=2)
+
+
+ALERTING_DOC = Path(__file__).resolve().parents[2] / "docs" / "alerting.md"
+
+
+def documented_routing() -> dict[str, Any]:
+    """The Alertmanager configuration block of docs/alerting.md ("Alertmanager routing")."""
+    text = ALERTING_DOC.read_text(encoding="utf-8").split("## Alertmanager routing", 1)[1]
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config: dict[str, Any] = yaml.safe_load(block)
+    return config
+
+
+def alertmanager_config(capture_url: str, routing_key: str) -> str:
+    """The documented routing with the PagerDuty receiver posting to `capture_url`.
+
+    Test-only changes: the routing key inline instead of a file, the Events API URL, the
+    job label in the event details, and waits of 1 s instead of minutes.
+    """
+    config = documented_routing()
+    for route in (config["route"], *config["route"].get("routes", [])):
+        route["group_wait"] = "1s"
+        route["group_interval"] = "1s"
+    for receiver in config["receivers"]:
+        for pagerduty in receiver.get("pagerduty_configs", []):
+            del pagerduty["routing_key_file"]
+            pagerduty["routing_key"] = routing_key
+            pagerduty["url"] = capture_url
+            pagerduty["details"]["job"] = "{{ .CommonLabels.job }}"
+    return json.dumps(config, indent=2)

@@ -1,31 +1,26 @@
-"""End to end: exporter -> Prometheus (alerts/) -> Alertmanager -> PagerDuty Events v2.
+"""End to end: who gets paged. Exporters -> Prometheus -> Alertmanager -> PagerDuty.
 
-A real `readiness-exporter serve` runs a configuration with one failing critical check
-(a `file` check on a path that does not exist yet) next to checks of most probe families
-against real loopback servers (HTTPS, Redis, PostgreSQL, RabbitMQ when it runs, a fake
-Kubernetes API server, backup files and drill records). A real Prometheus scrapes it
-every second and loads the shipped rule files; a real Alertmanager routes critical
-alerts to a `pagerduty_configs` receiver whose `url` is a capture server on loopback.
+A real Prometheus scrapes two real `readiness-exporter serve` processes every second and
+loads the rules `readiness-exporter mixin` renders (with a board URL; `for:` shortened
+to 1 s in this test copy, the `for:` boundaries are the promtool unit tests' job). A
+real Alertmanager routes exactly as docs/alerting.md says, PagerDuty being a capture
+server for the Events API v2.
 
-The test asserts that the Events API v2 trigger arrives with the alert's summary and
-severity, that every dashboard query returns data (or is listed below with the reason
-it has none here), and that creating the file resolves the incident.
-
-Why the rules are a test copy: the shipped alerts wait minutes (`for: 5m` for a failing
-critical check), which would make this test take minutes. The copy changes only `for:`
-(to 1 s); expressions, labels and annotations are the shipped ones, and the `for:`
-boundaries themselves are covered by the promtool unit tests in alerts/tests/.
+- job `preset`: the bundled preset with nothing configured, phase `preparing`: dozens
+  of critical checks fail or error; tickets, and no page.
+- job `live`: phase `live`, critical TLS and HTTP checks against loopback servers and
+  a disabled check. After every check has passed, the certificate the endpoint serves
+  and the file holds is swapped for one expiring in 3 days: exactly one page (the
+  certificate, seen by three checks), naming the check title, section and board row;
+  restoring a good certificate resolves it. Then the health endpoint goes away: the
+  critical check stuck in `error` pages once. The disabled check is never stale.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import ssl
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,18 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import trustme
+from aiohttp import web
 
-from dashboards import generate
+from exporter.mixin import MixinOptions, render_rules
 from tests.e2e.stack import (
+    Exporter,
     HttpsServer,
     LoopThread,
     PagerDutyCapture,
+    alertmanager_config,
     short_for_rules,
     start_exporter,
 )
-from tests.probes.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.probes.promstack import (
     AlertmanagerServer,
     PrometheusServer,
@@ -53,37 +49,37 @@ from tests.probes.promstack import (
     start_prometheus,
     wait_until,
 )
-from tests.support.servers import free_port, pg_cluster, redis_server
+from tests.support.servers import free_port
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
-ROOT = Path(__file__).resolve().parents[2]
-ALERTS = ROOT / "alerts"
-JOB = "readiness"
-ROUTING_KEY = "e2e0routing0key0000000000000000a"  # 32 characters, like a real one
-FAILING = "e2e-marker"
-K8S_TOKEN = "e2e-kubernetes-token"
-RATE_INTERVAL = "15s"
-SPECIFIC_CRITICAL = ("ReadinessCertificateExpired|ReadinessCertificateExpiringCritical|"
-                     "ReadinessLegacyTlsAccepted|ReadinessRecoveryPointTooOld|"
-                     "ReadinessRedisPersistenceFailing")
+ROUTING_KEY = "e2e0routing0key0000000000000001b"  # 32 characters, like a real one
+BOARD = "https://readiness.e2e.test"
+RUNBOOKS = "https://docs.e2e.test/runbooks.md"
+LIVE_CHECKS = ("1.2.4-endpoint", "1.2.4-files", "2.2.1", "6.2")
 
-# Dashboard queries that return nothing in this test, by (panel title, query refId),
-# with the reason. Every other query must return data.
-DATA_ONLY_WHEN: dict[tuple[str, str], str] = {
-    ("Stale checks (age in intervals)", "A"):
-        "only when a check's result is older than three intervals; every check here "
-        "runs on time",
-    ("PostgreSQL replication lag", "A"):
-        "only on a primary with streaming replicas; the test cluster has none",
-    ("PostgreSQL replication lag", "B"):
-        "only when the checked server is a replica; the test cluster is a primary",
-    ("RabbitMQ reachability, alarms and backlog", "B"):
-        "only while a RabbitMQ memory or disk alarm is in effect",
-    ("RabbitMQ reachability, alarms and backlog", "C"):
-        "exported per vhost that has queues; the shared test broker may have none (and "
-        "this test does not create queues on it)",
-}
+
+class HealthServer:
+    """Plain HTTP `/health` on loopback that the test can stop (connection refused)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "healthy"})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
 
 @dataclass
@@ -93,291 +89,180 @@ class Stack:
     prometheus: PrometheusServer
     alertmanager: AlertmanagerServer
     capture: PagerDutyCapture
-    marker: Path
-    instance: str
-    rabbitmq: bool
+    loop: LoopThread
+    ca: trustme.CA
+    context: ssl.SSLContext
+    cert_file: Path
+    health: HealthServer
+    exporters: dict[str, Exporter]
 
 
-def _rabbitmq_running() -> bool:
-    try:
-        request = urllib.request.Request("http://127.0.0.1:15672/api/overview",
-                                         headers={"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="})
-        with urllib.request.urlopen(request, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _certificates(directory: Path) -> tuple[ssl.SSLContext, Path]:
-    """A CA and a localhost leaf; returns the server context and the CA file."""
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost", "127.0.0.1")
-    ca_file = directory / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    leaf.cert_chain_pems[0].write_to_path(str(directory / "tls.crt"))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+def _install(ca: trustme.CA, context: ssl.SSLContext, cert_file: Path,
+             not_after: datetime) -> None:
+    """Serve and store a new localhost leaf (the file replaced atomically)."""
+    leaf = ca.issue_cert("localhost", "127.0.0.1", not_after=not_after)
     leaf.configure_cert(context)
-    return context, ca_file
+    partial = cert_file.with_suffix(".tmp")
+    leaf.cert_chain_pems[0].write_to_path(str(partial))
+    os.replace(partial, cert_file)
 
 
-def _backups(directory: Path) -> tuple[Path, Path]:
-    """Two dumps (the newer one larger) and a drill record file."""
-    backups = directory / "backups"
-    backups.mkdir()
-    now = time.time()
-    for name, size, age in (("db-1.dump", 4096, 7200), ("db-2.dump", 6144, 600)):
-        path = backups / name
-        path.write_bytes(b"PGDMP" + b"\0" * (size - 5))
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        (backups / (name + ".sha256")).write_text(f"{digest}  {name}\n", encoding="utf-8")
-        stamp = now - age
-        os.utime(path, (stamp, stamp))
-    drills = directory / "drills.jsonl"
-    finished = datetime.now(UTC) - timedelta(hours=2)
-    record = {"scenario": "database", "started": (finished - timedelta(minutes=3)).isoformat(),
-              "finished": finished.isoformat(), "success": True}
-    drills.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    return backups, drills
-
-
-def _config(directory: Path, *, https_port: int, ca_file: Path, redis_port: int,
-            pg_port: int, kubeconfig: Path, backups: Path, drills: Path,
-            rabbitmq: bool) -> dict[str, Any]:
-    quick = {"interval": "1s", "timeout": "5s"}
-    slow = {"interval": "3s", "timeout": "10s"}
-    checks: list[dict[str, Any]] = [
-        {"id": FAILING, "section": "1.2", "title": "Release marker file present",
-         "severity": "critical", "kind": "file", "path": str(directory / "marker"), **quick},
-        {"id": "e2e-unreachable", "section": "7.1", "title": "Health endpoint answers",
-         "severity": "warning", "kind": "http",
-         "url": f"http://127.0.0.1:{free_port()}/health", **quick},
-        {"id": "e2e-tls-files", "section": "1.2", "title": "Certificate files valid",
-         "severity": "warning", "kind": "tls_file", "paths": [str(directory / "tls.crt")],
-         **slow},
-        {"id": "e2e-tls-endpoint", "section": "2.2", "title": "TLS endpoint",
-         "severity": "warning", "kind": "tls_endpoint", "host": "127.0.0.1",
-         "port": https_port, "server_name": "localhost", "ca_file": str(ca_file),
-         "versions": ["1.0", "1.1", "1.2", "1.3"], **slow},
-        {"id": "e2e-hsts", "section": "2.2", "title": "HSTS served",
-         "severity": "warning", "kind": "http", "url": f"https://localhost:{https_port}/",
-         "tls": {"ca_file": str(ca_file)}, "hsts": {"min_max_age": 31_536_000}, **slow},
-        {"id": "e2e-redis-persistence", "section": "3.2", "title": "Redis persistence",
-         "severity": "warning", "kind": "redis", "connection": "cache",
-         "aspect": "persistence", **slow},
-        {"id": "e2e-redis-ttl", "section": "3.2", "title": "Redis TTL review",
-         "severity": "warning", "kind": "redis", "connection": "cache", "aspect": "ttl",
-         **slow},
-        {"id": "e2e-postgres", "section": "3.1", "title": "PostgreSQL baseline",
-         "severity": "warning", "kind": "postgres", "connection": "db",
-         "settings": {"max_connections": ">= 200"}, "max_connections_used": 0.8,
-         "tls": {"min_share": 0.0},
-         "replication": {"role": "primary", "min_replicas": 0, "max_replay_lag": "30s"},
-         **slow},
-        {"id": "e2e-backup", "section": "10.1", "title": "Database backups",
-         "severity": "warning", "kind": "backup",
-         "source": {"type": "directory", "path": str(backups), "pattern": "*.dump",
-                    "checksum": "sha256"},
-         "max_age": "1d", **slow},
-        {"id": "e2e-rpo", "section": "10.2", "title": "Database RPO",
-         "severity": "warning", "kind": "rpo", "scenario": "database", "rpo_target": "1h",
-         "rto_target": "1h", "drill_records": str(drills),
-         "sources": [{"type": "backup", "source": {"type": "directory",
-                                                   "path": str(backups),
-                                                   "pattern": "*.dump"}}], **slow},
-        {"id": "e2e-drill", "section": "10.3", "title": "Restore drill",
-         "severity": "warning", "kind": "restore_drill", "mode": "record",
-         "scenario": "database", "records_file": str(drills), "max_age": "7d",
-         "rto_target": "1h", **slow},
-        {"id": "4.2.3", "section": "4.2", "title": "PDB coverage",
-         "severity": "warning", "kind": "kubernetes", "connection": "cluster",
-         "assert": "pdb_coverage", "namespaces": ["qbitel", "qbitel-service-mesh"],
-         "min_replicas": 2, **slow},
-        {"id": "e2e-hpa", "section": "4.2", "title": "Autoscaling",
-         "severity": "warning", "kind": "kubernetes", "connection": "cluster",
-         "assert": "hpa", "namespaces": ["qbitel"], **slow},
-        {"id": "e2e-limits", "section": "4.2", "title": "Resource limits",
-         "severity": "warning", "kind": "kubernetes", "connection": "cluster",
-         "assert": "resource_limits", "namespaces": ["qbitel"], **slow},
-    ]
-    if rabbitmq:
-        checks.append({"id": "e2e-broker", "section": "3.3", "title": "RabbitMQ backlog",
-                       "severity": "warning", "kind": "broker", "user": "guest",
-                       "password_env": "E2E_RABBITMQ_PASSWORD", "aspect": "consumers",
-                       **slow})
+def _live_config(directory: Path, https_port: int, ca_file: Path, cert_file: Path,
+                 health_port: int) -> dict[str, Any]:
+    tls = {"host": "127.0.0.1", "port": https_port, "server_name": "localhost",
+           "ca_file": str(ca_file), "versions": ["1.2", "1.3"], "interval": "1s",
+           "timeout": "3s"}
     return {
-        "settings": {"first_round_spread": 0, "state_dir": str(directory / "state")},
-        "connections": {
-            "cache": {"kind": "redis", "host": "127.0.0.1", "port": redis_port},
-            "db": {"kind": "postgres", "host": "127.0.0.1", "port": pg_port,
-                   "sslmode": "disable", "min_size": 0},
-            "cluster": {"kind": "kubernetes", "kubeconfig": str(kubeconfig)},
-        },
-        "checks": checks,
-    }
-
-
-def _alertmanager_config(capture_url: str) -> str:
-    config = {
-        "route": {
-            "receiver": "tickets", "group_by": ["alertname", "check"],
-            "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h",
-            "routes": [{"matchers": ['severity="critical"'], "receiver": "pagerduty"}],
-        },
-        # The inhibition documented in docs/runbooks.md (Alertmanager must accept it).
-        "inhibit_rules": [{"source_matchers": [f'alertname=~"{SPECIFIC_CRITICAL}"'],
-                           "target_matchers": ['alertname="ReadinessCriticalCheckFailing"'],
-                           "equal": ["job", "instance", "check"]}],
-        "receivers": [
-            {"name": "tickets"},
-            {"name": "pagerduty", "pagerduty_configs": [{
-                "routing_key": ROUTING_KEY, "url": capture_url, "send_resolved": True,
-                "description": "{{ .CommonAnnotations.summary }}",
-                "severity": "{{ .CommonLabels.severity }}",
-                "details": {"description": "{{ .CommonAnnotations.description }}",
-                            "runbook_url": "{{ .CommonAnnotations.runbook_url }}"},
-            }]},
+        "settings": {"phase": "live", "first_round_spread": 0,
+                     "state_dir": str(directory / "state-live")},
+        "checks": [
+            {"id": "1.2.4-endpoint", "section": "1.2", "title": "TLS certificate served",
+             "severity": "critical", "kind": "tls_endpoint", "require_tls13": False,
+             "refuse_legacy": False, **tls},
+            {"id": "2.2.1", "section": "2.2", "title": "TLS 1.3 enabled",
+             "severity": "critical", "kind": "tls_endpoint", "check_expiry": False,
+             "refuse_legacy": False, **tls},
+            {"id": "1.2.4-files", "section": "1.2", "title": "TLS certificate files",
+             "severity": "critical", "kind": "tls_file", "paths": [str(cert_file)],
+             "interval": "1s", "timeout": "3s"},
+            {"id": "6.2", "section": "6.2", "title": "Health endpoints answer",
+             "severity": "critical", "kind": "http",
+             "url": f"http://127.0.0.1:{health_port}/health", "interval": "1s",
+             "timeout": "2s"},
+            {"id": "7.2", "section": "7.2", "title": "Docker deployment",
+             "severity": "critical", "kind": "file", "path": str(directory / "absent"),
+             "enabled": False, "disabled_reason": "Kubernetes is used",
+             "interval": "1s", "timeout": "1s"},
         ],
     }
-    return json.dumps(config, indent=2)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("e2e")
-    context, ca_file = _certificates(directory)
-    backups, drills = _backups(directory)
-    rabbitmq = _rabbitmq_running()
+    directory = tmp_path_factory.mktemp("paging")
+    ca = trustme.CA()
+    ca_file = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert_file = directory / "tls.crt"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    _install(ca, context, cert_file, datetime.now(UTC) + timedelta(days=365))
     loop = LoopThread()
     capture = PagerDutyCapture()
     https = HttpsServer(context)
-    api = FakeApiServer(token=K8S_TOKEN)
-    api.load_fixtures()
+    health = HealthServer()
     servers: list[Any] = []
     try:
         loop.run(capture.start())
         loop.run(https.start())
-        api_url = loop.run(api.start(free_port()))
-        kubeconfig = write_kubeconfig(directory / "kubeconfig", api_url, K8S_TOKEN)
-        with redis_server(["--appendonly", "yes"]) as cache, pg_cluster() as db:
-            client = redis.Redis(host="127.0.0.1", port=cache.port)
-            client.set("session:1", "x", ex=3600)
-            client.set("config:flags", "y")
-            client.close()
-            exporter = start_exporter(
-                _config(directory, https_port=https.port, ca_file=ca_file,
-                        redis_port=cache.port, pg_port=db.port, kubeconfig=kubeconfig,
-                        backups=backups, drills=drills, rabbitmq=rabbitmq),
-                directory, env={"E2E_RABBITMQ_PASSWORD": "guest"})
-            servers.append(exporter)
-            am = start_alertmanager(_alertmanager_config(capture.url))
-            servers.append(am)
-            rules = {path.name: short_for_rules(path.read_text(encoding="utf-8"), "1s")
-                     for path in sorted(ALERTS.glob("*.yml"))}
-            prom = start_prometheus(
-                prometheus_config({JOB: [exporter.target]}, rule_files=sorted(rules),
-                                  alertmanagers=[f"127.0.0.1:{am.port}"]),
-                rules=rules)
-            servers.append(prom)
-            try:
-                yield Stack(prom, am, capture, directory / "marker", exporter.target,
-                            rabbitmq)
-            finally:
-                for server in reversed(servers):
-                    server.stop()
-                servers.clear()
+        loop.run(health.start())
+        for name in ("preset", "live"):
+            (directory / name).mkdir()
+        preset = {"include": "qbitel-production", "settings": {
+            "phase": "preparing", "first_round_spread": 0,
+            "state_dir": str(directory / "state-preset")}}
+        exporters = {
+            "preset": start_exporter(preset, directory / "preset"),
+            "live": start_exporter(_live_config(directory, https.port, ca_file, cert_file,
+                                                health.port), directory / "live"),
+        }
+        servers.extend(exporters.values())
+        am = start_alertmanager(alertmanager_config(capture.url, ROUTING_KEY))
+        servers.append(am)
+        rendered = render_rules(MixinOptions(runbook_base_url=RUNBOOKS, board_url=BOARD))
+        rules = {name: short_for_rules(text, "1s") for name, text in rendered.items()}
+        prom = start_prometheus(
+            prometheus_config({job: [e.target] for job, e in exporters.items()},
+                              rule_files=sorted(rules), alertmanagers=[f"127.0.0.1:{am.port}"]),
+            rules=rules)
+        servers.append(prom)
+        yield Stack(prom, am, capture, loop, ca, context, cert_file, health, exporters)
     finally:
         for server in reversed(servers):
             server.stop()
-        loop.run(api.stop())
+        loop.run(health.stop())
         loop.run(https.stop())
         loop.run(capture.stop())
         loop.stop()
 
 
-def _events(stack: Stack, action: str) -> list[dict[str, Any]]:
+def _events(stack: Stack, job: str, action: str | None = None) -> list[dict[str, Any]]:
     return [e for e in stack.capture.snapshot()
-            if e.get("event_action") == action
-            and e.get("payload", {}).get("summary")
-            == f"Critical readiness check {FAILING} is failing"]
+            if e["payload"]["custom_details"].get("job") == job
+            and (action is None or e["event_action"] == action)]
 
 
-def _substitute(expr: str, instance: str) -> str:
-    """A dashboard query as Grafana would send it with job and instance selected."""
-    return (expr.replace("$__rate_interval", RATE_INTERVAL)
-            .replace('"$job"', f'"{JOB}"')
-            .replace('"$instance"', '"' + re.escape(instance).replace("\\", "\\\\") + '"'))
+def _keys(events: list[dict[str, Any]]) -> set[str]:
+    return {e["dedup_key"] for e in events}
 
 
-def _check_dashboard_queries(stack: Stack) -> None:
-    """Every dashboard query returns data, except those listed in DATA_ONLY_WHEN."""
-    pending: dict[tuple[str, str, str], str] = {}
-    for panel in generate.PANELS:
-        for index, query in enumerate(panel.queries):
-            ref = chr(ord("A") + index)
-            key = (panel.dashboard, panel.title, ref)
-            if (panel.title, ref) in DATA_ONLY_WHEN:
-                stack.prometheus.query(_substitute(query.expr, stack.instance))  # valid
-                continue
-            pending[key] = _substitute(query.expr, stack.instance)
-    if not stack.rabbitmq:
-        pending = {k: v for k, v in pending.items() if "broker" not in v}
-    deadline = time.monotonic() + 25
-    while pending and time.monotonic() < deadline:
-        for key, expr in list(pending.items()):
-            if stack.prometheus.query(expr):
-                del pending[key]
-        if pending:
-            time.sleep(0.5)
-    assert not pending, "dashboard queries without data:\n" + "\n".join(
-        f"{k}: {v}" for k, v in pending.items())
+def test_preparing_pages_nobody_and_live_pages_once_per_cause(stack: Stack) -> None:
+    prom, am = stack.prometheus, stack.alertmanager
+
+    # --- phase preparing: the preset with nothing configured
+    am.wait_until(lambda: len({a["labels"].get("check") for a in am.alerts(
+        filter='job="preset"')}) >= 20, 60, "tickets of the unconfigured preset")
+    tickets = am.alerts(filter='job="preset"')
+    assert {a["labels"]["severity"] for a in tickets} == {"warning"}
+
+    # --- phase live: every check passed once (the latch), nothing paged
+    prom.wait_until(lambda: len(prom.query('readiness:check_passed:latch{job="live"}'))
+                    == len(LIVE_CHECKS), 30, "every live check passing")
+    assert stack.capture.snapshot() == []
+
+    # 1. One certificate, seen by three checks, expires in 3 days: exactly one page.
+    stack.loop.run(_swap(stack, days=3))
+    wait_until(lambda: bool(_events(stack, "live", "trigger")), 30, "the certificate page")
+    time.sleep(4)  # several evaluation and group intervals: any second page would come
+    triggers = _events(stack, "live", "trigger")
+    assert len(triggers) == 1, [e["payload"]["summary"] for e in triggers]
+    (page,) = triggers
+    payload = page["payload"]
+    assert payload["severity"] == "critical"
+    assert payload["summary"].startswith("TLS certificate served (1.2 Configuration): "
+                                         "certificate "), payload["summary"]
+    assert "(serial:" in payload["summary"] and "expires in 2d 23h" in payload["summary"]
+    details = payload["custom_details"]
+    assert details["board_url"] == f"{BOARD}/check/1.2.4-endpoint"
+    for seen_by in ("TLS certificate served (1.2 Configuration), board row "
+                    f"{BOARD}/check/1.2.4-endpoint",
+                    f"TLS certificate files (1.2 Configuration), board row {BOARD}/check/1.2.4-files",
+                    f"TLS 1.3 enabled (2.2 Network Security), board row {BOARD}/check/2.2.1"):
+        assert seen_by in details["description"], details["description"]
+    assert details["runbook_url"] == f"{RUNBOOKS}#readinesscertificateexpiringcritical"
+    assert {link["href"] for link in page["links"]} >= {f"{BOARD}/check/1.2.4-endpoint"}
+    # the checks it made fail raise no page of their own, only the certificate does
+    assert prom.query('readiness_check_status{job="live",check="1.2.4-endpoint",'
+                      'status="fail"} == 1')
+    assert not prom.query('ALERTS{job="live",alertname="ReadinessCriticalCheckRegressed"}')
+
+    # 2. A renewed certificate resolves the page (same dedup key), no new page.
+    stack.loop.run(_swap(stack, days=365))
+    wait_until(lambda: bool(_events(stack, "live", "resolve")), 30, "the resolve event")
+    assert _keys(_events(stack, "live", "resolve")) == {page["dedup_key"]}
+    assert len(_events(stack, "live", "trigger")) == 1
+
+    # 3. A critical check stuck in error pages once.
+    stack.loop.run(stack.health.stop())
+    wait_until(lambda: len(_events(stack, "live", "trigger")) == 2, 30, "the error page")
+    time.sleep(4)
+    triggers = _events(stack, "live", "trigger")
+    assert len(triggers) == 2, [e["payload"]["summary"] for e in triggers]
+    error_page = triggers[1]
+    assert error_page["payload"]["summary"] == (
+        "Regression: Health endpoints answer (check 6.2, section 6.2 Health Check Endpoints) "
+        "is failing")
+    assert error_page["payload"]["custom_details"]["board_url"] == f"{BOARD}/check/6.2"
+    assert prom.query('readiness_check_status{job="live",check="6.2",status="error"} == 1')
+
+    # 4. The disabled check is never stale, though it ran once at start long ago.
+    assert prom.query('readiness_check_stale{job="live",check="7.2"} == 0')
+    assert prom.query('readiness_check_status{job="live",check="7.2",status="skipped"} == 1')
+    assert not prom.query('ALERTS{alertname="ReadinessCheckStale"}')
+
+    # --- and still no page from the preparing job
+    assert _events(stack, "preset") == []
 
 
-def test_failing_check_pages_pagerduty_and_resolves(stack: Stack) -> None:
-    prom = stack.prometheus
-    # The shipped rule groups are the ones loaded.
-    assert {"readiness-exporter.rules", "readiness-exporter.alerts"} <= set(prom.rule_groups())
-
-    # 1. The failing critical check reaches PagerDuty as an Events API v2 trigger.
-    wait_until(lambda: bool(_events(stack, "trigger")), 45, "PagerDuty trigger event")
-    trigger = _events(stack, "trigger")[0]
-    assert trigger["routing_key"] == ROUTING_KEY
-    assert trigger["payload"]["severity"] == "critical"
-    assert trigger["payload"]["source"]
-    details = trigger["payload"]["custom_details"]
-    assert "section 1.2" in details["description"]
-    assert details["runbook_url"].endswith("docs/runbooks.md#readinesscriticalcheckfailing")
-    assert trigger["dedup_key"]
-    assert prom.query("readiness_go_live == 0"), "go-live should read 0 while failing"
-    # Every shipped rule evaluates without error against real data (preset check 5.1.4
-    # requires healthy rules).
-    groups = prom.get("/api/v1/rules")["data"]["groups"]
-    unhealthy = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"]
-                 if r.get("health") != "ok"]
-    assert not unhealthy, unhealthy
-    # Warnings open tickets, they never page: once Alertmanager holds the warning
-    # ReadinessCheckErroring (the unreachable health endpoint) and a group interval has
-    # passed, PagerDuty still has only critical events.
-    stack.alertmanager.wait_until(
-        lambda: bool(stack.alertmanager.alerts(filter='alertname="ReadinessCheckErroring"')),
-        20, "the warning alert in Alertmanager")
-    time.sleep(2.5)
-    assert all(e["payload"]["severity"] == "critical" for e in stack.capture.snapshot())
-
-    # 2. Every dashboard query has data while the check fails.
-    _check_dashboard_queries(stack)
-
-    # 3. Fixing the check resolves the incident with the same dedup key.
-    stack.marker.write_text("released\n", encoding="utf-8")
-    wait_until(lambda: bool(_events(stack, "resolve")), 30, "PagerDuty resolve event")
-    resolve = _events(stack, "resolve")[0]
-    assert resolve["dedup_key"] == trigger["dedup_key"]
-    assert resolve["routing_key"] == ROUTING_KEY
-    prom.wait_until(lambda: bool(prom.query("readiness_go_live == 1")), 15, "go-live 1")
-
-
-def test_data_only_when_entries_name_real_queries() -> None:
-    """The exception list cannot drift from the dashboards."""
-    queries = {(p.title, chr(ord("A") + i)) for p in generate.PANELS
-               for i in range(len(p.queries))}
-    assert set(DATA_ONLY_WHEN) <= queries
-    assert all(reason.strip() for reason in DATA_ONLY_WHEN.values())
+async def _swap(stack: Stack, days: float) -> None:
+    _install(stack.ca, stack.context, stack.cert_file,
+             datetime.now(UTC) + timedelta(days=days))

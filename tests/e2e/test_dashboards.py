@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dashboards import generate
+from exporter import mixin_dashboards
 from tests.e2e.monitoring import PROMTOOL, ROOT, unknown_names
 
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -68,7 +69,9 @@ def test_panel_conventions(uid: str, panel: dict[str, Any]) -> None:
     assert panel["targets"]
     for target in panel["targets"]:
         expr = target["expr"]
-        assert 'job=~"$job"' in expr and 'instance=~"$instance"' in expr, expr
+        assert 'job=~"$job"' in expr, expr
+        if re.search(r"\breadiness_[a-z_]+\{", expr):  # raw series: per instance too
+            assert 'instance=~"$instance"' in expr, expr
         for match in re.finditer(r"\b(?:rate|increase|irate)\s*\(", expr):
             window = expr[match.end():].split("]", 1)[0]
             assert window.endswith("[$__rate_interval"), expr
@@ -112,7 +115,7 @@ def test_every_panel_is_in_a_known_dashboard() -> None:
 
 def test_unknown_dashboard_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     stray = generate.Panel("nope", "t", "d", "none", (generate.Query("up"),))
-    monkeypatch.setattr(generate, "PANELS", (*generate.PANELS, stray))
+    monkeypatch.setattr(mixin_dashboards, "PANELS", (*generate.PANELS, stray))
     with pytest.raises(ValueError, match="nope"):
         generate.build()
 
@@ -123,3 +126,72 @@ def test_docs_list_every_dashboard_and_panel() -> None:
         assert f"`{meta.uid}`" in text and meta.title in text, meta.uid
     for panel in generate.PANELS:
         assert f"| {panel.title} |" in text, panel.title
+
+
+def _panel(uid: str, title: str) -> dict[str, Any]:
+    return next(p for u, p in _panels() if u == uid and p["title"] == title)
+
+
+@pytest.mark.parametrize(("uid", "title"), [
+    ("readiness-platform", "Redis persistence"),
+    ("readiness-dr", "Backups found, encrypted, checksum"),
+    ("readiness-dr", "Last drill result"),
+])
+def test_zero_one_stats_show_zero_in_red(uid: str, title: str) -> None:
+    defaults = _panel(uid, title)["fieldConfig"]["defaults"]
+    steps = defaults["thresholds"]["steps"]
+    assert steps[0] == {"color": "red", "value": None}
+    assert {"color": "green", "value": 1.0} in steps
+    for mapping in defaults.get("mappings", []):
+        if "0" in mapping["options"]:
+            assert mapping["options"]["0"]["color"] == "red"
+
+
+@pytest.mark.parametrize(("uid", "title"), [
+    ("readiness-overview", "Check runs per second"),
+    ("readiness-overview", "Check duration"),
+    ("readiness-overview", "Check errors by reason"),
+    ("readiness-tls", "TLS handshake duration"),
+    ("readiness-tls", "Days to certificate expiry"),
+    ("readiness-platform", "Kubernetes workload coverage per check"),
+    ("readiness-platform", "PDB allowed disruptions"),
+    ("readiness-platform", "HPA minimum replicas"),
+])
+def test_per_check_series_are_limited(uid: str, title: str) -> None:
+    """Panels with one series per check keep the top N (1,000 checks stay readable)."""
+    for target in _panel(uid, title)["targets"]:
+        assert re.match(r"(topk|bottomk)\(\d+, ", target["expr"]), target["expr"]
+
+
+def test_check_tables_link_the_board_row_and_runbook() -> None:
+    linked = 0
+    for _, panel in _panels():
+        for override in panel["fieldConfig"].get("overrides", []):
+            if override["matcher"] == {"id": "byName", "options": "check"}:
+                urls = [link["url"] for link in override["properties"][0]["value"]]
+                assert urls[0] == "${board_url}/check/${__value.raw}"
+                assert re.fullmatch(r"\$\{runbook_base\}#readiness[a-z]+", urls[1]), urls
+                linked += 1
+    assert linked >= 3
+
+
+def test_failing_table_shows_title_and_deduplicates_replicas() -> None:
+    expr = _panel("readiness-overview", "Failing and erroring critical checks")["targets"][0]["expr"]
+    assert expr.startswith("(max by (check, section, status) (readiness_check_status")
+    assert "group_left (title, section_title)" in expr
+
+
+def test_build_applies_selector_and_urls() -> None:
+    built = mixin_dashboards.build(selector='cluster="eu1"', board_url="https://board.test",
+                                   runbook_url="https://docs.test/runbooks/%s.md")
+    doc = built["readiness-overview"]
+    variables = {v["name"]: v for v in doc["templating"]["list"]}
+    assert variables["job"]["query"]["query"] == \
+        'label_values(readiness_exporter_build_info{cluster="eu1"}, job)'
+    assert variables["board_url"]["query"] == "https://board.test"
+    for panel in doc["panels"]:
+        for target in panel["targets"]:
+            assert 'cluster="eu1", job=~"$job"' in target["expr"], target["expr"]
+    links = [link["url"] for p in doc["panels"] for o in p["fieldConfig"]["overrides"]
+             for link in o["properties"][0]["value"]]
+    assert "https://docs.test/runbooks/readinesscriticalcheckfailing.md" in links

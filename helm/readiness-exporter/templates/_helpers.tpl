@@ -59,7 +59,7 @@ The configuration file: .Values.config with settings.state_dir pointed at the mo
 state volume (unless the values set it).
 */}}
 {{- define "readiness-exporter.config" -}}
-{{- $config := deepCopy (.Values.config | default dict) }}
+{{- $config := omit (deepCopy (.Values.config | default dict)) "existingConfigMap" "existingConfigMapKey" }}
 {{- $settings := get $config "settings" | default dict }}
 {{- if not (hasKey $settings "state_dir") }}
 {{- $_ := set $settings "state_dir" .Values.stateDir.path }}
@@ -137,4 +137,40 @@ Namespaced resources only when $cluster is false (a Role cannot grant the others
 {{- with $root.Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when the exporter needs the Kubernetes API: rbac.kubernetesChecks "always", or
+"auto" and the configuration has a `kind: kubernetes` connection or check, includes a
+preset of rbac.kubernetesPresets, or is an existing ConfigMap the chart cannot read.
+*/}}
+{{- define "readiness-exporter.usesKubernetes" -}}
+{{- $mode := .Values.rbac.kubernetesChecks | default "auto" }}
+{{- $config := .Values.config | default dict }}
+{{- $found := eq $mode "always" }}
+{{- if and (eq $mode "auto") $config.existingConfigMap }}
+{{- $found = true }}
+{{- end }}
+{{- if eq $mode "auto" }}
+{{- range $name, $connection := ($config.connections | default dict) }}
+{{- if eq (toString (get ($connection | default dict) "kind")) "kubernetes" }}{{ $found = true }}{{ end }}
+{{- end }}
+{{- range ($config.checks | default list) }}
+{{- if eq (toString (get (. | default dict) "kind")) "kubernetes" }}{{ $found = true }}{{ end }}
+{{- end }}
+{{- $includes := $config.include | default list }}
+{{- if kindIs "string" $includes }}{{ $includes = list $includes }}{{ end }}
+{{- range $includes }}
+{{- if has . ($.Values.rbac.kubernetesPresets | default list) }}{{ $found = true }}{{ end }}
+{{- end }}
+{{- end }}
+{{- if $found }}true{{ end }}
+{{- end }}
+
+{{/* Name of the ConfigMap holding config.yaml, and its key. */}}
+{{- define "readiness-exporter.configMapName" -}}
+{{- (.Values.config | default dict).existingConfigMap | default (include "readiness-exporter.fullname" .) }}
+{{- end }}
+{{- define "readiness-exporter.configMapKey" -}}
+{{- (.Values.config | default dict).existingConfigMapKey | default "config.yaml" }}
 {{- end }}
