@@ -24,12 +24,15 @@ import binascii
 import enum
 import hashlib
 import hmac
+import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
+
+log = logging.getLogger("readiness.auth")
 
 BCRYPT_MAX_PASSWORD_BYTES = 72
 HASH_WORKERS = 1
@@ -76,8 +79,13 @@ class BasicAuth:
         self._key = secrets.token_bytes(32)
         self._users = {self._name_digest(name.encode("utf-8")): hashed.encode("ascii")
                        for name, hashed in users.items()}
-        cost = max((bcrypt_cost(h) for h in users.values()), default=4)
-        self._dummy = dummy_hash(cost)
+        costs = sorted({bcrypt_cost(h) for h in users.values()})
+        if len(costs) > 1:
+            log.warning("basic_auth_users: the bcrypt hashes use different costs; unknown "
+                        "users are checked at the highest, so users of a lower cost can be "
+                        "told apart by timing: hash every password with the same cost",
+                        extra={"costs": costs})
+        self._dummy = dummy_hash(costs[-1] if costs else 4)
         self._workers = workers
         self._capacity = workers + max_waiting
         self._in_flight = 0
@@ -113,7 +121,8 @@ class BasicAuth:
         known = stored is not None
         hashed = stored if stored is not None else self._dummy
         token = self._token(name, password, hashed)
-        if known and token in self._verified:
+        remembered = token in self._verified
+        if known and remembered:
             self._verified.move_to_end(token)
             return Verdict.ALLOWED
         fits = len(password) <= BCRYPT_MAX_PASSWORD_BYTES

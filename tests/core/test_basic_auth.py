@@ -159,3 +159,11 @@ def test_dummy_hash_is_well_formed_and_matches_nothing() -> None:
 def test_disabled_without_users() -> None:
     assert not BasicAuth({}).enabled
     assert BasicAuth({"alice": hashed()}).enabled
+
+
+def test_different_costs_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="readiness.auth"):
+        BasicAuth({"alice": hashed(cost=4), "bob": hashed(cost=4)})
+        assert caplog.records == []
+        BasicAuth({"alice": hashed(cost=4), "bob": hashed(cost=5)})
+    assert [r.costs for r in caplog.records] == [[4, 5]]  # type: ignore[attr-defined]
