@@ -2,10 +2,14 @@
 
 aiohttp bounds the size of a request head but not the time a client may take to send
 it, nor (in older releases) how long a connection may stay open without a request.
-A sweep every `timeout / 4` seconds closes:
+A sweep every `idle_timeout / 4` seconds closes:
 
-- a connection with no request in progress for `idle_timeout` seconds: never sent a
-  request, sent only part of a request head (slowloris), or idle after a response;
+- a new connection that has not delivered a complete request head within
+  `idle_timeout` seconds: it sent nothing, or only part of a head (slowloris);
+- a connection that has been served but has no request in progress for
+  `keepalive_timeout` seconds (idle keep-alive, or a slow next head). This is longer than
+  the usual scrape intervals (15 s to 1 min), so a scraper's connection is reused rather
+  than closed just as its next request arrives;
 - a connection whose request has been in progress for `request_timeout` seconds (a
   client that stops reading a response holds it otherwise).
 
@@ -25,7 +29,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 IDLE_TIMEOUT = 15.0
-"""Seconds a connection may stay open without a request in progress."""
+"""Seconds a new connection has to deliver its first complete request head."""
+KEEPALIVE_TIMEOUT = 75.0
+"""Seconds a served connection may stay open without a request in progress."""
 REQUEST_TIMEOUT = 120.0
 """Seconds one request (head complete to handler returned) may take."""
 
@@ -36,15 +42,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class _Activity:
     since: float
     busy: int = 0
+    served: int = 0
 
 
 class ConnectionGuard:
     """The sweep and the middleware that feeds it (see the module doc)."""
 
     def __init__(self, idle_timeout: float = IDLE_TIMEOUT,
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT,
                  request_timeout: float = REQUEST_TIMEOUT,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.idle_timeout = idle_timeout
+        self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self._clock = clock
         self._activity: dict[RequestHandler, _Activity] = {}
@@ -57,14 +66,15 @@ class ConnectionGuard:
         protocol = request.protocol
         if not isinstance(protocol, RequestHandler):  # pragma: no cover - always one
             return await handler(request)
-        activity = self._activity.get(protocol)
-        if activity is None or activity.busy == 0:
-            activity = self._activity[protocol] = _Activity(self._clock())
+        activity = self._activity.setdefault(protocol, _Activity(self._clock()))
+        if activity.busy == 0:
+            activity.since = self._clock()
         activity.busy += 1
         try:
             return await handler(request)
         finally:
             activity.busy -= 1
+            activity.served += 1
             activity.since = self._clock()
 
     def sweep(self, connections: list[RequestHandler]) -> int:
@@ -77,7 +87,10 @@ class ConnectionGuard:
         closed = 0
         for connection in connections:
             activity = self._activity.setdefault(connection, _Activity(now))
-            limit = self.request_timeout if activity.busy else self.idle_timeout
+            if activity.busy:
+                limit = self.request_timeout
+            else:
+                limit = self.keepalive_timeout if activity.served else self.idle_timeout
             if now - activity.since > limit:
                 connection.force_close()
                 del self._activity[connection]
@@ -86,7 +99,8 @@ class ConnectionGuard:
         return closed
 
     async def _run(self, server: web.Server) -> None:
-        interval = max(0.05, min(self.idle_timeout, self.request_timeout) / 4)
+        interval = max(0.05, min(self.idle_timeout, self.keepalive_timeout,
+                                  self.request_timeout) / 4)
         while True:
             await asyncio.sleep(interval)
             self.sweep(server.connections)

@@ -198,7 +198,7 @@ async def start_server(app: web.Application, host: str, port: int,
     """Listen on host:port with the exporter's connection bounds; `cleanup()` the returned
     runner (and `guard.stop()`) to stop."""
     runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=http_logger(),
-                           keepalive_timeout=guard.idle_timeout, shutdown_timeout=2.0)
+                           keepalive_timeout=guard.keepalive_timeout, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()

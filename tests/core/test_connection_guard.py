@@ -9,6 +9,7 @@ import time
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestHandler
 
 from exporter.connection_guard import ConnectionGuard
 from exporter.http_log import MalformedRequestFilter
@@ -38,7 +39,7 @@ async def test_guard_closes_idle_partial_and_overlong_connections() -> None:
     async def quick(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    guard = ConnectionGuard(idle_timeout=0.6, request_timeout=3.0)
+    guard = ConnectionGuard(idle_timeout=0.6, keepalive_timeout=2.5, request_timeout=5.0)
     app = web.Application(middlewares=[guard.middleware])
     app.router.add_get("/slow", slow)
     app.router.add_get("/quick", quick)
@@ -54,14 +55,18 @@ async def test_guard_closes_idle_partial_and_overlong_connections() -> None:
         used = await asyncio.open_connection("127.0.0.1", port)
         used[1].write(b"GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await used[0].readuntil(b"ok")).startswith(b"HTTP/1.1 200")
-        # Idle, partial and used-then-idle connections go after the idle bound.
-        for reader in (silent[0], partial[0], used[0]):
+        # New connections that never delivered a request head go after the idle bound.
+        for reader in (silent[0], partial[0]):
             assert await _closed_within(reader, 3.0)
-        # A request in progress is not idle: it survives the idle bound...
-        if time.monotonic() - started < 2.5:
-            assert not await _closed_within(busy[0], 0.2)
-        # ...until the request bound (only the guard closes a busy connection).
-        assert await _closed_within(busy[0], 6.0)
+        # A served connection is kept alive longer, and a request in progress is not
+        # idle at all...
+        if time.monotonic() - started < 2.0:
+            assert not await _closed_within(used[0], 0.1)
+            assert not await _closed_within(busy[0], 0.1)
+        # ...until the keep-alive bound and the request bound (only the guard closes a
+        # connection whose request is in progress).
+        assert await _closed_within(used[0], 5.0)
+        assert await _closed_within(busy[0], 8.0)
         assert guard.closed >= 1
         for _, writer in (silent, partial, busy, used):
             writer.close()
@@ -75,7 +80,7 @@ async def test_guard_keeps_an_active_keep_alive_connection() -> None:
     async def quick(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    guard = ConnectionGuard(idle_timeout=0.8, request_timeout=5)
+    guard = ConnectionGuard(idle_timeout=0.8, keepalive_timeout=0.8, request_timeout=5)
     app = web.Application(middlewares=[guard.middleware])
     app.router.add_get("/quick", quick)
     port = free_port()
@@ -102,7 +107,8 @@ def test_guard_sweep_with_a_fake_clock() -> None:
         def force_close(self) -> None:
             self.closed = True
 
-    guard = ConnectionGuard(idle_timeout=10, request_timeout=60, clock=lambda: now[0])
+    guard = ConnectionGuard(idle_timeout=10, keepalive_timeout=30, request_timeout=60,
+                            clock=lambda: now[0])
     first, second = Conn(), Conn()
     assert guard.sweep([first]) == 0  # type: ignore[list-item]
     now[0] = 105
@@ -113,6 +119,42 @@ def test_guard_sweep_with_a_fake_clock() -> None:
     now[0] = 116
     assert guard.sweep([second]) == 1  # type: ignore[list-item]
     assert guard.sweep([]) == 0
+
+
+async def test_guard_bounds_follow_the_connection_state() -> None:
+    now = [0.0]
+    guard = ConnectionGuard(idle_timeout=10, keepalive_timeout=30, request_timeout=60,
+                            clock=lambda: now[0])
+
+    class Conn(RequestHandler):  # only identity and force_close are used
+        def __init__(self) -> None:
+            self.closed = False
+
+        def force_close(self) -> None:
+            self.closed = True
+
+    class FakeRequest:
+        def __init__(self, protocol: Conn) -> None:
+            self.protocol = protocol
+
+    conn = Conn()
+    gate = asyncio.Event()
+
+    async def handler(request: object) -> web.Response:
+        await gate.wait()
+        return web.Response()
+
+    guard.sweep([conn])
+    task = asyncio.create_task(guard.middleware(FakeRequest(conn), handler))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    now[0] = 59  # in progress: the request bound applies
+    assert guard.sweep([conn]) == 0
+    gate.set()
+    await task
+    now[0] = 88  # served, idle for 29 s: kept alive
+    assert guard.sweep([conn]) == 0
+    now[0] = 89.5
+    assert guard.sweep([conn]) == 1 and conn.closed
 
 
 def _record(exc: BaseException | None, level: int = logging.ERROR) -> logging.LogRecord:

@@ -257,17 +257,24 @@ def test_idle_and_partial_connections_are_closed(plain_daemon: Any) -> None:
     partial.sendall(b"GET /metr")
     trickle = socket.create_connection(("127.0.0.1", port))
     trickle.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-    after_response = socket.create_connection(("127.0.0.1", port))
-    after_response.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert after_response.recv(4096).startswith(b"HTTP/1.1 200")
-    sockets = [silent, partial, trickle, after_response]
+    served = socket.create_connection(("127.0.0.1", port))
+    served.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert served.recv(4096).startswith(b"HTTP/1.1 200")
+    sockets = [silent, partial, trickle, served]
     try:
         for _ in range(5):  # a header line every 2 s does not keep the connection
             time.sleep(2)
             trickle.sendall(b"X-Slow: 1\r\n")
-        # 15 s idle bound, swept every 3.75 s; generous slack for a loaded machine.
-        assert all(closed_within(s, 40 - (time.monotonic() - started)) for s in sockets)
+        # 15 s to deliver a first request head, swept every 3.75 s; generous slack for a
+        # loaded machine.
+        for sock in (silent, partial, trickle):
+            assert closed_within(sock, 40 - (time.monotonic() - started))
         assert time.monotonic() - started > 10  # not closed at once either
+        # A served connection is kept alive for 75 s (longer than scrape intervals).
+        assert not closed_within(served, 0.2)
+        served.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        served.settimeout(10)
+        assert served.recv(4096).startswith(b"HTTP/1.1 200")
     finally:
         for s in sockets:
             s.close()
