@@ -12,15 +12,14 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiohttp import web
-
 from exporter import __version__, config, lint, redact, registry
 from exporter.config import Config, ConfigError
+from exporter.connection_guard import ConnectionGuard
 from exporter.context import RuntimeContext
 from exporter.metrics import CORE_FAMILIES, Exposition, ReloadState
 from exporter.model import CheckSpec, MetricFamily
 from exporter.scheduler import Scheduler
-from exporter.server import make_app
+from exporter.server import make_app, start_server
 from exporter.store import Store
 from exporter.webconfig import BasicAuth, WebConfig, build_ssl_context
 
@@ -126,12 +125,13 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
     auth = BasicAuth(web_config.basic_auth_users if web_config else {})
     ssl_context = None
     if web_config is not None and web_config.tls_server_config is not None:
-        ssl_context = build_ssl_context(web_config.tls_server_config, web_config_dir)
-    app = make_app(runtime, auth)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=2.0)
-    await site.start()
+        # Built and checked when the file was loaded; rebuilt only for a WebConfig made
+        # in code.
+        ssl_context = web_config.ssl_context or build_ssl_context(
+            web_config.tls_server_config, web_config_dir)
+    guard = ConnectionGuard()
+    app = make_app(runtime, auth, guard)
+    runner = await start_server(app, host, port, ssl_context, guard)
     log.info("readiness board at %s://%s:%d/ (metrics at /metrics)",
              "https" if ssl_context else "http", f"[{host}]" if ":" in host else host, port)
     log.info("readiness-exporter started", extra={
@@ -147,5 +147,7 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
         await stop.wait()
     finally:
         log.info("shutting down")
+        await guard.stop()
         await runner.cleanup()
+        auth.close()
         log.info("stopped")

@@ -3,6 +3,7 @@ and the readiness board at `/`."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -10,10 +11,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from exporter.basic_auth import BasicAuth, Verdict
+from exporter.connection_guard import ConnectionGuard
+from exporter.content_coding import prefers_gzip
+from exporter.http_log import http_logger
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.results import record, sorted_states
 from exporter.web import board
-from exporter.webconfig import BasicAuth
 
 if TYPE_CHECKING:
     from exporter.daemon import Runtime
@@ -22,16 +26,24 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 AUTH = web.AppKey("auth", BasicAuth)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RETRY_AFTER_SECONDS = 1
 
 
 @web.middleware
 async def basic_auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """401 on every endpoint unless the request carries valid credentials."""
+    """401 on every endpoint unless the request carries valid credentials; 429 when too
+    many attempts already wait for password hashing (nothing was checked)."""
     auth = request.app[AUTH]
-    if auth.enabled and not await auth.allows(request.headers.get("Authorization")):
-        return web.Response(status=401, text="Unauthorized\n",
-                            headers={"WWW-Authenticate": 'Basic realm="readiness-exporter"'})
-    return await handler(request)
+    if not auth.enabled:
+        return await handler(request)
+    verdict = await auth.check(request.headers.get("Authorization"))
+    if verdict is Verdict.ALLOWED:
+        return await handler(request)
+    if verdict is Verdict.BUSY:
+        return web.Response(status=429, text="Too many authentication attempts\n",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return web.Response(status=401, text="Unauthorized\n",
+                        headers={"WWW-Authenticate": 'Basic realm="readiness-exporter"'})
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -44,7 +56,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     _, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    gzip = prefers_gzip(request.headers.get("Accept-Encoding"))
     chunks = await runtime.exposition.body(openmetrics, gzip)
     response = web.StreamResponse(headers={
         "Content-Type": content_type, "Vary": "Accept, Accept-Encoding"})
@@ -92,9 +104,14 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "success"})
 
 
-def make_app(runtime: Runtime, auth: BasicAuth) -> web.Application:
-    """The exporter's HTTP application; the runtime starts and stops with it."""
-    app = web.Application(middlewares=[basic_auth_middleware])
+def make_app(runtime: Runtime, auth: BasicAuth,
+             guard: ConnectionGuard | None = None) -> web.Application:
+    """The exporter's HTTP application; the runtime starts and stops with it. With a
+    `guard`, connections are watched for idleness from the first middleware on."""
+    middlewares = [basic_auth_middleware]
+    if guard is not None:
+        middlewares.insert(0, guard.middleware)
+    app = web.Application(middlewares=middlewares)
     app[RUNTIME] = runtime
     app[AUTH] = auth
     app.router.add_get("/metrics", metrics)
@@ -112,3 +129,18 @@ def make_app(runtime: Runtime, auth: BasicAuth) -> web.Application:
 
     app.cleanup_ctx.append(runtime_ctx)
     return app
+
+
+async def start_server(app: web.Application, host: str, port: int,
+                       ssl_context: ssl.SSLContext | None,
+                       guard: ConnectionGuard) -> web.AppRunner:
+    """Listen on host:port with the exporter's connection bounds; `cleanup()` the returned
+    runner (and `guard.stop()`) to stop."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=http_logger(),
+                           keepalive_timeout=guard.keepalive_timeout, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    assert runner.server is not None
+    guard.start(runner.server)
+    return runner
