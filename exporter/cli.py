@@ -37,10 +37,17 @@ def _print_errors(errors: Sequence[str]) -> None:
 
 
 def _load(path: Path | None) -> Config | None:
+    """The validated configuration, or None after printing why not (the caller exits 2)."""
     try:
         return config.load(path)
     except ConfigError as exc:
         _print_errors(exc.errors)
+        return None
+    except Exception as exc:  # a bug: still a configuration that cannot be used, not a crash
+        source = path if path is not None else "the embedded default"
+        logging.getLogger("readiness.config").debug("loading failed", exc_info=True)
+        _print_errors([f"{source}: cannot be loaded: unexpected {type(exc).__name__}; check "
+                       "the file, and please report this with the file's shape"])
         return None
 
 
