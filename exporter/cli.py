@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,11 @@ def _load(path: Path | None) -> Config | None:
         return None
     except Exception as exc:  # a bug: still a configuration that cannot be used, not a crash
         source = path if path is not None else "the embedded default"
-        logging.getLogger("readiness.config").debug("loading failed", exc_info=True)
-        _print_errors([f"{source}: cannot be loaded: unexpected {type(exc).__name__}; check "
-                       "the file, and please report this with the file's shape"])
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        _print_errors([f"{source}: cannot be loaded: unexpected {type(exc).__name__} at "
+                       f"{Path(where.filename).name}:{where.lineno}; check the file, and "
+                       "please report this (the exception's text is not shown: it may "
+                       "hold a value from the file)"])
         return None
 
 

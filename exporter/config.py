@@ -40,6 +40,7 @@ MAX_INCLUDE_DEPTH = 8
 MAX_INCLUDED_FILES = 64
 MAX_ECHO_CHARS = 80
 """Longest piece of the user's input (a key, an id, a value) repeated in a message."""
+MAX_PATH_CHARS = 200
 MAX_MESSAGE_CHARS = 400
 MAX_REPORTED_ERRORS = 100
 MAX_NAME_CHARS = 128
@@ -117,10 +118,16 @@ def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
     return data
 
 
-def _path_part(key: object) -> str:
-    if isinstance(key, int) and not isinstance(key, bool):
-        return f"[{key}]"
+def _key_part(key: object) -> str:
+    """A mapping key as a step of an error path (`.name`)."""
     return f".{shorten(str(key), MAX_ECHO_CHARS)}"
+
+
+def _path_part(step: object) -> str:
+    """A step of a pydantic error location: `[3]` for a list index, else `.name`."""
+    if isinstance(step, int) and not isinstance(step, bool):
+        return f"[{step}]"
+    return _key_part(step)
 
 
 def _text_problems(document: dict[Any, Any]) -> Iterator[str]:
@@ -140,7 +147,7 @@ def _text_problems(document: dict[Any, Any]) -> Iterator[str]:
                 yield f"{path.lstrip('.') or '(top level)'}: {problem}"
         elif isinstance(value, dict):
             for key, item in reversed(value.items()):
-                where = path + _path_part(key)
+                where = path + _key_part(key)
                 if isinstance(key, str) and _text_problem(key):
                     found += 1
                     yield f"{where.lstrip('.')}: the key {_text_problem(key)}"
@@ -294,7 +301,7 @@ def _read_file(path: Path) -> str:
         raw = read_file_bounded(path, MAX_CONFIG_BYTES)
     except FileReadError as exc:
         reason = "no such file" if exc.missing else str(exc)
-        raise ConfigError([f"{path}: {reason}"]) from None
+        raise ConfigError([f"{shorten(str(path), MAX_PATH_CHARS)}: {reason}"]) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -336,7 +343,7 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
     known_top = {"settings", "defaults", "connections", "checks"}
     for key in data:
         if key not in known_top:
-            errors.append(f"{_path_part(key).lstrip('.')}: unknown key (expected one of "
+            errors.append(f"{_key_part(key).lstrip('.')}: unknown key (expected one of "
                           f"{', '.join(sorted(known_top))})")
 
     settings = Settings()
@@ -356,7 +363,7 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
         errors.append("connections: must be a mapping of name to connection")
         raw_connections = {}
     for name, raw in raw_connections.items():
-        where = f"connections{_path_part(name)}"
+        where = f"connections{_key_part(name)}"
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS:
             errors.append(f"{where}: a connection name is text of 1 to {MAX_NAME_CHARS} "
                           "characters")
