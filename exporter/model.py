@@ -184,9 +184,14 @@ def read_file_bounded(path: Path, limit: int) -> bytes:
     except OSError as exc:
         reason = "the path is too long" if exc.errno == errno.ENAMETOOLONG else exc.strerror
         raise FileReadError(f"cannot be read: {reason}") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        raise FileReadError("not a regular file (a directory, device or pipe)")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise FileReadError("not a regular file (a directory, device or pipe)")
         try:
             data = handle.read(limit + 1)
         except OSError as exc:

@@ -399,3 +399,10 @@ def test_many_errors_are_capped(tmp_path: Path) -> None:
     assert code == 2
     assert "... and 400 more errors" in stderr
     assert stderr.count("unknown probe kind") == 100
+
+
+def test_include_of_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "folder.yaml").mkdir()
+    for ref in ("./", "folder.yaml"):
+        code, stderr = validate(write(tmp_path, f"include: [{ref}]\n"))
+        assert code == 2 and "not a regular file" in stderr, stderr
