@@ -34,7 +34,7 @@ DEFAULT_PRESET = "default"
 MIB = 1024 * 1024
 MAX_CONFIG_BYTES = 4 * MIB
 """Largest configuration file (and each included file) that is read."""
-MAX_TOTAL_CONFIG_BYTES = 16 * MIB
+MAX_TOTAL_CONFIG_BYTES = 8 * MIB
 """Largest configuration with all its includes together."""
 MAX_INCLUDE_DEPTH = 8
 MAX_INCLUDED_FILES = 64
