@@ -34,7 +34,14 @@ DEFAULT_LISTEN = "127.0.0.1:9847"
 def _print_errors(errors: Sequence[str]) -> None:
     print("configuration error:", file=sys.stderr)
     for error in errors:
-        print(f"  {error}", file=sys.stderr)
+        print(f"  {_printable(error)}", file=sys.stderr)
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters (terminal escapes, NUL) shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _load(path: Path | None) -> Config | None:

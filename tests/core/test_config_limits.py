@@ -406,3 +406,10 @@ def test_include_of_a_directory(tmp_path: Path) -> None:
     for ref in ("./", "folder.yaml"):
         code, stderr = validate(write(tmp_path, f"include: [{ref}]\n"))
         assert code == 2 and "not a regular file" in stderr, stderr
+
+
+def test_control_characters_in_echoed_input_are_escaped(tmp_path: Path) -> None:
+    code, stderr = validate(write(tmp_path, '"\\e[2J\\e[31mred": 1\n'))
+    assert code == 2
+    assert "\x1b" not in stderr
+    assert "\\x1b[2J\\x1b[31mred: unknown key" in stderr
