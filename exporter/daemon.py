@@ -67,6 +67,7 @@ class Runtime:
         self._next_reload: asyncio.Future[list[str]] | None = None
         self._reloader: asyncio.Task[None] | None = None
         self._signal_tasks: set[asyncio.Task[list[str]]] = set()
+        self._stopping = False
 
     def _select(self, cfg: Config) -> list[CheckSpec]:
         return [s for s in cfg.checks if in_shard(s.id, self.shard, self.total_shards)]
@@ -94,6 +95,7 @@ class Runtime:
         A reload in progress is abandoned, not waited for: its file reading runs in a
         daemon thread, so SIGTERM is never held up by a slow or hostile file.
         """
+        self._stopping = True
         if self._reloader is not None:
             self._reloader.cancel()
         if self._next_reload is not None and not self._next_reload.done():
@@ -110,6 +112,8 @@ class Runtime:
         file, or one that cannot be applied, leaves the running configuration in place
         and sets `readiness_config_last_reload_successful` to 0.
         """
+        if self._stopping:
+            return ["the exporter is shutting down; the configuration was not reloaded"]
         if self._next_reload is None:
             self._next_reload = asyncio.get_running_loop().create_future()
         waiter = self._next_reload
@@ -125,6 +129,9 @@ class Runtime:
             except asyncio.CancelledError:
                 waiter.cancel()
                 raise
+            except Exception as exc:  # every waiter gets an answer, whatever happened
+                result = self._rejected([f"{self.config_path}: reload failed: unexpected "
+                                         f"{type(exc).__name__}"])
             if not waiter.done():
                 waiter.set_result(result)
 

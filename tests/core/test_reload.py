@@ -258,3 +258,26 @@ def test_hostile_reload_is_reported_by_sighup_and_post_and_sigterm_still_works(
     assert status == 400 and "interval" in body.decode()
     assert served.stop() < 5
     assert served.process.returncode == 0
+
+
+async def test_every_waiter_is_answered_when_applying_raises_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, CONFIG)
+    runtime = Runtime(config.load(path, {"HOME": "/root"}), path)
+    monkeypatch.setenv("HOME", "/root")
+    await runtime.start()
+
+    async def broken(_: Any) -> None:
+        raise RuntimeError("closing a client failed")
+
+    monkeypatch.setattr(runtime.ctx, "update_connections", broken)
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(runtime.reload() for _ in range(3))), timeout=10)
+    finally:
+        await runtime.stop()
+    assert results == [[f"{path}: reload failed: unexpected RuntimeError"]] * 3
+    assert runtime.reload_state.successful is False
+    assert await runtime.reload() == [
+        "the exporter is shutting down; the configuration was not reloaded"]
