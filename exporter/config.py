@@ -274,7 +274,7 @@ def _resolve_document(
             raise ConfigError([f"{origin}: include: {shorten(repr(ref), MAX_ECHO_CHARS)} "
                                "includes itself"])
         if key not in includes.resolved:
-            if len(chain) >= MAX_INCLUDE_DEPTH:
+            if len(chain) > MAX_INCLUDE_DEPTH:
                 raise ConfigError([f"{origin}: include[{index}]: includes nest more than "
                                    f"{MAX_INCLUDE_DEPTH} levels deep"])
             if len(includes.resolved) >= MAX_INCLUDED_FILES:

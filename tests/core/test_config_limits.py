@@ -413,3 +413,13 @@ def test_control_characters_in_echoed_input_are_escaped(tmp_path: Path) -> None:
     assert code == 2
     assert "\x1b" not in stderr
     assert "\\x1b[2J\\x1b[31mred: unknown key" in stderr
+
+
+def test_include_depth_bound_is_exactly_eight_levels(tmp_path: Path) -> None:
+    write(tmp_path, f"checks:\n{CHECK}", "level8.yaml")
+    for level in range(7, -1, -1):
+        write(tmp_path, f"include: [level{level + 1}.yaml]\n", f"level{level}.yaml")
+    assert validate(tmp_path / "level0.yaml")[0] == 0  # includes 8 levels deep
+    write(tmp_path, "include: [level0.yaml]\n", "top.yaml")
+    code, stderr = validate(tmp_path / "top.yaml")
+    assert code == 2 and "includes nest more than 8 levels deep" in stderr
