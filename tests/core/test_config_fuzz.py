@@ -1,10 +1,10 @@
 """A configuration fuzzer: `validate` exits 0 or 2 for any input, never with a traceback,
 within a time and memory bound per input.
 
-Two generators: schema-aware (every probe and connection kind's own fields, filled with
-plausible or hostile values) and mutation of the bundled examples and presets. Both are
-deterministic (`derandomize=True`, a fixed number of examples), so CI sees the same
-inputs every run. Inputs that would exhaust the machine on a regression (alias bombs,
+Three generators: schema-aware (every probe and connection kind's own fields, filled with
+plausible or hostile values), and mutation of the bundled examples and presets, as data
+and as text. All are deterministic (`derandomize=True`, a fixed number of examples), so
+CI sees the same inputs every run. Inputs that would exhaust the machine on a regression (alias bombs,
 `/dev/zero`) are tested in a memory-limited child process in test_config_limits.py.
 """
 
@@ -44,14 +44,14 @@ FUZZ = settings(derandomize=True, max_examples=120, deadline=None, database=None
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _seed_documents() -> list[tuple[str, Any]]:
+def _seed_files() -> list[Path]:
     files = sorted((REPO / "examples").glob("*.yaml"))
-    files += sorted((REPO / "exporter" / "presets").rglob("*.yaml"))
-    return [(str(p.relative_to(REPO)), yaml.safe_load(p.read_text(encoding="utf-8")))
-            for p in files]
+    return files + sorted((REPO / "exporter" / "presets").rglob("*.yaml"))
 
 
-SEEDS = _seed_documents()
+SEED_TEXTS = [p.read_text(encoding="utf-8") for p in _seed_files()]
+SEEDS = [(str(p.relative_to(REPO)), yaml.safe_load(text))
+         for p, text in zip(_seed_files(), SEED_TEXTS, strict=True)]
 
 HOSTILE_TEXT = [
     "", " ", "\x00", "a\x00b", "\ud800", "x" * 3000, "../../etc/passwd", "/dev/zero",
@@ -150,6 +150,30 @@ def _dump(document: Any) -> str:
         return yaml.safe_dump(document, allow_unicode=False, sort_keys=False)
     except yaml.YAMLError:
         return yaml.safe_dump(repr(document))
+
+
+SPLICE_PIECES = [
+    ":", "-", "[", "]", "{", "}", "&a ", "*a", "!", "!!str ", "!!float ", "?", "|", ">",
+    "\t", "%", "@", "`", '"', "'", "#", "\n", "\n  ", "\n- ", "\\", ",", "<<: ", "~",
+    "\ufeff", "\x85", "\u2028", ".inf", "1e400", "null",
+]
+
+
+@st.composite
+def spliced_seeds(draw: st.DrawFn) -> str:
+    """A bundled example or preset with characters inserted, removed or repeated."""
+    text = draw(st.sampled_from(SEED_TEXTS))
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(0, len(text)))
+        operation = draw(st.sampled_from(["insert", "delete", "repeat"]))
+        if operation == "insert":
+            text = text[:at] + draw(st.sampled_from(SPLICE_PIECES)) + text[at:]
+        elif operation == "delete":
+            text = text[:at] + text[at + draw(st.integers(1, 40)):]
+        else:
+            start = draw(st.integers(0, len(text)))
+            text = text[:at] + text[start:start + draw(st.integers(1, 200))] + text[at:]
+    return text
 
 
 def _annotation_values(annotation: Any) -> st.SearchStrategy[Any]:
@@ -271,8 +295,14 @@ def test_schema_aware_configurations(text: str) -> None:
     assert_clean(text)
 
 
+@FUZZ
+@given(spliced_seeds())
+def test_spliced_examples_and_presets(text: str) -> None:
+    assert_clean(text)
+
+
 @settings(derandomize=True, max_examples=4, deadline=None, database=None)
-@given(st.one_of(mutated_seeds(), schema_configs()))
+@given(st.one_of(mutated_seeds(), schema_configs(), spliced_seeds()))
 def test_the_real_console_script(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.yaml"
