@@ -197,8 +197,15 @@ def read_file_bounded(path: Path, limit: int) -> bytes:
         except OSError as exc:
             raise FileReadError(f"cannot be read: {exc.strerror}") from None
     if len(data) > limit:
-        raise FileReadError(f"larger than {limit // 1024} KiB, the limit for this file")
+        raise FileReadError(f"larger than {_size(limit)}, the limit for this file")
     return data
+
+
+def _size(count: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size and count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count} bytes"
 
 
 class SecretRef(BaseModel):
