@@ -17,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter import registry, yamlload
 from exporter.model import (
-    MAX_INTERVAL,
     MAX_TIMEOUT,
     CheckSpec,
     ConnectionSpec,
     Duration,
     FileReadError,
+    IntervalDuration,
     SecretRef,
+    TimeoutDuration,
     read_file_bounded,
 )
 from exporter.yamlload import shorten
@@ -78,8 +79,8 @@ class Defaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    interval: Duration | None = Field(default=None, gt=0, le=MAX_INTERVAL)
-    timeout: Duration | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
+    interval: IntervalDuration | None = Field(default=None, gt=0)
+    timeout: TimeoutDuration | None = Field(default=None, gt=0)
 
 
 class Config(BaseModel):

@@ -37,6 +37,7 @@ __all__ = [
     "ConnectionSpec",
     "Duration",
     "FileReadError",
+    "IntervalDuration",
     "Measurement",
     "MetricFamily",
     "Outcome",
@@ -48,6 +49,7 @@ __all__ = [
     "SecretReference",
     "Severity",
     "Status",
+    "TimeoutDuration",
     "parse_duration",
     "read_file_bounded",
 ]
@@ -150,6 +152,12 @@ def _at_most(limit: float, what: str) -> Callable[[float], float]:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in the YAML as a number or a string such as `30s`, `6h`."""
+
+IntervalDuration = Annotated[Duration, AfterValidator(_at_most(MAX_INTERVAL, "an interval"))]
+"""A check's interval: a duration of at most 31 days."""
+
+TimeoutDuration = Annotated[Duration, AfterValidator(_at_most(MAX_TIMEOUT, "a timeout"))]
+"""A check's timeout: a duration of at most one hour."""
 
 
 # --------------------------------------------------------------------------- secrets
@@ -293,10 +301,8 @@ class CheckSpec(BaseModel):
     title: str = Field(min_length=1)
     severity: Severity = Severity.WARNING
     kind: str
-    interval: Annotated[Duration, AfterValidator(_at_most(MAX_INTERVAL, "an interval"))] = Field(
-        default=60.0, gt=0)
-    timeout: Annotated[Duration, AfterValidator(_at_most(MAX_TIMEOUT, "a timeout"))] = Field(
-        default=10.0, gt=0)
+    interval: IntervalDuration = Field(default=60.0, gt=0)
+    timeout: TimeoutDuration = Field(default=10.0, gt=0)
     enabled: bool = True
     disabled_reason: str | None = Field(
         default=None, description="why the check is disabled (shown on the board)"

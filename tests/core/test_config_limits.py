@@ -173,6 +173,10 @@ def test_defaults_and_settings_are_bounded(tmp_path: Path) -> None:
     for where in ("defaults.interval", "defaults.timeout", "settings.first_round_spread",
                   "settings.stale_after_intervals"):
         assert where in stderr
+    path = write(tmp_path, "defaults:\n  interval: 32d\n  timeout: 2h\n")
+    code, stderr = validate(path)
+    assert "defaults.interval: an interval must be at most 31d" in stderr
+    assert "defaults.timeout: a timeout must be at most 1h" in stderr
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), 10**400, "1e400", "inf"],
