@@ -63,12 +63,21 @@ def timed(load: Callable[[], object], repeat: int = 3) -> float:
     return statistics.median(times)
 
 
-async def coalescing(path: Path, clients: int, seconds: float) -> tuple[int, int]:
-    """`clients` tasks each asking for a reload back to back for `seconds`."""
+async def coalescing(path: Path, clients: int, seconds: float) -> tuple[int, int, list[float]]:
+    """`clients` tasks each asking for a reload back to back for `seconds`; the event
+    loop's lag meanwhile (what a scrape waits for)."""
     runtime = Runtime(config.load(path), path)
     await runtime.start()
     requests = 0
     deadline = time.monotonic() + seconds
+    lags: list[float] = []
+
+    async def monitor() -> None:
+        loop = asyncio.get_running_loop()
+        while time.monotonic() < deadline:
+            started = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - started - 0.01)
 
     async def client() -> None:
         nonlocal requests
@@ -76,9 +85,9 @@ async def coalescing(path: Path, clients: int, seconds: float) -> tuple[int, int
             await runtime.reload()
             requests += 1
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(monitor(), *(client() for _ in range(clients)))
     await runtime.stop()
-    return requests, runtime.reloads_run
+    return requests, runtime.reloads_run, sorted(lags)
 
 
 def main() -> None:
@@ -123,9 +132,11 @@ def main() -> None:
               f"{timed(lambda: config.load(root / 'd22.yaml')) * 1000:.1f} ms")
         print(f"load a diamond of 3 includes (10 files, each read once): "
               f"{timed(lambda: config.load(shallow)) * 1000:.1f} ms")
-        requests, reloads = asyncio.run(coalescing(typical, args.clients, args.seconds))
+        requests, reloads, lags = asyncio.run(coalescing(typical, args.clients, args.seconds))
         print(f"{args.clients} clients reloading back to back for {args.seconds:g} s "
-              f"({args.checks} checks): {requests} requests answered by {reloads} reloads")
+              f"({args.checks} checks): {requests} requests answered by {reloads} reloads; "
+              f"event-loop lag p50 {lags[len(lags) // 2] * 1000:.1f} ms, "
+              f"p99 {lags[int(len(lags) * 0.99)] * 1000:.1f} ms")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MB")
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import signal
 import threading
 import time
@@ -26,6 +27,10 @@ from exporter.store import Store
 from exporter.webconfig import BasicAuth, WebConfig, build_ssl_context
 
 log = logging.getLogger("readiness.daemon")
+
+RELOAD_MIN_GAP = 1.0
+"""Seconds from the end of one reload to the start of the next (requests meanwhile wait
+and share that next reload), so clients that reload in a loop cannot starve scrapes."""
 
 
 def in_shard(check_id: str, shard: int, total_shards: int) -> bool:
@@ -68,6 +73,7 @@ class Runtime:
         self._reloader: asyncio.Task[None] | None = None
         self._signal_tasks: set[asyncio.Task[list[str]]] = set()
         self._stopping = False
+        self._last_reload_end = -math.inf
 
     def _select(self, cfg: Config) -> list[CheckSpec]:
         return [s for s in cfg.checks if in_shard(s.id, self.shard, self.total_shards)]
@@ -108,9 +114,10 @@ class Runtime:
         """Re-read the configuration file; return its errors ([] when applied).
 
         Requests that arrive while a reload runs share the one reload that follows it and
-        all get its result, so a burst of requests costs at most two reloads. An invalid
-        file, or one that cannot be applied, leaves the running configuration in place
-        and sets `readiness_config_last_reload_successful` to 0.
+        all get its result, so a burst of requests costs at most two reloads; reloads start
+        at least `RELOAD_MIN_GAP` seconds apart. An invalid file, or one that cannot be
+        applied, leaves the running configuration in place and sets
+        `readiness_config_last_reload_successful` to 0.
         """
         if self._stopping:
             return ["the exporter is shutting down; the configuration was not reloaded"]
@@ -122,7 +129,11 @@ class Runtime:
         return await asyncio.shield(waiter)
 
     async def _run_reloads(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._next_reload is not None:
+            pause = self._last_reload_end + RELOAD_MIN_GAP - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
             waiter, self._next_reload = self._next_reload, None
             try:
                 result = await self._reload_once()
@@ -132,6 +143,7 @@ class Runtime:
             except Exception as exc:  # every waiter gets an answer, whatever happened
                 result = self._rejected([f"{self.config_path}: reload failed: unexpected "
                                          f"{type(exc).__name__}"])
+            self._last_reload_end = loop.time()
             if not waiter.done():
                 waiter.set_result(result)
 

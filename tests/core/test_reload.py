@@ -4,6 +4,7 @@ reported by SIGHUP and POST alike, and SIGTERM effective while a reload runs."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from exporter import config
+from exporter import config, daemon
 from exporter.config import Config, ConfigError
 from exporter.daemon import Runtime
 
@@ -281,3 +282,28 @@ async def test_every_waiter_is_answered_when_applying_raises_late(
     assert runtime.reload_state.successful is False
     assert await runtime.reload() == [
         "the exporter is shutting down; the configuration was not reloaded"]
+
+
+async def test_reloads_start_a_minimum_gap_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, CONFIG)
+    runtime = Runtime(config.load(path, {"HOME": "/root"}), path)
+    starts: list[float] = []
+    real_load = config.load
+
+    def recording(path: Path | None, environ: Any = None) -> Config:
+        starts.append(time.monotonic())
+        return real_load(path, {"HOME": "/root"})
+
+    monkeypatch.setattr(config, "load", recording)
+    monkeypatch.setattr(daemon, "RELOAD_MIN_GAP", 0.5)
+    await runtime.start()
+    try:
+        for _ in range(3):  # one client reloading in a loop
+            assert await runtime.reload() == []
+    finally:
+        await runtime.stop()
+    assert len(starts) == 3
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.45, gaps  # a lower bound: a loaded machine only widens it
