@@ -200,7 +200,7 @@ def _annotation_values(annotation: Any) -> st.SearchStrategy[Any]:
         if issubclass(annotation, int):
             return st.integers(-5, 10**6)
         if issubclass(annotation, float):
-            return st.one_of(st.floats(-10, 1e6), st.sampled_from(["30s", "5m", "1d"]))
+            return st.one_of(st.floats(0.5, 3000), st.sampled_from(["30s", "5m", "1h"]))
         if issubclass(annotation, SecretRef):
             return st.sampled_from(["${HOME}", {"env": "HOME"}, {"file": "/etc/hostname"}])
         if issubclass(annotation, Path):
@@ -210,10 +210,19 @@ def _annotation_values(annotation: Any) -> st.SearchStrategy[Any]:
     return st.one_of(st.text(max_size=12), st.sampled_from(HOSTILE_TEXT))
 
 
-def _model_values(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
-    fields = {name: st.one_of(_annotation_values(info.annotation), hostile)
+@st.composite
+def _model_values(draw: st.DrawFn, model: type[BaseModel]) -> dict[str, Any]:
+    """Plausible values for the model's fields (required ones always), then up to two
+    fields made hostile."""
+    fields = {name: _annotation_values(info.annotation)
               for name, info in model.model_fields.items()}
-    return st.fixed_dictionaries({}, optional=fields)  # type: ignore[arg-type]
+    required = {n: fields[n] for n, info in model.model_fields.items() if info.is_required()}
+    optional = {n: f for n, f in fields.items() if n not in required}
+    values: dict[str, Any] = draw(st.fixed_dictionaries(required, optional=optional))
+    if fields:
+        for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=2)):
+            values[name] = draw(hostile)
+    return values
 
 
 @st.composite
