@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,30 @@ DEFAULT_LISTEN = "127.0.0.1:9847"
 def _print_errors(errors: Sequence[str]) -> None:
     print("configuration error:", file=sys.stderr)
     for error in errors:
-        print(f"  {error}", file=sys.stderr)
+        print(f"  {_printable(error)}", file=sys.stderr)
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters (terminal escapes, NUL) shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _load(path: Path | None) -> Config | None:
+    """The validated configuration, or None after printing why not (the caller exits 2)."""
     try:
         return config.load(path)
     except ConfigError as exc:
         _print_errors(exc.errors)
+        return None
+    except Exception as exc:  # a bug: still a configuration that cannot be used, not a crash
+        source = path if path is not None else "the embedded default"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        _print_errors([f"{source}: cannot be loaded: unexpected {type(exc).__name__} at "
+                       f"{Path(where.filename).name}:{where.lineno}; check the file, and "
+                       "please report this (the exception's text is not shown: it may "
+                       "hold a value from the file)"])
         return None
 
 

@@ -8,40 +8,69 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from exporter import registry
-from exporter.model import CheckSpec, ConnectionSpec, Duration, SecretRef
+from exporter import registry, yamlload
+from exporter.model import (
+    MAX_TIMEOUT,
+    CheckSpec,
+    ConnectionSpec,
+    Duration,
+    FileReadError,
+    IntervalDuration,
+    SecretRef,
+    TimeoutDuration,
+    read_file_bounded,
+)
+from exporter.yamlload import shorten
 
 PRESET_PACKAGE = "exporter.presets"
 DEFAULT_PRESET = "default"
+
+MIB = 1024 * 1024
+MAX_CONFIG_BYTES = 4 * MIB
+"""Largest configuration file (and each included file) that is read."""
+MAX_TOTAL_CONFIG_BYTES = 8 * MIB
+"""Largest configuration with all its includes together."""
+MAX_INCLUDE_DEPTH = 8
+MAX_INCLUDED_FILES = 64
+MAX_ECHO_CHARS = 80
+"""Longest piece of the user's input (a key, an id, a value) repeated in a message."""
+MAX_PATH_CHARS = 200
+MAX_MESSAGE_CHARS = 400
+MAX_REPORTED_ERRORS = 100
+MAX_NAME_CHARS = 128
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; `errors` lists every problem with its path."""
 
     def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
+        shown = [shorten(e, MAX_MESSAGE_CHARS) for e in errors[:MAX_REPORTED_ERRORS]]
+        if len(errors) > MAX_REPORTED_ERRORS:
+            shown.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more errors")
+        super().__init__("; ".join(shown))
+        self.errors = shown
 
 
 class Settings(BaseModel):
     """Runtime settings (`settings:` in the file)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     release: str | None = Field(default=None, description="release being deployed")
     max_concurrency: int = Field(default=64, gt=0, le=10_000)
     jitter: float = Field(default=0.1, ge=0, le=1, description="share of interval")
     first_round_spread: Duration = Field(
-        default=5.0, ge=0, description="first runs are spread over this many seconds"
+        default=5.0, ge=0, le=MAX_TIMEOUT,
+        description="first runs are spread over this many seconds"
     )
-    stale_after_intervals: float = Field(default=3.0, gt=1)
+    stale_after_intervals: float = Field(default=3.0, gt=1, le=1000)
     state_dir: Path = Field(default=Path("state"), description="persistent results")
     phase: Literal["preparing", "go-live", "live"] = Field(
         default="preparing", description="readiness phase; alerts page only in live"
@@ -53,8 +82,8 @@ class Defaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    interval: Duration | None = Field(default=None, gt=0)
-    timeout: Duration | None = Field(default=None, gt=0)
+    interval: IntervalDuration | None = Field(default=None, gt=0)
+    timeout: TimeoutDuration | None = Field(default=None, gt=0)
 
 
 class Config(BaseModel):
@@ -78,42 +107,67 @@ class Config(BaseModel):
 # --------------------------------------------------------------------------- YAML
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that rejects duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
-    return result
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
 def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{origin}:{where}: YAML syntax error: {problem}"]) from None
+        data = yamlload.parse(text)
+    except yamlload.YamlLoadError as exc:
+        raise ConfigError([f"{origin}: {exc}"]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError([f"{origin}: the top level must be a mapping"])
+    problems = [f"{origin}: {problem}" for problem in _text_problems(data)]
+    if problems:
+        raise ConfigError(problems)
     return data
+
+
+def _key_part(key: object) -> str:
+    """A mapping key as a step of an error path (`.name`)."""
+    return f".{shorten(str(key), MAX_ECHO_CHARS)}"
+
+
+def _path_part(step: object) -> str:
+    """A step of a pydantic error location: `[3]` for a list index, else `.name`."""
+    if isinstance(step, int) and not isinstance(step, bool):
+        return f"[{step}]"
+    return _key_part(step)
+
+
+def _text_problems(document: dict[Any, Any]) -> Iterator[str]:
+    """Strings that no output could carry: NUL characters and lone surrogates.
+
+    A lone surrogate cannot be encoded as UTF-8 (board, JSON, JUnit) and a NUL ends a
+    path or a C string early, so both are refused here, for every key and value.
+    """
+    found = 0
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack and found < MAX_REPORTED_ERRORS:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            problem = _text_problem(value)
+            if problem:
+                found += 1
+                yield f"{path.lstrip('.') or '(top level)'}: {problem}"
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                where = path + _key_part(key)
+                if isinstance(key, str) and _text_problem(key):
+                    found += 1
+                    yield f"{where.lstrip('.')}: the key {_text_problem(key)}"
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\0); remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (e.g. \"\\uD800\"), which is not valid text; remove it"
+    return None
 
 
 # --------------------------------------------------------------------------- includes
@@ -132,84 +186,128 @@ def preset_names() -> list[str]:
 
 
 def _preset_documents(name: str) -> list[tuple[str, str]]:
+    if name not in preset_names():
+        raise ConfigError([f"include: no preset or file named {shorten(repr(name), MAX_ECHO_CHARS)}"
+                           f" (presets: {', '.join(preset_names())})"])
     root = resources.files(PRESET_PACKAGE)
     single = root / f"{name}.yaml"
     if single.is_file():
         return [(f"preset {name}", single.read_text(encoding="utf-8"))]
     folder = root / name
-    if folder.is_dir():
-        parts = sorted(
-            (entry for entry in folder.iterdir() if entry.name.endswith(".yaml")),
-            key=lambda entry: entry.name,
-        )
-        return [(f"preset {name}/{p.name}", p.read_text(encoding="utf-8")) for p in parts]
-    raise ConfigError([f"include: no preset or file named {name!r} (presets: "
-                       f"{', '.join(preset_names())})"])
+    parts = sorted(
+        (entry for entry in folder.iterdir() if entry.name.endswith(".yaml")),
+        key=lambda entry: entry.name,
+    )
+    return [(f"preset {name}/{p.name}", p.read_text(encoding="utf-8")) for p in parts]
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     """Overlay `top` on `base`: checks by id, connections by name, the rest replaced."""
     merged = dict(base)
     for key, value in top.items():
-        if key == "checks" and isinstance(value, list) and isinstance(base.get("checks"), list):
-            merged["checks"] = _merge_checks(base["checks"], value)
-        elif key in ("connections", "settings", "defaults") and isinstance(value, dict):
-            inner = dict(base.get(key) or {})
-            inner.update(value)
-            merged[key] = inner
+        below = base.get(key)
+        if key == "checks" and isinstance(value, list) and isinstance(below, list):
+            merged["checks"] = _merge_checks(below, value)
+        elif (key in ("connections", "settings", "defaults") and isinstance(value, dict)
+              and isinstance(below, dict)):
+            merged[key] = {**below, **value}
         else:
             merged[key] = value
     return merged
 
 
+def _check_id(entry: object) -> str | None:
+    if isinstance(entry, dict):
+        check_id = entry.get("id")
+        if isinstance(check_id, str):
+            return check_id
+    return None
+
+
 def _merge_checks(base: list[Any], top: list[Any]) -> list[Any]:
-    by_id = {c.get("id"): i for i, c in enumerate(base) if isinstance(c, dict)}
+    by_id: dict[str, int] = {}
+    for i, c in enumerate(base):
+        check_id = _check_id(c)
+        if check_id is not None:
+            by_id.setdefault(check_id, i)
     result = [dict(c) if isinstance(c, dict) else c for c in base]
     for entry in top:
-        if isinstance(entry, dict) and entry.get("id") in by_id:
-            index = by_id[entry["id"]]
+        check_id = _check_id(entry)
+        if check_id is not None and check_id in by_id:
+            index = by_id[check_id]
             result[index] = {**result[index], **entry}
         else:
             result.append(entry)
     return result
 
 
+@dataclass
+class _Includes:
+    """Includes met while loading one configuration: each file is read and resolved once."""
+
+    resolved: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    bytes_read: int = 0
+
+    def read(self, path: Path) -> str:
+        text = _read_file(path)
+        self.bytes_read += len(text)
+        if self.bytes_read > MAX_TOTAL_CONFIG_BYTES:
+            raise ConfigError([f"{path}: the configuration and its includes exceed "
+                               f"{MAX_TOTAL_CONFIG_BYTES // MIB} MiB in total"])
+        return text
+
+
 def _resolve_document(
-    data: dict[str, Any], origin: str, base_dir: Path | None, seen: frozenset[str]
+    data: dict[str, Any], origin: str, base_dir: Path | None, chain: tuple[str, ...],
+    includes: _Includes,
 ) -> dict[str, Any]:
-    includes = data.pop("include", None) or []
-    if isinstance(includes, str):
-        includes = [includes]
-    if not isinstance(includes, list):
+    data = dict(data)
+    refs = data.pop("include", None) or []
+    if isinstance(refs, str):
+        refs = [refs]
+    if not isinstance(refs, list):
         raise ConfigError([f"{origin}: include: must be a list of preset names or paths"])
     merged: dict[str, Any] = {}
-    for ref in includes:
-        if not isinstance(ref, str):
-            raise ConfigError([f"{origin}: include: entries are preset names or paths"])
-        if ref in seen:
-            raise ConfigError([f"{origin}: include: {ref!r} includes itself"])
+    for index, ref in enumerate(refs):
+        if not isinstance(ref, str) or not ref:
+            raise ConfigError([f"{origin}: include[{index}]: entries are preset names or paths"])
         looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml"))
-        if looks_like_path:
-            path = Path(ref) if base_dir is None else base_dir / ref
-            documents = [(str(path), _read_file(path))]
-            inner_dir: Path | None = path.parent
-        else:
-            documents = _preset_documents(ref)
-            inner_dir = None
-        for inner_origin, text in documents:
-            inner = _parse_yaml(text, inner_origin)
-            inner = _resolve_document(inner, inner_origin, inner_dir, seen | {ref})
+        path = (Path(ref) if base_dir is None else base_dir / ref) if looks_like_path else None
+        key = os.path.abspath(path) if path is not None else f"preset {ref}"
+        if key in chain:
+            raise ConfigError([f"{origin}: include: {shorten(repr(ref), MAX_ECHO_CHARS)} "
+                               "includes itself"])
+        if key not in includes.resolved:
+            if len(chain) > MAX_INCLUDE_DEPTH:
+                raise ConfigError([f"{origin}: include[{index}]: includes nest more than "
+                                   f"{MAX_INCLUDE_DEPTH} levels deep"])
+            if len(includes.resolved) >= MAX_INCLUDED_FILES:
+                raise ConfigError([f"{origin}: include[{index}]: more than "
+                                   f"{MAX_INCLUDED_FILES} files included in all"])
+            if path is not None:
+                documents = [(str(path), includes.read(path))]
+                inner_dir: Path | None = path.parent
+            else:
+                documents = _preset_documents(ref)
+                inner_dir = None
+            includes.resolved[key] = [
+                (inner_origin, _resolve_document(_parse_yaml(text, inner_origin), inner_origin,
+                                                 inner_dir, (*chain, key), includes))
+                for inner_origin, text in documents
+            ]
+        for _, inner in includes.resolved[key]:
             merged = _merge(merged, inner)
     return _merge(merged, data)
 
 
 def _read_file(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot be read: {exc.strerror}"]) from None
+        raw = read_file_bounded(path, MAX_CONFIG_BYTES)
+    except FileReadError as exc:
+        reason = "no such file" if exc.missing else str(exc)
+        raise ConfigError([f"{shorten(str(path), MAX_PATH_CHARS)}: {reason}"]) from None
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
 
@@ -218,8 +316,8 @@ def _read_file(path: Path) -> str:
 
 
 def _format_error(prefix: str, error: Mapping[str, Any]) -> str:
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-    message = str(error["msg"])
+    loc = "".join(_path_part(p) for p in error["loc"])
+    message = shorten(str(error["msg"]), MAX_MESSAGE_CHARS)
     message = message.removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
@@ -249,33 +347,38 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
     known_top = {"settings", "defaults", "connections", "checks"}
     for key in data:
         if key not in known_top:
-            errors.append(f"{key}: unknown key (expected one of {', '.join(sorted(known_top))})")
+            errors.append(f"{_key_part(key).lstrip('.')}: unknown key (expected one of "
+                          f"{', '.join(sorted(known_top))})")
 
     settings = Settings()
     try:
-        settings = Settings.model_validate(data.get("settings") or {})
+        settings = Settings.model_validate(_section(data, "settings", {}))
     except ValidationError as exc:
         errors.extend(_format_error("settings", e) for e in exc.errors())
     defaults = Defaults()
     try:
-        defaults = Defaults.model_validate(data.get("defaults") or {})
+        defaults = Defaults.model_validate(_section(data, "defaults", {}))
     except ValidationError as exc:
         errors.extend(_format_error("defaults", e) for e in exc.errors())
 
     connections: dict[str, ConnectionSpec] = {}
-    raw_connections = data.get("connections") or {}
+    raw_connections = _section(data, "connections", {})
     if not isinstance(raw_connections, dict):
         errors.append("connections: must be a mapping of name to connection")
         raw_connections = {}
     for name, raw in raw_connections.items():
-        where = f"connections.{name}"
+        where = f"connections{_key_part(name)}"
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS:
+            errors.append(f"{where}: a connection name is text of 1 to {MAX_NAME_CHARS} "
+                          "characters")
+            continue
         if not isinstance(raw, dict):
             errors.append(f"{where}: must be a mapping")
             continue
         kind_name = raw.get("kind")
-        if kind_name not in registry.CONNECTION_KINDS:
+        if not isinstance(kind_name, str) or kind_name not in registry.CONNECTION_KINDS:
             errors.append(
-                f"{where}.kind: unknown connection kind {kind_name!r} (known: "
+                f"{where}.kind: unknown connection kind {_echo(kind_name)} (known: "
                 f"{', '.join(registry.connection_kind_names()) or 'none'})"
             )
             continue
@@ -285,7 +388,7 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
             errors.extend(_format_error(where, e) for e in exc.errors())
 
     checks: list[CheckSpec] = []
-    raw_checks = data.get("checks") or []
+    raw_checks = _section(data, "checks", [])
     if not isinstance(raw_checks, list):
         errors.append("checks: must be a list")
         raw_checks = []
@@ -297,15 +400,15 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
             continue
         check_id = raw.get("id")
         if isinstance(check_id, str):
-            where = f"checks[{index}] (id {check_id})"
+            where = f"checks[{index}] (id {shorten(check_id, MAX_ECHO_CHARS)})"
             if check_id in seen_ids:
                 errors.append(f"{where}.id: duplicate check id (also checks[{seen_ids[check_id]}])")
                 continue
             seen_ids[check_id] = index
         kind_name = raw.get("kind")
-        if kind_name not in registry.PROBE_KINDS:
+        if not isinstance(kind_name, str) or kind_name not in registry.PROBE_KINDS:
             errors.append(
-                f"{where}.kind: unknown probe kind {kind_name!r} (known: "
+                f"{where}.kind: unknown probe kind {_echo(kind_name)} (known: "
                 f"{', '.join(registry.probe_kind_names())})"
             )
             continue
@@ -340,6 +443,17 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
     return Config(settings=settings, connections=connections, checks=checks, source=source)
 
 
+def _section(data: Mapping[str, Any], key: str, empty: object) -> Any:
+    """A top-level section; absent or null is `empty`, anything else is validated as is."""
+    value = data.get(key)
+    return empty if value is None else value
+
+
+def _echo(value: object) -> str:
+    """A piece of the user's input for a message: its repr, shortened."""
+    return shorten(repr(value), MAX_ECHO_CHARS)
+
+
 def _connection_errors(
     spec: CheckSpec, where: str, connections: Mapping[str, ConnectionSpec]
 ) -> Iterator[str]:
@@ -367,14 +481,15 @@ def _secret_error(ref: SecretRef, path: str, environ: Mapping[str, str]) -> list
 
 def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     """Load `path` (or the embedded default when None) with its includes, and validate."""
+    includes = _Includes()
     if path is None:
         documents = _preset_documents(DEFAULT_PRESET)
         merged: dict[str, Any] = {}
         for origin, text in documents:
             merged = _merge(merged, _resolve_document(_parse_yaml(text, origin), origin, None,
-                                                      frozenset({DEFAULT_PRESET})))
+                                                      (f"preset {DEFAULT_PRESET}",), includes))
         return build(merged, "embedded default", environ)
-    text = _read_file(path)
+    text = includes.read(path)
     data = _parse_yaml(text, str(path))
-    data = _resolve_document(data, str(path), path.parent, frozenset())
+    data = _resolve_document(data, str(path), path.parent, (os.path.abspath(path),), includes)
     return build(data, str(path), environ)

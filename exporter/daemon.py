@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import signal
+import threading
 import time
 import zlib
 from collections.abc import Iterable
@@ -24,6 +26,10 @@ from exporter.store import Store
 from exporter.webconfig import BasicAuth, WebConfig, build_ssl_context
 
 log = logging.getLogger("readiness.daemon")
+
+RELOAD_MIN_GAP = 1.0
+"""Seconds from the end of one reload to the start of the next (requests meanwhile wait
+and share that next reload), so clients that reload in a loop cannot starve scrapes."""
 
 
 def in_shard(check_id: str, shard: int, total_shards: int) -> bool:
@@ -64,7 +70,13 @@ class Runtime:
                                    max_concurrency=cfg.settings.max_concurrency,
                                    jitter=cfg.settings.jitter,
                                    first_round_spread=cfg.settings.first_round_spread)
-        self._reload_lock = asyncio.Lock()
+        self.reloads_run = 0
+        """Reloads actually performed (requests that coalesced count once)."""
+        self._next_reload: asyncio.Future[list[str]] | None = None
+        self._reloader: asyncio.Task[None] | None = None
+        self._signal_tasks: set[asyncio.Task[list[str]]] = set()
+        self._stopping = False
+        self._last_reload_end = -math.inf
 
     def _select(self, cfg: Config) -> list[CheckSpec]:
         return [s for s in cfg.checks if in_shard(s.id, self.shard, self.total_shards)]
@@ -84,37 +96,129 @@ class Runtime:
     def _on_sighup(self) -> None:
         log.info("SIGHUP received: reloading configuration")
         task = asyncio.ensure_future(self.reload())
-        task.add_done_callback(lambda t: t.exception())
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
 
     async def stop(self) -> None:
-        """Stop scheduling, finish or cancel in-flight probes, close every client."""
+        """Stop scheduling, finish or cancel in-flight probes, close every client.
+
+        A reload in progress is abandoned, not waited for: its file reading runs in a
+        daemon thread, so SIGTERM is never held up by a slow or hostile file.
+        """
+        self._stopping = True
+        if self._reloader is not None:
+            self._reloader.cancel()
+        if self._next_reload is not None and not self._next_reload.done():
+            self._next_reload.cancel()
         await self.scheduler.shutdown()
         await registry.shutdown_kinds(s.kind for s in self.config.checks)
         await self.ctx.aclose()
 
     async def reload(self) -> list[str]:
-        """Re-read the configuration file; keep the running one if the new one is invalid."""
-        async with self._reload_lock:
+        """Re-read the configuration file; return its errors ([] when applied).
+
+        Requests that arrive while a reload runs share the one reload that follows it and
+        all get its result, so a burst of requests costs at most two reloads; reloads start
+        at least `RELOAD_MIN_GAP` seconds apart. An invalid file, or one that cannot be
+        applied, leaves the running configuration in place and sets
+        `readiness_config_last_reload_successful` to 0.
+        """
+        if self._stopping:
+            return ["the exporter is shutting down; the configuration was not reloaded"]
+        if self._next_reload is None:
+            self._next_reload = asyncio.get_running_loop().create_future()
+        waiter = self._next_reload
+        if self._reloader is None or self._reloader.done():
+            self._reloader = asyncio.create_task(self._run_reloads(), name="config-reload")
+        return await asyncio.shield(waiter)
+
+    async def _run_reloads(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._next_reload is not None:
+            pause = self._last_reload_end + RELOAD_MIN_GAP - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            waiter, self._next_reload = self._next_reload, None
             try:
-                new = await asyncio.to_thread(config.load, self.config_path)
-            except ConfigError as exc:
-                self.reload_state.successful = False
-                log.error("configuration reload rejected; keeping the running configuration",
-                          extra={"errors": exc.errors, "source": str(self.config_path)})
-                return exc.errors
-            redact.install(await asyncio.to_thread(redact.from_config, new))
-            specs = self._select(new)
-            self.config = new
-            await self.ctx.update_connections(new.connections)
-            self.exposition.set_families(families_of(specs))
+                result = await self._reload_once()
+            except asyncio.CancelledError:
+                waiter.cancel()
+                raise
+            except Exception as exc:  # every waiter gets an answer, whatever happened
+                result = self._rejected([f"{self.config_path}: reload failed: unexpected "
+                                         f"{type(exc).__name__}"])
+            self._last_reload_end = loop.time()
+            if not waiter.done():
+                waiter.set_result(result)
+
+    async def _reload_once(self) -> list[str]:
+        self.reloads_run += 1
+        try:
+            new = await load_off_loop(self.config_path)
+        except ConfigError as exc:
+            return self._rejected(exc.errors)
+        except Exception as exc:  # a bug in loading: still a rejected reload, never a crash
+            return self._rejected([f"{self.config_path}: cannot be loaded: unexpected "
+                                   f"{type(exc).__name__}"])
+        scrubber = await asyncio.to_thread(redact.from_config, new)
+        specs = self._select(new)
+        old_specs = [state.spec for state in self.store.states.values()]
+        old_families = families_of(old_specs)
+        try:
+            families = families_of(specs)
+            self.exposition.set_families(families)
             self.store.replace_specs(specs)
             self.scheduler.apply(specs)
-            self.reload_state.successful = True
-            self.reload_state.phase = new.settings.phase
-            self.reload_state.last_success = time.time()
-            log.info("configuration reloaded", extra={"checks": len(specs),
-                                                      "source": new.source})
-            return []
+        except Exception as exc:  # all or nothing: put the running configuration back
+            self.exposition.set_families(old_families)
+            self.store.replace_specs(old_specs)
+            self.scheduler.apply(old_specs)
+            return self._rejected([f"{new.source}: cannot be applied: unexpected "
+                                   f"{type(exc).__name__}"])
+        redact.install(scrubber)
+        self.config = new
+        self.store.stale_after_intervals = new.settings.stale_after_intervals
+        await self.ctx.update_connections(new.connections)
+        self.reload_state.successful = True
+        self.reload_state.phase = new.settings.phase
+        self.reload_state.last_success = time.time()
+        log.info("configuration reloaded", extra={"checks": len(specs), "source": new.source})
+        return []
+
+    def _rejected(self, errors: list[str]) -> list[str]:
+        self.reload_state.successful = False
+        log.error("configuration reload rejected; keeping the running configuration",
+                  extra={"errors": errors, "source": str(self.config_path)})
+        return errors
+
+
+async def load_off_loop(path: Path | None) -> Config:
+    """`config.load(path)` in a daemon thread, so the loop keeps serving while it runs and
+    a shutdown never waits for it (a thread of the default pool would be joined at exit)."""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[Config] = loop.create_future()
+
+    def settle(value: Config | None, error: BaseException | None) -> None:
+        if result.done():
+            return
+        if error is not None:
+            result.set_exception(error)
+        else:
+            assert value is not None
+            result.set_result(value)
+
+    def work() -> None:
+        value: Config | None = None
+        error: BaseException | None = None
+        try:
+            value = config.load(path)
+        except BaseException as exc:  # handed to the loop, which decides
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=work, name="readiness-config-load", daemon=True).start()
+    return await result
 
 
 async def serve(cfg: Config, config_path: Path | None, host: str, port: int,

@@ -6,7 +6,11 @@ depend on it, never the other way round.
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import re
+import stat
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -16,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiohttp
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,6 +36,8 @@ __all__ = [
     "ConnectionKind",
     "ConnectionSpec",
     "Duration",
+    "FileReadError",
+    "IntervalDuration",
     "Measurement",
     "MetricFamily",
     "Outcome",
@@ -42,7 +49,9 @@ __all__ = [
     "SecretReference",
     "Severity",
     "Status",
+    "TimeoutDuration",
     "parse_duration",
+    "read_file_bounded",
 ]
 
 
@@ -80,6 +89,19 @@ class Severity(StrEnum):
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DAY = 86400.0
+
+MAX_DURATION = 3660 * _DAY
+"""Longest duration of any kind (about ten years: certificate windows, evidence ages)."""
+MAX_INTERVAL = 31 * _DAY
+"""Longest interval between two runs of a check."""
+MAX_TIMEOUT = 3600.0
+"""Longest time one run of a check may take."""
+
+
+def _show(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def parse_duration(value: object) -> float:
@@ -87,7 +109,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '6h'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -102,23 +127,93 @@ def parse_duration(value: object) -> float:
                 pos = match.end()
             if pos != len(text) or not text:
                 raise ValueError(
-                    f"invalid duration {value!r}: use a number of seconds or e.g. '30s', '5m', "
-                    "'6h', '1d', '1h30m'"
+                    f"invalid duration {_show(value)}: use a number of seconds or e.g. '30s', "
+                    "'5m', '6h', '1d', '1h30m'"
                 ) from None
     else:
         raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '6h'")
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a number, not NaN")
     if seconds < 0:
         raise ValueError("a duration must not be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration must be at most {MAX_DURATION / _DAY:.0f}d")
     return seconds
+
+
+def _at_most(limit: float, what: str) -> Callable[[float], float]:
+    def check(seconds: float) -> float:
+        if seconds > limit:
+            unit, size = ("d", _DAY) if limit >= _DAY else ("h", 3600.0)
+            raise ValueError(f"{what} must be at most {limit / size:g}{unit}")
+        return seconds
+    return check
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in the YAML as a number or a string such as `30s`, `6h`."""
 
+IntervalDuration = Annotated[Duration, AfterValidator(_at_most(MAX_INTERVAL, "an interval"))]
+"""A check's interval: a duration of at most 31 days."""
+
+TimeoutDuration = Annotated[Duration, AfterValidator(_at_most(MAX_TIMEOUT, "a timeout"))]
+"""A check's timeout: a duration of at most one hour."""
+
 
 # --------------------------------------------------------------------------- secrets
 
 _ENV_REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+
+MAX_SECRET_FILE_BYTES = 64 * 1024
+"""Largest secret file that is read."""
+
+
+class FileReadError(Exception):
+    """A file could not be read within its bounds; the message says why (never content)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def read_file_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them.
+
+    Reads at most `limit + 1` bytes, so `/dev/zero` or a huge file costs nothing; refuses
+    FIFOs, devices and directories without blocking on them.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except ValueError:
+        raise FileReadError("the path contains a NUL character") from None
+    except FileNotFoundError as exc:
+        raise FileReadError(f"cannot be read: {exc.strerror}", missing=True) from None
+    except OSError as exc:
+        reason = "the path is too long" if exc.errno == errno.ENAMETOOLONG else exc.strerror
+        raise FileReadError(f"cannot be read: {reason}") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        raise FileReadError("not a regular file (a directory, device or pipe)")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise FileReadError(f"cannot be read: {exc.strerror}") from None
+    if len(data) > limit:
+        raise FileReadError(f"larger than {_size(limit)}, the limit for this file")
+    return data
+
+
+def _size(count: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size and count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count} bytes"
 
 
 class SecretRef(BaseModel):
@@ -150,6 +245,9 @@ class SecretRef(BaseModel):
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("a secret reference names exactly one of 'env' or 'file'")
+        if self.env is not None and not _ENV_NAME_RE.fullmatch(self.env):
+            raise ValueError("'env' must be an environment variable name such as DB_PASSWORD "
+                             "(letters, digits, '_'; at most 256 characters)")
         return self
 
     def describe(self) -> str:
@@ -158,8 +256,6 @@ class SecretRef(BaseModel):
 
     def resolve(self, environ: Mapping[str, str] | None = None) -> SecretStr:
         """Read the secret now. Raises `LookupError` naming the reference, never the value."""
-        import os
-
         if self.env is not None:
             env = os.environ if environ is None else environ
             if self.env not in env:
@@ -167,9 +263,14 @@ class SecretRef(BaseModel):
             return SecretStr(env[self.env])
         assert self.file is not None
         try:
-            text = self.file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise LookupError(f"secret file {self.file} cannot be read: {exc.strerror}") from None
+            raw = read_file_bounded(self.file, MAX_SECRET_FILE_BYTES)
+        except FileReadError as exc:
+            reason = str(exc).removeprefix("cannot be read: ")
+            raise LookupError(f"secret file {self.file} cannot be read: {reason}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise LookupError(f"secret file {self.file} is not UTF-8 text") from None
         return SecretStr(text.rstrip("\r\n"))
 
 
@@ -188,7 +289,7 @@ _ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 class CheckSpec(BaseModel):
     """Fields every check has; a probe kind subclasses it with its own fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind_name: ClassVar[str] = ""
 
@@ -200,8 +301,8 @@ class CheckSpec(BaseModel):
     title: str = Field(min_length=1)
     severity: Severity = Severity.WARNING
     kind: str
-    interval: Duration = Field(default=60.0, gt=0)
-    timeout: Duration = Field(default=10.0, gt=0)
+    interval: IntervalDuration = Field(default=60.0, gt=0)
+    timeout: TimeoutDuration = Field(default=10.0, gt=0)
     enabled: bool = True
     disabled_reason: str | None = Field(
         default=None, description="why the check is disabled (shown on the board)"
@@ -224,7 +325,7 @@ class CheckSpec(BaseModel):
 class ConnectionSpec(BaseModel):
     """A connection declared once under `connections:` and referred to by name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: str
 
