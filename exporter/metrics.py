@@ -20,7 +20,7 @@ import asyncio
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -63,6 +63,12 @@ ERRORS = MetricFamily(
     "readiness_check_errors_total",
     "Runs of the check that ended in error, by bounded reason.", ("check", "reason"), "counter",
 )
+SKIPPED = MetricFamily(
+    "readiness_check_skipped_runs_total",
+    "Scheduled runs of the check that did not happen, by reason: overlap (the previous run "
+    "was still running or waiting for a concurrency slot) or late (the scheduler woke up "
+    "later than the misfire grace time).", ("check", "reason"), "counter",
+)
 GO_LIVE = MetricFamily(
     "readiness_go_live",
     "1 when every enabled critical check passes and its result is fresh, else 0.",
@@ -79,7 +85,7 @@ RELOAD_TS = MetricFamily(
     "readiness_config_last_reload_success_timestamp_seconds",
     "When the configuration was last loaded successfully.",
 )
-CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS)
+CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, SKIPPED)
 GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS)
 CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
 
@@ -154,6 +160,11 @@ def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict
         out[ERRORS.name] = "".join(
             _line(ERRORS.name, f'{{check="{check}",reason="{_escape(r)}"}}', float(n))
             for r, n in sorted(state.errors.items())
+        )
+    if state.skipped:
+        out[SKIPPED.name] = "".join(
+            _line(SKIPPED.name, f'{{check="{check}",reason="{_escape(r)}"}}', float(n))
+            for r, n in sorted(state.skipped.items())
         )
     if state.outcome is not None:
         by_family: dict[str, list[str]] = {}
@@ -231,18 +242,27 @@ class Exposition:
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
         self._tails: dict[bool, tuple[tuple[bool, bool, float], float, bytes]] = {}
         store.subscribe(self._on_change)
-        for state in store.states.values():
-            self._on_change(state)
+        self._on_change(list(store.states.values()))
 
     def set_families(self, families: Mapping[str, MetricFamily]) -> None:
-        """Adopt the family metadata of a reloaded configuration."""
-        self._families = dict(families)
+        """Adopt the family metadata of a reloaded configuration (re-renders only when
+        it differs)."""
+        families = dict(families)
+        if families == self._families:
+            return
+        self._families = families
         self._lines = {cid: check_lines(s, self._families) for cid, s in
                        self._store.states.items()}
         self._parts.clear()
 
-    def _on_change(self, state: CheckState) -> None:
-        self._lines[state.spec.id] = check_lines(state, self._families)
+    def _on_change(self, states: Sequence[CheckState]) -> None:
+        lines = self._lines
+        for state in states:
+            lines[state.spec.id] = check_lines(state, self._families)
+        if len(lines) > len(self._store.states):  # checks removed by a reload
+            current = self._store.states
+            for check_id in [c for c in lines if c not in current]:
+                del lines[check_id]
 
     def _snapshot(self) -> list[dict[str, str]]:
         lines = self._lines
@@ -366,6 +386,7 @@ class ReadinessCollector(Collector):
         interval = GaugeMetricFamily(INTERVAL.name, INTERVAL.help, labels=["check"])
         runs = CounterMetricFamily(RUNS.name, RUNS.help, labels=["check"])
         errors = CounterMetricFamily(ERRORS.name, ERRORS.help, labels=["check", "reason"])
+        skipped = CounterMetricFamily(SKIPPED.name, SKIPPED.help, labels=["check", "reason"])
         family_metrics: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for state in states:
             spec = state.spec
@@ -381,6 +402,8 @@ class ReadinessCollector(Collector):
                 duration.add_metric([spec.id], state.duration)
             for reason, count in sorted(state.errors.items()):
                 errors.add_metric([spec.id, reason], count)
+            for reason, count in sorted(state.skipped.items()):
+                skipped.add_metric([spec.id, reason], count)
             if state.outcome is None:
                 continue
             for m in state.outcome.measurements:
@@ -394,7 +417,7 @@ class ReadinessCollector(Collector):
                     metric = cls(m.family, family.help, labels=["check", *names])
                     family_metrics[m.family] = metric
                 metric.add_metric([spec.id, *(m.labels.get(n, "") for n in names)], m.value)
-        yield from (status, last_run, duration, interval, runs, errors)
+        yield from (status, last_run, duration, interval, runs, errors, skipped)
         yield from (family_metrics[name] for name in sorted(family_metrics))
         yield GaugeMetricFamily(GO_LIVE.name, GO_LIVE.help,
                                 value=1.0 if self._store.go_live() else 0.0)

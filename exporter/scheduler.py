@@ -10,11 +10,13 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.model import CheckSpec, Outcome, ProbeContext, Status
 from exporter.runner import run_check
+from exporter.skipped_runs import SkipLog, SkipReason, quiet_apscheduler_skip_lines
 from exporter.store import Store
 
 log = logging.getLogger("readiness.check")
@@ -39,7 +41,10 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._inflight: set[asyncio.Task[None]] = set()
         self._specs: dict[str, CheckSpec] = {}
+        self.skip_log = SkipLog()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        quiet_apscheduler_skip_lines()
+        self._scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     def start(self) -> None:
         """Schedule every check and start."""
@@ -47,30 +52,77 @@ class Scheduler:
         self.apply(s.spec for s in self._store.states.values())
 
     def apply(self, specs: Iterable[CheckSpec]) -> None:
-        """Make the schedule match `specs` (new, changed, removed, disabled checks)."""
+        """Make the schedule match `specs` (new, changed, removed, disabled checks).
+
+        Only what changed is touched: a check whose interval and enabled flag stay the
+        same keeps its job and its place in the schedule (a run reads the current spec
+        when it starts); a changed interval reschedules the job in place; removed and
+        disabled checks lose their job; new and enabled ones get one.
+        """
         wanted = {s.id: s for s in specs}
-        for check_id in list(self._specs):
-            if check_id not in wanted or wanted[check_id] != self._specs[check_id]:
-                if self._scheduler.get_job(check_id) is not None:
-                    self._scheduler.remove_job(check_id)
-                del self._specs[check_id]
+        for check_id in [c for c in self._specs if c not in wanted]:
+            self._remove_job(check_id)
+            del self._specs[check_id]
         now = datetime.now(UTC)
         for check_id, spec in wanted.items():
-            if check_id in self._specs:
+            old = self._specs.get(check_id)
+            if old == spec:
                 continue
             self._specs[check_id] = spec
             if not spec.enabled:
-                self._store.record(check_id, disabled_outcome(spec), time.time(), 0.0)
-                continue
-            first = now + timedelta(seconds=random.uniform(0, min(self._spread, spec.interval)))  # noqa: S311
-            trigger = IntervalTrigger(seconds=spec.interval,
-                                      jitter=spec.interval * self._jitter or None, timezone=UTC)
-            self._scheduler.add_job(
-                self._run, trigger,
-                args=[check_id], id=check_id, max_instances=1, coalesce=True,
-                misfire_grace_time=max(1, int(spec.interval)), next_run_time=first,
-                replace_existing=True,
-            )
+                if old is None or old.enabled:
+                    self._remove_job(check_id)
+                    self._store.record(check_id, disabled_outcome(spec), time.time(), 0.0)
+            elif old is None or not old.enabled:
+                self._add_job(spec, now)
+            else:
+                self._update_job(old, spec, now)
+        self.skip_log.forget(set(wanted))
+
+    def _first_run(self, spec: CheckSpec, now: datetime) -> datetime:
+        spread = min(self._spread, spec.interval)
+        return now + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
+
+    def _trigger(self, spec: CheckSpec) -> IntervalTrigger:
+        return IntervalTrigger(seconds=spec.interval,
+                               jitter=spec.interval * self._jitter or None, timezone=UTC)
+
+    def _add_job(self, spec: CheckSpec, now: datetime) -> None:
+        self._scheduler.add_job(
+            self._run, self._trigger(spec),
+            args=[spec.id], id=spec.id, max_instances=1, coalesce=True,
+            misfire_grace_time=_grace(spec), next_run_time=self._first_run(spec, now),
+            replace_existing=True,
+        )
+
+    def _update_job(self, old: CheckSpec, spec: CheckSpec, now: datetime) -> None:
+        """A changed check keeps its job; it runs with the new spec at its next run, or
+        within the first-round spread when that is sooner."""
+        job = self._scheduler.get_job(spec.id)
+        if job is None:
+            self._add_job(spec, now)
+            return
+        changes: dict[str, object] = {}
+        if old.interval != spec.interval:
+            changes.update(trigger=self._trigger(spec), misfire_grace_time=_grace(spec))
+        soon = now + timedelta(seconds=min(self._spread, spec.interval))
+        if job.next_run_time is None or job.next_run_time > soon:
+            changes["next_run_time"] = self._first_run(spec, now)
+        if changes:
+            self._scheduler.modify_job(spec.id, **changes)
+
+    def _remove_job(self, check_id: str) -> None:
+        if self._scheduler.get_job(check_id) is not None:
+            self._scheduler.remove_job(check_id)
+
+    def _on_skipped(self, event: JobEvent) -> None:
+        """APScheduler skipped a run: count it and log it (rate-limited)."""
+        reason = SkipReason.OVERLAP if event.code == EVENT_JOB_MAX_INSTANCES else SkipReason.LATE
+        spec = self._specs.get(event.job_id)
+        if spec is None:
+            return
+        self._store.record_skipped(event.job_id, reason.value)
+        self.skip_log.skipped(event.job_id, reason, spec.interval)
 
     async def _run(self, check_id: str) -> None:
         task = asyncio.current_task()
@@ -105,6 +157,11 @@ class Scheduler:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=grace)
+
+
+def _grace(spec: CheckSpec) -> int:
+    """How late a run may start before it is skipped as `late`."""
+    return max(1, int(spec.interval))
 
 
 def log_status_change(spec: CheckSpec, previous: Status | None, outcome: Outcome) -> None:
