@@ -41,6 +41,7 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._inflight: set[asyncio.Task[None]] = set()
         self._specs: dict[str, CheckSpec] = {}
+        self._running: set[str] = set()  # checks with a run in flight (or waiting for a slot)
         self.skip_log = SkipLog()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         quiet_apscheduler_skip_lines()
@@ -54,10 +55,12 @@ class Scheduler:
     def apply(self, specs: Iterable[CheckSpec]) -> None:
         """Make the schedule match `specs` (new, changed, removed, disabled checks).
 
-        Only what changed is touched: a check whose interval and enabled flag stay the
-        same keeps its job and its place in the schedule (a run reads the current spec
-        when it starts); a changed interval reschedules the job in place; removed and
-        disabled checks lose their job; new and enabled ones get one.
+        Only what changed is touched, so a reload does not disturb the schedule: an
+        unchanged check keeps its job and its place; a changed one keeps its job too (a
+        run reads the current spec when it starts; a new interval replaces the trigger
+        in place); removed and disabled checks lose their job; new and re-enabled ones
+        get one. Removing and re-adding a job whose run is in flight would make its
+        next run count as an overlap, which is what made reloads skip runs.
         """
         wanted = {s.id: s for s in specs}
         for check_id in [c for c in self._specs if c not in wanted]:
@@ -96,8 +99,9 @@ class Scheduler:
         )
 
     def _update_job(self, old: CheckSpec, spec: CheckSpec, now: datetime) -> None:
-        """A changed check keeps its job; it runs with the new spec at its next run, or
-        within the first-round spread when that is sooner."""
+        """A changed check keeps its job and runs with the new spec at its next run; when
+        that is further away than the first-round spread and no run is in flight, the
+        next run is brought forward into the spread."""
         job = self._scheduler.get_job(spec.id)
         if job is None:
             self._add_job(spec, now)
@@ -106,7 +110,8 @@ class Scheduler:
         if old.interval != spec.interval:
             changes.update(trigger=self._trigger(spec), misfire_grace_time=_grace(spec))
         soon = now + timedelta(seconds=min(self._spread, spec.interval))
-        if job.next_run_time is None or job.next_run_time > soon:
+        if spec.id not in self._running and (job.next_run_time is None
+                                             or job.next_run_time > soon):
             changes["next_run_time"] = self._first_run(spec, now)
         if changes:
             self._scheduler.modify_job(spec.id, **changes)
@@ -128,11 +133,13 @@ class Scheduler:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
+        self._running.add(check_id)
         try:
             await self._run_once(check_id)
         except asyncio.CancelledError:
             return  # shutdown: the run simply ends (nothing to record)
         finally:
+            self._running.discard(check_id)
             if task is not None:
                 self._inflight.discard(task)
 

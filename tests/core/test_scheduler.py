@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 
 from exporter import config
 from exporter.daemon import Runtime
@@ -116,3 +119,73 @@ async def test_shutdown_cancels_in_flight_probes_quickly(tmp_path: Any) -> None:
     assert len(SHUTDOWN_CALLS) == calls_before + 1  # the kind's background work was ended
     assert all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task()
                and "Runtime" in repr(t))
+
+
+def soak_config(path: Path, generation: int, checks: int) -> None:
+    """`checks` fast checks and one slower than its interval; every reload changes every
+    check's title, the interval of a few, and swaps one check for a new one."""
+    entries = [behaviour(f"ok-{i}", "sleep", sleep=0.2, interval=1.5 if i < 5 and generation % 2
+                         else 1, timeout=5, title=f"ok {i} generation {generation}")
+               for i in range(checks)]
+    entries.append(behaviour(f"swap-{generation}", "pass", interval=1))
+    entries.append(behaviour("slow", "sleep", sleep=2.5, interval=1, timeout=5,
+                             title=f"slow generation {generation}"))
+    path.write_text(yaml.safe_dump({
+        "settings": {"first_round_spread": 0.2, "jitter": 0.05, "max_concurrency": 500,
+                     "state_dir": str(path.parent)},
+        "checks": entries}), encoding="utf-8")
+
+
+async def test_reloads_under_load_keep_the_schedule_and_count_skipped_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checks, reloads = 300, 4
+    path = tmp_path / "readiness.yaml"
+    soak_config(path, 0, checks)
+    runtime = Runtime(config.load(path), path)
+    caplog.set_level(logging.INFO)
+    await runtime.start()
+    # An independent count of APScheduler's skip events, to check the metric against.
+    observed: dict[str, int] = {}
+
+    def on_event(event: JobEvent) -> None:
+        observed[event.job_id] = observed.get(event.job_id, 0) + 1
+
+    runtime.scheduler._scheduler.add_listener(on_event, EVENT_JOB_MAX_INSTANCES)
+    try:
+        await asyncio.sleep(2.0)  # first round done
+        before = {f"ok-{i}": runtime.store.get(f"ok-{i}").runs for i in range(checks)}
+        started = time.monotonic()
+        for generation in range(1, reloads + 1):
+            soak_config(path, generation, checks)
+            assert await runtime.reload() == []
+            await asyncio.sleep(1.5)
+        elapsed = time.monotonic() - started
+        body = runtime.exposition.render(False).decode()
+    finally:
+        await runtime.stop()
+    assert runtime.store.get("ok-7").spec.title == f"ok 7 generation {reloads}"
+    assert "swap-1" not in runtime.store.states and f"swap-{reloads}" in runtime.store.states
+
+    # Runs kept happening through the reloads, and none of the fast checks skipped one.
+    during = {c: runtime.store.get(c).runs - n for c, n in before.items()}
+    expected = elapsed / 1.5  # the slowest interval any fast check had
+    assert min(during.values()) >= 0.6 * expected, sorted(during.values())[:10]
+    assert sum(during.values()) >= 0.8 * checks * elapsed / 1.1
+    assert set(observed) == {"slow"}, f"runs skipped: {observed}"
+    skipped = {c: s.skipped for c, s in runtime.store.states.items() if s.skipped}
+    assert set(skipped) == {"slow"}, skipped
+
+    # The slow check (2.5 s runs at a 1 s interval) really skips, and every skip counts.
+    slow = runtime.store.get("slow")
+    assert slow.skipped["overlap"] == observed["slow"]
+    assert slow.skipped["overlap"] >= slow.runs >= 2
+    assert f'readiness_check_skipped_runs_total{{check="slow",reason="overlap"}} ' \
+        f'{float(slow.skipped["overlap"])}\n' in body
+
+    # One log line per check per minute at most, and none of APScheduler's own.
+    skip_lines = [r for r in caplog.records if r.getMessage() == "check run skipped"]
+    assert [getattr(r, "check") for r in skip_lines] == ["slow"]
+    assert getattr(skip_lines[0], "reason") == "overlap"
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler")
+                and r.levelno >= logging.WARNING], "APScheduler logged a skip itself"
