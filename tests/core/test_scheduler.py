@@ -189,3 +189,55 @@ async def test_reloads_under_load_keep_the_schedule_and_count_skipped_runs(
     assert getattr(skip_lines[0], "reason") == "overlap"
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")
                 and r.levelno >= logging.WARNING], "APScheduler logged a skip itself"
+
+
+async def test_apply_touches_only_the_jobs_of_changed_checks() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.events import EVENT_JOB_ADDED, EVENT_JOB_REMOVED
+
+    from exporter.model import CheckSpec
+    from exporter.scheduler import Scheduler
+    from exporter.store import Store
+    from tests.support.kinds import BEHAVIOUR
+
+    def spec(check_id: str, **extra: Any) -> CheckSpec:
+        fields = behaviour(check_id, "pass", **{"interval": 60, **extra})
+        validated: CheckSpec = BEHAVIOUR.spec.model_validate(fields)
+        return validated
+
+    ids = ["same", "retitled", "slower", "off", "gone", "far"]
+    store = Store([spec(c) for c in ids])
+    scheduler = Scheduler(store, None, first_round_spread=30.0)  # type: ignore[arg-type]
+    events: list[tuple[str, str]] = []
+    scheduler._scheduler.add_listener(
+        lambda e: events.append(("added" if e.code == EVENT_JOB_ADDED else "removed", e.job_id)),
+        EVENT_JOB_ADDED | EVENT_JOB_REMOVED)
+    scheduler.start()
+    try:
+        jobs = scheduler._scheduler
+        far = datetime.now(UTC) + timedelta(seconds=3000)
+        jobs.modify_job("far", next_run_time=far)
+        next_runs = {c: jobs.get_job(c).next_run_time for c in ids}
+        events.clear()
+
+        # Equal specs (new objects, as a reload builds them): nothing is touched.
+        scheduler.apply([spec(c) for c in ids])
+        assert events == []
+        assert {c: jobs.get_job(c).next_run_time for c in ids} == next_runs
+
+        new = [spec("same"), spec("retitled", title="new title"),
+               spec("slower", interval=120), spec("off", enabled=False),
+               spec("far", title="moved"), spec("added")]
+        store.replace_specs(new)
+        scheduler.apply(new)
+        assert sorted(events) == [("added", "added"), ("removed", "gone"), ("removed", "off")]
+        assert jobs.get_job("same").next_run_time == next_runs["same"]
+        assert jobs.get_job("retitled").next_run_time == next_runs["retitled"]
+        assert jobs.get_job("slower").next_run_time == next_runs["slower"]
+        assert jobs.get_job("slower").trigger.interval == timedelta(seconds=120)
+        # A changed check whose next run was far away runs again within the spread.
+        assert jobs.get_job("far").next_run_time <= datetime.now(UTC) + timedelta(seconds=30)
+        assert store.get("off").status is Status.SKIPPED
+    finally:
+        await scheduler.shutdown()
