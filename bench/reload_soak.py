@@ -1,0 +1,233 @@
+"""Soak with reloads (issue 17): many checks at a short interval, the configuration
+reloaded every few seconds, for a bounded time.
+
+Prints reload durations (p50/max), probe runs per second inside and outside the reload
+windows, runs skipped (counted from APScheduler's own skip events, so the figure does
+not depend on the exporter's counter), the longest event-loop stall, log volume and
+the machine's load, then the command to reproduce the figures.
+
+Run:  .venv/bin/python bench/reload_soak.py [--checks 1000] [--seconds 90]
+
+The exporter runs in this process, as `serve` runs it (`Runtime`, its scheduler, store
+and exposition; `Runtime.reload` is what SIGHUP and `POST /-/reload` call). Each reload
+rewrites the file: the titles of `--change` of the checks, the interval of 1 % of them,
+and 1 % of the checks replaced by new ones. Probes are the test-only `test_behaviour`
+kind sleeping `--probe-sleep` seconds (a probe waiting on a network answer), or the
+`env` kind with `--probe-sleep 0`; `--slow` of them take 2.5 intervals, so they skip
+runs whatever the reloads do (the skipped-run count and its log lines show up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from exporter import config, jsonlog, registry  # noqa: E402
+from exporter.daemon import Runtime  # noqa: E402
+
+
+class CountingStream:
+    """A log stream that keeps only the volume written to it."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.lines = 0
+        self.skip_lines = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode("utf-8"))
+        self.lines += text.count("\n")
+        if "skipped" in text:
+            self.skip_lines += text.count("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+@dataclass
+class Soak:
+    """What the soak observed."""
+
+    reload_seconds: list[float] = field(default_factory=list)
+    windows: list[tuple[float, float]] = field(default_factory=list)  # monotonic
+    skips: list[tuple[float, str]] = field(default_factory=list)  # monotonic, reason
+    lags: list[tuple[float, float]] = field(default_factory=list)  # monotonic, seconds
+    runs: list[tuple[float, int]] = field(default_factory=list)  # monotonic, total runs
+
+
+def config_text(args: argparse.Namespace, generation: int) -> str:
+    """The soak configuration of reload number `generation`."""
+    changed = max(1, int(args.checks * args.change))
+    one_percent = max(1, args.checks // 100)
+    kind: dict[str, Any] = ({"kind": "env", "required": ["PATH"]} if args.probe_sleep == 0
+                            else {"kind": "test_behaviour", "behaviour": "sleep",
+                                  "sleep": args.probe_sleep})
+    checks = []
+    for i in range(args.checks):
+        check_id = f"check-{i:05d}"
+        if i < one_percent and generation % 2:  # replaced by a new check every other reload
+            check_id = f"swapped-{i:05d}-{generation}"
+        slower = one_percent <= i < 2 * one_percent and generation % 2
+        title = f"soak check {i}" + (f" (generation {generation})" if i % (
+            args.checks // changed) == 0 else "")
+        probe = kind
+        if i >= args.checks - args.slow:  # slower than its interval: skips runs
+            probe = {"kind": "test_behaviour", "behaviour": "sleep",
+                     "sleep": args.interval * 2.5}
+        checks.append({"id": check_id, "section": f"{1 + i % 12}.{1 + i % 4}", "title": title,
+                       "severity": "critical" if i % 5 == 0 else "warning",
+                       "interval": args.interval * (2 if slower else 1),
+                       "timeout": args.interval * 5, **probe})
+    return yaml.safe_dump({
+        "settings": {"max_concurrency": args.max_concurrency, "first_round_spread": 1.0},
+        "checks": checks})
+
+
+async def monitor(soak: Soak, runtime: Runtime, stop: asyncio.Event) -> None:
+    """Event-loop lag every 10 ms, total runs every 100 ms."""
+    loop = asyncio.get_running_loop()
+    ticks = 0
+    while not stop.is_set():
+        started = loop.time()
+        await asyncio.sleep(0.01)
+        now = loop.time()
+        soak.lags.append((time.monotonic(), now - started - 0.01))
+        ticks += 1
+        if ticks % 10 == 0:
+            soak.runs.append((time.monotonic(), sum(s.runs for s in runtime.store.states.values())))
+
+
+def in_windows(t: float, windows: list[tuple[float, float]]) -> bool:
+    return any(start <= t <= end for start, end in windows)
+
+
+def run_rate(runs: list[tuple[float, int]], windows: list[tuple[float, float]],
+             inside: bool) -> float:
+    """Probe runs per second inside (or outside) the reload windows."""
+    count, seconds = 0.0, 0.0
+    for (t0, n0), (t1, n1) in itertools.pairwise(runs):
+        if in_windows((t0 + t1) / 2, windows) == inside:
+            count += n1 - n0
+            seconds += t1 - t0
+    return count / seconds if seconds else 0.0
+
+
+async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) -> Soak:
+    path = workdir / "readiness.yaml"
+    # Written beforehand: dumping YAML on the event loop would stall it (not the exporter).
+    reloads = int(args.seconds // args.reload_every)
+    texts = [config_text(args, generation) for generation in range(reloads + 1)]
+    path.write_text(texts[0], encoding="utf-8")
+    runtime = Runtime(config.load(path), path)
+    result = Soak()
+
+    def on_skip(event: JobEvent) -> None:
+        reason = "overlap" if event.code == EVENT_JOB_MAX_INSTANCES else "late"
+        result.skips.append((time.monotonic(), reason))
+
+    # APScheduler's own events: the same count whether or not the exporter counts them.
+    runtime.scheduler._scheduler.add_listener(on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+    await runtime.start()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(monitor(result, runtime, stop))
+    await asyncio.sleep(args.warmup)
+    result.skips.clear()
+    result.lags.clear()
+    deadline = time.monotonic() + args.seconds
+    generation = 0
+    while generation < reloads and time.monotonic() + args.reload_every < deadline:
+        await asyncio.sleep(args.reload_every)
+        generation += 1
+        path.write_text(texts[generation], encoding="utf-8")
+        started = time.monotonic()
+        errors = await runtime.reload()
+        ended = time.monotonic()
+        if errors:
+            raise SystemExit(f"reload rejected: {errors}")
+        result.reload_seconds.append(ended - started)
+        # A reload's effect on the schedule shows up to one interval after it ends.
+        result.windows.append((started, ended + args.interval))
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+    stop.set()
+    await watcher
+    await runtime.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checks", type=int, default=1000)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds")
+    parser.add_argument("--seconds", type=float, default=90.0, help="measured soak length")
+    parser.add_argument("--reload-every", type=float, default=5.0, help="seconds")
+    parser.add_argument("--change", type=float, default=0.1,
+                        help="fraction of checks whose title changes at each reload")
+    parser.add_argument("--probe-sleep", type=float, default=0.1,
+                        help="seconds each probe waits (0: the env kind)")
+    parser.add_argument("--slow", type=int, default=10,
+                        help="checks whose probe takes 2.5 intervals (they skip runs)")
+    parser.add_argument("--max-concurrency", type=int, default=256)
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
+    args = parser.parse_args()
+
+    registry.PROBE_KINDS.setdefault("test_behaviour", "tests.support.kinds:BEHAVIOUR")
+    stream = CountingStream()
+    jsonlog.setup("info")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)  # type: ignore[arg-type]
+    load_before = os.getloadavg()
+    cpu_before = time.process_time()
+    with tempfile.TemporaryDirectory(prefix="reload-soak-") as tmp:
+        result = asyncio.run(soak(args, Path(tmp), stream))
+    cpu = time.process_time() - cpu_before
+    load_after = os.getloadavg()
+
+    durations = result.reload_seconds
+    during = [s for s in result.skips if in_windows(s[0], result.windows)]
+    by_reason = {r: sum(1 for _, reason in result.skips if reason == r)
+                 for r in ("overlap", "late")}
+    lag_in = [lag for t, lag in result.lags if in_windows(t, result.windows)] or [0.0]
+    lag_out = [lag for t, lag in result.lags if not in_windows(t, result.windows)] or [0.0]
+    expected_runs = args.checks / args.interval
+    print(f"command: .venv/bin/python bench/reload_soak.py --checks {args.checks} "
+          f"--interval {args.interval:g} --seconds {args.seconds:g} --reload-every "
+          f"{args.reload_every:g} --change {args.change:g} --probe-sleep {args.probe_sleep:g} "
+          f"--slow {args.slow} --max-concurrency {args.max_concurrency}")
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load average "
+          f"{load_before[0]:.2f} at start, {load_after[0]:.2f} at the end; this process used "
+          f"{cpu:.1f} CPU s")
+    print(f"reloads: {len(durations)}, duration p50 {statistics.median(durations):.3f} s, "
+          f"max {max(durations):.3f} s")
+    print(f"probe runs/s: {run_rate(result.runs, result.windows, True):.0f} within a reload "
+          f"(and one interval after it), {run_rate(result.runs, result.windows, False):.0f} "
+          f"otherwise (schedule: {expected_runs:.0f}/s)")
+    print(f"runs skipped: {len(result.skips)} ({by_reason['overlap']} overlap, "
+          f"{by_reason['late']} late), {len(during)} of them within a reload window")
+    print(f"event-loop lag: max {max(lag_in) * 1000:.0f} ms within reload windows, "
+          f"max {max(lag_out) * 1000:.0f} ms otherwise")
+    print(f"log: {stream.bytes} bytes in {stream.lines} lines "
+          f"({stream.skip_lines} about skipped runs) over {args.warmup + args.seconds:g} s "
+          f"(warm-up included)")
+
+
+if __name__ == "__main__":
+    main()
