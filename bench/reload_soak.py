@@ -67,7 +67,7 @@ class Soak:
 
     reload_seconds: list[float] = field(default_factory=list)
     windows: list[tuple[float, float]] = field(default_factory=list)  # monotonic
-    skips: list[tuple[float, str]] = field(default_factory=list)  # monotonic, reason
+    skips: list[tuple[float, str, str]] = field(default_factory=list)  # time, reason, check
     lags: list[tuple[float, float]] = field(default_factory=list)  # monotonic, seconds
     runs: list[tuple[float, int]] = field(default_factory=list)  # monotonic, total runs
 
@@ -140,7 +140,7 @@ async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) 
 
     def on_skip(event: JobEvent) -> None:
         reason = "overlap" if event.code == EVENT_JOB_MAX_INSTANCES else "late"
-        result.skips.append((time.monotonic(), reason))
+        result.skips.append((time.monotonic(), reason, event.job_id))
 
     # APScheduler's own events: the same count whether or not the exporter counts them.
     runtime.scheduler._scheduler.add_listener(on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
@@ -203,8 +203,10 @@ def main() -> None:
 
     durations = result.reload_seconds
     during = [s for s in result.skips if in_windows(s[0], result.windows)]
-    by_reason = {r: sum(1 for _, reason in result.skips if reason == r)
+    by_reason = {r: sum(1 for _, reason, _ in result.skips if reason == r)
                  for r in ("overlap", "late")}
+    slow_ids = {f"check-{i:05d}" for i in range(args.checks - args.slow, args.checks)}
+    by_slow = sum(1 for _, _, check in result.skips if check in slow_ids)
     lag_in = [lag for t, lag in result.lags if in_windows(t, result.windows)] or [0.0]
     lag_out = [lag for t, lag in result.lags if not in_windows(t, result.windows)] or [0.0]
     expected_runs = args.checks / args.interval
@@ -221,7 +223,9 @@ def main() -> None:
           f"(and one interval after it), {run_rate(result.runs, result.windows, False):.0f} "
           f"otherwise (schedule: {expected_runs:.0f}/s)")
     print(f"runs skipped: {len(result.skips)} ({by_reason['overlap']} overlap, "
-          f"{by_reason['late']} late), {len(during)} of them within a reload window")
+          f"{by_reason['late']} late), {len(during)} of them within a reload window; "
+          f"{by_slow} by the {args.slow} slow checks, {len(result.skips) - by_slow} by the "
+          f"others")
     print(f"event-loop lag: max {max(lag_in) * 1000:.0f} ms within reload windows, "
           f"max {max(lag_out) * 1000:.0f} ms otherwise")
     print(f"log: {stream.bytes} bytes in {stream.lines} lines "
