@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class Soak:
     windows: list[tuple[float, float]] = field(default_factory=list)  # monotonic
     skips: list[tuple[float, str, str]] = field(default_factory=list)  # time, reason, check
     lags: list[tuple[float, float]] = field(default_factory=list)  # monotonic, seconds
+    steps: dict[str, list[float]] = field(default_factory=dict)  # reload step -> seconds
     runs: list[tuple[float, int]] = field(default_factory=list)  # monotonic, total runs
 
 
@@ -129,6 +131,24 @@ def run_rate(runs: list[tuple[float, int]], windows: list[tuple[float, float]],
     return count / seconds if seconds else 0.0
 
 
+def time_steps(runtime: Runtime, steps: dict[str, list[float]]) -> None:
+    """Time each step of `Runtime.reload` (the load in its thread, the rest on the loop)."""
+
+    def timed(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                steps.setdefault(name, []).append(time.perf_counter() - started)
+        return wrapper
+
+    config.load = timed("config.load (worker thread)", config.load)  # type: ignore[assignment]
+    for owner, name in ((runtime.exposition, "set_families"), (runtime.store, "replace_specs"),
+                        (runtime.scheduler, "apply")):
+        setattr(owner, name, timed(f"{type(owner).__name__}.{name}", getattr(owner, name)))
+
+
 async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) -> Soak:
     path = workdir / "readiness.yaml"
     # Written beforehand: dumping YAML on the event loop would stall it (not the exporter).
@@ -145,6 +165,7 @@ async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) 
     # APScheduler's own events: the same count whether or not the exporter counts them.
     runtime.scheduler._scheduler.add_listener(on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
     await runtime.start()
+    time_steps(runtime, result.steps)
     stop = asyncio.Event()
     watcher = asyncio.create_task(monitor(result, runtime, stop))
     await asyncio.sleep(args.warmup)
@@ -219,6 +240,9 @@ def main() -> None:
           f"{cpu:.1f} CPU s")
     print(f"reloads: {len(durations)}, duration p50 {statistics.median(durations):.3f} s, "
           f"max {max(durations):.3f} s")
+    print("reload steps (p50 / max): " + "; ".join(
+        f"{name} {statistics.median(times) * 1000:.1f} / {max(times) * 1000:.1f} ms"
+        for name, times in result.steps.items()))
     print(f"probe runs/s: {run_rate(result.runs, result.windows, True):.0f} within a reload "
           f"(and one interval after it), {run_rate(result.runs, result.windows, False):.0f} "
           f"otherwise (schedule: {expected_runs:.0f}/s)")
