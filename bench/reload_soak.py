@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import logging
 import os
@@ -71,6 +72,7 @@ class Soak:
     skips: list[tuple[float, str, str]] = field(default_factory=list)  # time, reason, check
     lags: list[tuple[float, float]] = field(default_factory=list)  # monotonic, seconds
     steps: dict[str, list[float]] = field(default_factory=dict)  # reload step -> seconds
+    full_gc: list[float] = field(default_factory=list)  # seconds per generation-2 collection
     runs: list[tuple[float, int]] = field(default_factory=list)  # monotonic, total runs
 
 
@@ -149,6 +151,19 @@ def time_steps(runtime: Runtime, steps: dict[str, list[float]]) -> None:
         setattr(owner, name, timed(f"{type(owner).__name__}.{name}", getattr(owner, name)))
 
 
+def time_full_collections(pauses: list[float]) -> None:
+    """Record how long each full (generation 2) garbage collection stops the process."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif info["generation"] == 2 and started:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+
+
 async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) -> Soak:
     path = workdir / "readiness.yaml"
     # Written beforehand: dumping YAML on the event loop would stall it (not the exporter).
@@ -171,6 +186,7 @@ async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) 
     await asyncio.sleep(args.warmup)
     result.skips.clear()
     result.lags.clear()
+    time_full_collections(result.full_gc)
     deadline = time.monotonic() + args.seconds
     generation = 0
     while generation < reloads and time.monotonic() + args.reload_every < deadline:
@@ -252,6 +268,8 @@ def main() -> None:
           f"others")
     print(f"event-loop lag: max {max(lag_in) * 1000:.0f} ms within reload windows, "
           f"max {max(lag_out) * 1000:.0f} ms otherwise")
+    print(f"full garbage collections: {len(result.full_gc)}, longest "
+          f"{max(result.full_gc, default=0.0) * 1000:.0f} ms")
     print(f"log: {stream.bytes} bytes in {stream.lines} lines "
           f"({stream.skip_lines} about skipped runs) over {args.warmup + args.seconds:g} s "
           f"(warm-up included)")
