@@ -41,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from exporter import config, jsonlog, registry  # noqa: E402
-from exporter.daemon import Runtime  # noqa: E402
+from exporter.daemon import Runtime, families_of  # noqa: E402
+from exporter.model import Outcome  # noqa: E402
 
 
 class CountingStream:
@@ -208,6 +209,67 @@ async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) 
     return result
 
 
+def median_seconds(func: Callable[[], object], repeat: int = 5) -> float:
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        func()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def steps_alone(args: argparse.Namespace, workdir: Path) -> list[str]:
+    """Each reload step timed on its own, before the soak (no probes running)."""
+    path = workdir / "alone.yaml"
+    path.write_text(config_text(args, 0), encoding="utf-8")
+    lines = [f"config.load alone ({args.checks} checks, median of 5): "
+             f"{median_seconds(lambda: config.load(path)):.3f} s"]
+    if yaml.__with_libyaml__:  # the same loader on libyaml, for comparison
+        plain = config._UniqueKeyLoader
+
+        class LibyamlLoader(yaml.CSafeLoader):
+            """`_UniqueKeyLoader`'s duplicate-key check on libyaml's parser."""
+
+        for tag, constructor in plain.yaml_constructors.items():
+            LibyamlLoader.add_constructor(tag, constructor)
+        config._UniqueKeyLoader = LibyamlLoader  # type: ignore[misc]
+        try:
+            seconds = median_seconds(lambda: config.load(path))
+        finally:
+            config._UniqueKeyLoader = plain  # type: ignore[misc]
+        lines[0] += f"; with a libyaml (CSafeLoader) based loader {seconds:.3f} s"
+    runtime = Runtime(config.load(path), path)
+    store, exposition = runtime.store, runtime.exposition
+    baseline = [s.spec for s in store.states.values()]
+    for spec in baseline:  # as in a running exporter: every check has a result
+        store.record(spec.id, Outcome.passed("ok"), time.time(), 0.1)
+
+    def copies(specs: list[Any]) -> list[Any]:  # equal specs, new objects (as a reload)
+        return [type(s).model_validate(s.model_dump()) for s in specs]
+
+    def apply(specs: list[Any]) -> None:
+        exposition.set_families(families_of(specs))
+        store.replace_specs(specs)
+
+    for label, change in (("nothing", 0.0), (f"{args.change:.0%}", args.change),
+                          ("every check", 1.0)):
+        if change:  # an even generation: the same ids and intervals as the baseline
+            variant = argparse.Namespace(**{**vars(args), "change": change})
+            new = config.build(yaml.safe_load(config_text(variant, 2)), "bench", {}).checks
+        else:
+            new = copies(baseline)
+        timings = []
+        for _ in range(5):
+            fresh = copies(new)
+            started = time.perf_counter()
+            apply(fresh)
+            timings.append(time.perf_counter() - started)
+            apply(copies(baseline))  # back to the start, untimed
+        lines.append(f"Exposition.set_families + Store.replace_specs alone, {label} changed: "
+                     f"{statistics.median(timings) * 1000:.1f} ms")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -234,6 +296,7 @@ def main() -> None:
     load_before = os.getloadavg()
     cpu_before = time.process_time()
     with tempfile.TemporaryDirectory(prefix="reload-soak-") as tmp:
+        alone = steps_alone(args, Path(tmp))
         result = asyncio.run(soak(args, Path(tmp), stream))
     cpu = time.process_time() - cpu_before
     load_after = os.getloadavg()
@@ -256,7 +319,9 @@ def main() -> None:
           f"{cpu:.1f} CPU s")
     print(f"reloads: {len(durations)}, duration p50 {statistics.median(durations):.3f} s, "
           f"max {max(durations):.3f} s")
-    print("reload steps (p50 / max): " + "; ".join(
+    for line in alone:
+        print(line)
+    print("reload steps within the soak (p50 / max): " + "; ".join(
         f"{name} {statistics.median(times) * 1000:.1f} / {max(times) * 1000:.1f} ms"
         for name, times in result.steps.items()))
     print(f"probe runs/s: {run_rate(result.runs, result.windows, True):.0f} within a reload "
