@@ -73,9 +73,9 @@ class Scheduler:
                 continue
             self._specs[check_id] = spec
             if not spec.enabled:
-                if old is None or old.enabled:
+                if old is not None and old.enabled:
                     self._remove_job(check_id)
-                    self._store.record(check_id, disabled_outcome(spec), time.time(), 0.0)
+                self._store.record(check_id, disabled_outcome(spec), time.time(), 0.0)
             elif old is None or not old.enabled:
                 self._add_job(spec, now)
             else:

@@ -239,5 +239,13 @@ async def test_apply_touches_only_the_jobs_of_changed_checks() -> None:
         # A changed check whose next run was far away runs again within the spread.
         assert jobs.get_job("far").next_run_time <= datetime.now(UTC) + timedelta(seconds=30)
         assert store.get("off").status is Status.SKIPPED
+        # A disabled check whose reason changes shows the new reason; still no job.
+        events.clear()
+        new[3] = spec("off", enabled=False, disabled_reason="not in this release")
+        store.replace_specs(new)
+        scheduler.apply(new)
+        assert events == []
+        assert store.get("off").outcome is not None
+        assert store.get("off").outcome.message == "disabled: not in this release"
     finally:
         await scheduler.shutdown()
