@@ -2,9 +2,10 @@
 reloaded every few seconds, for a bounded time.
 
 Prints reload durations (p50/max), probe runs per second inside and outside the reload
-windows, runs skipped (counted from APScheduler's own skip events, so the figure does
-not depend on the exporter's counter), the longest event-loop stall, log volume and
-the machine's load, then the command to reproduce the figures.
+windows, runs skipped (where the exporter counts them, `Store.record_skipped`; on the
+code before issue 17, which had no counter, from APScheduler's skip events, which were
+then every skip), the longest event-loop stall, log volume and the machine's load,
+then the command to reproduce the figures.
 
 Run:  .venv/bin/python bench/reload_soak.py [--checks 1000] [--seconds 90]
 
@@ -174,12 +175,20 @@ async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) 
     runtime = Runtime(config.load(path), path)
     result = Soak()
 
-    def on_skip(event: JobEvent) -> None:
-        reason = "overlap" if event.code == EVENT_JOB_MAX_INSTANCES else "late"
-        result.skips.append((time.monotonic(), reason, event.job_id))
+    record_skipped = getattr(runtime.store, "record_skipped", None)
+    if record_skipped is not None:  # the exporter counts skipped runs itself
+        def counting(check_id: str, reason: str) -> None:
+            result.skips.append((time.monotonic(), reason, check_id))
+            record_skipped(check_id, reason)
 
-    # APScheduler's own events: the same count whether or not the exporter counts them.
-    runtime.scheduler._scheduler.add_listener(on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        runtime.store.record_skipped = counting  # type: ignore[method-assign]
+    else:  # the code before issue 17: APScheduler's own events are every skip
+        def on_skip(event: JobEvent) -> None:
+            reason = "overlap" if event.code == EVENT_JOB_MAX_INSTANCES else "late"
+            result.skips.append((time.monotonic(), reason, event.job_id))
+
+        runtime.scheduler._scheduler.add_listener(
+            on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
     await runtime.start()
     time_steps(runtime, result.steps)
     stop = asyncio.Event()
