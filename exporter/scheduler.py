@@ -4,6 +4,7 @@ under a global concurrency limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -41,7 +42,8 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._inflight: set[asyncio.Task[None]] = set()
         self._specs: dict[str, CheckSpec] = {}
-        self._running: set[str] = set()  # checks with a run in flight (or waiting for a slot)
+        # Checks with a run in flight (or waiting for a slot) -> set when that run ends.
+        self._running: dict[str, asyncio.Event] = {}
         self.skip_log = SkipLog()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         quiet_apscheduler_skip_lines()
@@ -93,7 +95,7 @@ class Scheduler:
     def _add_job(self, spec: CheckSpec, now: datetime) -> None:
         self._scheduler.add_job(
             self._run, self._trigger(spec),
-            args=[spec.id], id=spec.id, max_instances=1, coalesce=True,
+            args=[spec.id], id=spec.id, max_instances=_MAX_INSTANCES, coalesce=True,
             misfire_grace_time=_grace(spec), next_run_time=self._first_run(spec, now),
             replace_existing=True,
         )
@@ -121,27 +123,58 @@ class Scheduler:
             self._scheduler.remove_job(check_id)
 
     def _on_skipped(self, event: JobEvent) -> None:
-        """APScheduler skipped a run: count it and log it (rate-limited)."""
+        """APScheduler skipped a run (too late, or a start already pending)."""
         reason = SkipReason.OVERLAP if event.code == EVENT_JOB_MAX_INSTANCES else SkipReason.LATE
-        spec = self._specs.get(event.job_id)
+        self._skipped(event.job_id, reason)
+
+    def _skipped(self, check_id: str, reason: SkipReason) -> None:
+        """Count a skipped run and log it (rate-limited)."""
+        spec = self._specs.get(check_id)
         if spec is None:
             return
-        self._store.record_skipped(event.job_id, reason.value)
-        self.skip_log.skipped(event.job_id, reason, spec.interval)
+        self._store.record_skipped(check_id, reason.value)
+        self.skip_log.skipped(check_id, reason, spec.interval)
 
     async def _run(self, check_id: str) -> None:
+        """One scheduled run, unless the check's previous run is still going (overlap).
+
+        The overlap is decided here, not by APScheduler's instance count (which allows
+        one pending start besides the run in flight): after an event-loop stall, the
+        next fire time can be processed before the end of a run that finished during
+        the stall. The pending start waits briefly for the previous run to end, so only
+        a run that is really still going makes it an overlap.
+        """
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
-        self._running.add(check_id)
         try:
-            await self._run_once(check_id)
+            if await self._previous_run_ended(check_id):
+                ended = asyncio.Event()
+                self._running[check_id] = ended
+                try:
+                    await self._run_once(check_id)
+                finally:
+                    del self._running[check_id]
+                    ended.set()
+            else:
+                self._skipped(check_id, SkipReason.OVERLAP)
         except asyncio.CancelledError:
             return  # shutdown: the run simply ends (nothing to record)
         finally:
-            self._running.discard(check_id)
             if task is not None:
                 self._inflight.discard(task)
+
+    async def _previous_run_ended(self, check_id: str) -> bool:
+        """Whether no run of the check is going, after waiting a little for one to end."""
+        previous = self._running.get(check_id)
+        if previous is None:
+            return True
+        spec = self._specs.get(check_id)
+        wait = _overlap_wait(spec.interval) if spec is not None else 0.0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await previous.wait()
+        return check_id not in self._running
 
     async def _run_once(self, check_id: str) -> None:
         async with self._semaphore:
@@ -164,6 +197,16 @@ class Scheduler:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=grace)
+
+
+# A run in flight plus one pending start (see `Scheduler._run`): at most one run of a
+# check at a time all the same.
+_MAX_INSTANCES = 2
+
+
+def _overlap_wait(interval: float) -> float:
+    """How long a start waits for the check's previous run to end before it is skipped."""
+    return min(interval / 4, 1.0)
 
 
 def _grace(spec: CheckSpec) -> int:
