@@ -209,6 +209,9 @@ async def soak(args: argparse.Namespace, workdir: Path, stream: CountingStream) 
         if errors:
             raise SystemExit(f"reload rejected: {errors}")
         result.reload_seconds.append(ended - started)
+        if args.stall:  # as a long garbage collection or a CPU-bound call would
+            time.sleep(args.stall)
+            ended = time.monotonic()
         # A reload's effect on the schedule shows up to one interval after it ends.
         result.windows.append((started, ended + args.interval))
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
@@ -293,6 +296,8 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=10,
                         help="checks whose probe takes 2.5 intervals (they skip runs)")
     parser.add_argument("--max-concurrency", type=int, default=256)
+    parser.add_argument("--stall", type=float, default=0.0,
+                        help="seconds the event loop is blocked right after each reload")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     args = parser.parse_args()
 
@@ -322,7 +327,7 @@ def main() -> None:
     print(f"command: .venv/bin/python bench/reload_soak.py --checks {args.checks} "
           f"--interval {args.interval:g} --seconds {args.seconds:g} --reload-every "
           f"{args.reload_every:g} --change {args.change:g} --probe-sleep {args.probe_sleep:g} "
-          f"--slow {args.slow} --max-concurrency {args.max_concurrency}")
+          f"--slow {args.slow} --max-concurrency {args.max_concurrency} --stall {args.stall:g}")
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load average "
           f"{load_before[0]:.2f} at start, {load_after[0]:.2f} at the end; this process used "
           f"{cpu:.1f} CPU s")
