@@ -165,9 +165,9 @@ async def test_reloads_under_load_keep_the_schedule_and_count_skipped_runs(
             assert await runtime.reload() == []
             await asyncio.sleep(1.5)
         elapsed = time.monotonic() - started
-        body = runtime.exposition.render(False).decode()
     finally:
         await runtime.stop()
+    body = runtime.exposition.render(False).decode()
     assert runtime.store.get("ok-7").spec.title == f"ok 7 generation {reloads}"
     assert "swap-1" not in runtime.store.states and f"swap-{reloads}" in runtime.store.states
 
