@@ -8,8 +8,6 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter import warning_log
-
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -40,6 +38,8 @@ def setup(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Python warnings (e.g. cryptography's on odd certificates) as JSON records too.
+    from exporter import warning_log
+
     warning_log.install()
     for noisy in ("apscheduler", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
