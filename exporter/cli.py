@@ -143,7 +143,13 @@ async def run_once(cfg: Config, specs: Sequence[CheckSpec],
     redact.install(redact.from_config(cfg))
     store = Store(specs, cfg.settings.stale_after_intervals)
     if on_result is not None:
-        store.subscribe(on_result)
+        report = on_result
+
+        def each(states: Sequence[CheckState]) -> None:
+            for state in states:
+                report(state)
+
+        store.subscribe(each)
     ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                          checks=store.views, release=cfg.settings.release)
     semaphore = asyncio.Semaphore(cfg.settings.max_concurrency)

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,12 @@ class History:
         store.subscribe(history.observe)
         return history
 
-    def observe(self, state: CheckState) -> None:
-        """Store listener: append the state's outcome when it is a new run."""
+    def observe(self, states: Sequence[CheckState]) -> None:
+        """Store listener: append each state's outcome when it is a new run."""
+        for state in states:
+            self._observe_one(state)
+
+    def _observe_one(self, state: CheckState) -> None:
         check_id = state.spec.id
         if state.outcome is None or state.last_run is None:
             return

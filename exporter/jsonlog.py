@@ -39,12 +39,16 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level: str = "info") -> None:
-    """Send every log record to stderr as JSON at `level`."""
+    """Send every log record, and every Python warning, to stderr as JSON at `level`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python warnings (e.g. cryptography's on odd certificates) as JSON records too.
+    from exporter import warning_log
+
+    warning_log.install()
     for noisy in ("apscheduler", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The leader election logs a traceback at ERROR for every refused create/update (the

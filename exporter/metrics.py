@@ -21,7 +21,7 @@ import math
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -65,6 +65,12 @@ ERRORS = MetricFamily(
     "readiness_check_errors_total",
     "Runs of the check that ended in error, by bounded reason.", ("check", "reason"), "counter",
 )
+SKIPPED = MetricFamily(
+    "readiness_check_skipped_runs_total",
+    "Scheduled runs of the check that did not happen, by reason: overlap (the previous run "
+    "was still running or waiting for a concurrency slot) or late (the scheduler woke up "
+    "later than the misfire grace time).", ("check", "reason"), "counter",
+)
 GO_LIVE = MetricFamily(
     "readiness_go_live",
     "1 when every enabled critical check passes and its result is fresh, else 0.",
@@ -103,8 +109,8 @@ PHASE = MetricFamily(
     ("phase",),
 )
 PHASES = ("preparing", "go-live", "live")
-CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, CHECK_INFO, CHECK_ENABLED,
-                  CHECK_STALE)
+CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, SKIPPED, CHECK_INFO,
+                  CHECK_ENABLED, CHECK_STALE)
 GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, PHASE)
 CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
 
@@ -265,6 +271,11 @@ def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict
             _line(ERRORS.name, f'{{check="{check}",reason="{_escape(r)}"}}', float(n))
             for r, n in sorted(state.errors.items())
         )
+    if state.skipped:
+        out[SKIPPED.name] = "".join(
+            _line(SKIPPED.name, f'{{check="{check}",reason="{_escape(r)}"}}', float(n))
+            for r, n in sorted(state.skipped.items())
+        )
     if state.outcome is not None:
         by_family: dict[str, list[str]] = {}
         for m in state.outcome.measurements:
@@ -343,20 +354,32 @@ class Exposition:
         self._tails: dict[bool, tuple[tuple[bool, bool, float, str], float, bytes]] = {}
         self._stale = StaleTracker(store)
         store.subscribe(self._on_change)
-        for state in store.states.values():
-            self._on_change(state)
+        self._on_change(list(store.states.values()))
 
     def set_families(self, families: Mapping[str, MetricFamily]) -> None:
-        """Adopt the family metadata of a reloaded configuration."""
-        self._families = dict(families)
-        for state in self._store.states.values():
-            self._on_change(state)
+        """Adopt the family metadata of a reloaded configuration (re-renders only when
+        it differs)."""
+        families = dict(families)
+        if families == self._families:
+            return
+        self._families = families
+        self._lines = {}
+        self._on_change(list(self._store.states.values()))
         self._parts.clear()
 
-    def _on_change(self, state: CheckState) -> None:
-        lines = check_lines(state, self._families)
-        lines[CHECK_STALE.name] = stale_line(state.spec.id, self._stale.update(state, time.time()))
-        self._lines[state.spec.id] = lines
+    def _on_change(self, states: Sequence[CheckState]) -> None:
+        lines = self._lines
+        now = time.time()
+        for state in states:
+            rendered = check_lines(state, self._families)
+            rendered[CHECK_STALE.name] = stale_line(state.spec.id,
+                                                    self._stale.update(state, now))
+            lines[state.spec.id] = rendered
+        if len(lines) > len(self._store.states):  # checks removed by a reload
+            current = self._store.states
+            for check_id in [c for c in lines if c not in current]:
+                del lines[check_id]
+                self._stale.flags.pop(check_id, None)
 
     def _refresh_stale(self, now: float | None = None) -> None:
         """Re-render the stale line of checks whose staleness flipped."""
@@ -495,6 +518,7 @@ class ReadinessCollector(Collector):
         interval = GaugeMetricFamily(INTERVAL.name, INTERVAL.help, labels=["check"])
         runs = CounterMetricFamily(RUNS.name, RUNS.help, labels=["check"])
         errors = CounterMetricFamily(ERRORS.name, ERRORS.help, labels=["check", "reason"])
+        skipped = CounterMetricFamily(SKIPPED.name, SKIPPED.help, labels=["check", "reason"])
         family_metrics: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for state in states:
             spec = state.spec
@@ -510,6 +534,8 @@ class ReadinessCollector(Collector):
                 duration.add_metric([spec.id], state.duration)
             for reason, count in sorted(state.errors.items()):
                 errors.add_metric([spec.id, reason], count)
+            for reason, count in sorted(state.skipped.items()):
+                skipped.add_metric([spec.id, reason], count)
             if state.outcome is None:
                 continue
             for m in state.outcome.measurements:
@@ -523,7 +549,7 @@ class ReadinessCollector(Collector):
                     metric = cls(m.family, family.help, labels=["check", *names])
                     family_metrics[m.family] = metric
                 metric.add_metric([spec.id, *(m.labels.get(n, "") for n in names)], m.value)
-        yield from (status, last_run, duration, interval, runs, errors)
+        yield from (status, last_run, duration, interval, runs, errors, skipped)
         yield from self._static(states)
         yield from (family_metrics[name] for name in sorted(family_metrics))
         yield GaugeMetricFamily(GO_LIVE.name, GO_LIVE.help,

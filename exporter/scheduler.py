@@ -4,17 +4,20 @@ under a global concurrency limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.model import CheckSpec, Outcome, ProbeContext, Status
 from exporter.runner import run_check
+from exporter.skipped_runs import SkipLog, SkipReason, quiet_apscheduler_skip_lines
 from exporter.store import Store
 
 log = logging.getLogger("readiness.check")
@@ -39,7 +42,12 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._inflight: set[asyncio.Task[None]] = set()
         self._specs: dict[str, CheckSpec] = {}
+        # Checks with a run in flight (or waiting for a slot) -> set when that run ends.
+        self._running: dict[str, asyncio.Event] = {}
+        self.skip_log = SkipLog()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        quiet_apscheduler_skip_lines()
+        self._scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     def start(self) -> None:
         """Schedule every check and start."""
@@ -47,42 +55,126 @@ class Scheduler:
         self.apply(s.spec for s in self._store.states.values())
 
     def apply(self, specs: Iterable[CheckSpec]) -> None:
-        """Make the schedule match `specs` (new, changed, removed, disabled checks)."""
+        """Make the schedule match `specs` (new, changed, removed, disabled checks).
+
+        Only what changed is touched, so a reload does not disturb the schedule: an
+        unchanged check keeps its job and its place; a changed one keeps its job too (a
+        run reads the current spec when it starts; a new interval replaces the trigger
+        in place); removed and disabled checks lose their job; new and re-enabled ones
+        get one. Removing and re-adding a job whose run is in flight would make its
+        next run count as an overlap, which is what made reloads skip runs.
+        """
         wanted = {s.id: s for s in specs}
-        for check_id in list(self._specs):
-            if check_id not in wanted or wanted[check_id] != self._specs[check_id]:
-                if self._scheduler.get_job(check_id) is not None:
-                    self._scheduler.remove_job(check_id)
-                del self._specs[check_id]
+        for check_id in [c for c in self._specs if c not in wanted]:
+            self._remove_job(check_id)
+            del self._specs[check_id]
         now = datetime.now(UTC)
         for check_id, spec in wanted.items():
-            if check_id in self._specs:
+            old = self._specs.get(check_id)
+            if old == spec:
                 continue
             self._specs[check_id] = spec
             if not spec.enabled:
+                if old is not None and old.enabled:
+                    self._remove_job(check_id)
                 self._store.record(check_id, disabled_outcome(spec), time.time(), 0.0)
-                continue
-            first = now + timedelta(seconds=random.uniform(0, min(self._spread, spec.interval)))  # noqa: S311
-            trigger = IntervalTrigger(seconds=spec.interval,
-                                      jitter=spec.interval * self._jitter or None, timezone=UTC)
-            self._scheduler.add_job(
-                self._run, trigger,
-                args=[check_id], id=check_id, max_instances=1, coalesce=True,
-                misfire_grace_time=max(1, int(spec.interval)), next_run_time=first,
-                replace_existing=True,
-            )
+            elif old is None or not old.enabled:
+                self._add_job(spec, now)
+            else:
+                self._update_job(old, spec, now)
+        self.skip_log.forget(set(wanted))
+
+    def _first_run(self, spec: CheckSpec, now: datetime) -> datetime:
+        spread = min(self._spread, spec.interval)
+        return now + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
+
+    def _trigger(self, spec: CheckSpec) -> IntervalTrigger:
+        return IntervalTrigger(seconds=spec.interval,
+                               jitter=spec.interval * self._jitter or None, timezone=UTC)
+
+    def _add_job(self, spec: CheckSpec, now: datetime) -> None:
+        self._scheduler.add_job(
+            self._run, self._trigger(spec),
+            args=[spec.id], id=spec.id, max_instances=_MAX_INSTANCES, coalesce=True,
+            misfire_grace_time=_grace(spec), next_run_time=self._first_run(spec, now),
+            replace_existing=True,
+        )
+
+    def _update_job(self, old: CheckSpec, spec: CheckSpec, now: datetime) -> None:
+        """A changed check keeps its job and runs with the new spec at its next run; when
+        that is further away than the first-round spread and no run is in flight, the
+        next run is brought forward into the spread."""
+        job = self._scheduler.get_job(spec.id)
+        if job is None:
+            self._add_job(spec, now)
+            return
+        changes: dict[str, object] = {}
+        if old.interval != spec.interval:
+            changes.update(trigger=self._trigger(spec), misfire_grace_time=_grace(spec))
+        soon = now + timedelta(seconds=min(self._spread, spec.interval))
+        if spec.id not in self._running and (job.next_run_time is None
+                                             or job.next_run_time > soon):
+            changes["next_run_time"] = self._first_run(spec, now)
+        if changes:
+            self._scheduler.modify_job(spec.id, **changes)
+
+    def _remove_job(self, check_id: str) -> None:
+        if self._scheduler.get_job(check_id) is not None:
+            self._scheduler.remove_job(check_id)
+
+    def _on_skipped(self, event: JobEvent) -> None:
+        """APScheduler skipped a run (too late, or a start already pending)."""
+        reason = SkipReason.OVERLAP if event.code == EVENT_JOB_MAX_INSTANCES else SkipReason.LATE
+        self._skipped(event.job_id, reason)
+
+    def _skipped(self, check_id: str, reason: SkipReason) -> None:
+        """Count a skipped run and log it (rate-limited)."""
+        spec = self._specs.get(check_id)
+        if spec is None:
+            return
+        self._store.record_skipped(check_id, reason.value)
+        self.skip_log.skipped(check_id, reason, spec.interval)
 
     async def _run(self, check_id: str) -> None:
+        """One scheduled run, unless the check's previous run is still going (overlap).
+
+        The overlap is decided here, not by APScheduler's instance count (which allows
+        one pending start besides the run in flight): after an event-loop stall, the
+        next fire time can be processed before the end of a run that finished during
+        the stall. The pending start waits briefly for the previous run to end, so only
+        a run that is really still going makes it an overlap.
+        """
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            await self._run_once(check_id)
+            if await self._previous_run_ended(check_id):
+                ended = asyncio.Event()
+                self._running[check_id] = ended
+                try:
+                    await self._run_once(check_id)
+                finally:
+                    del self._running[check_id]
+                    ended.set()
+            else:
+                self._skipped(check_id, SkipReason.OVERLAP)
         except asyncio.CancelledError:
             return  # shutdown: the run simply ends (nothing to record)
         finally:
             if task is not None:
                 self._inflight.discard(task)
+
+    async def _previous_run_ended(self, check_id: str) -> bool:
+        """Whether no run of the check is going, after waiting a little for one to end."""
+        previous = self._running.get(check_id)
+        if previous is None:
+            return True
+        spec = self._specs.get(check_id)
+        wait = _overlap_wait(spec.interval) if spec is not None else 0.0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await previous.wait()
+        return check_id not in self._running
 
     async def _run_once(self, check_id: str) -> None:
         async with self._semaphore:
@@ -105,6 +197,21 @@ class Scheduler:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=grace)
+
+
+# A run in flight plus one pending start (see `Scheduler._run`): at most one run of a
+# check at a time all the same.
+_MAX_INSTANCES = 2
+
+
+def _overlap_wait(interval: float) -> float:
+    """How long a start waits for the check's previous run to end before it is skipped."""
+    return min(interval / 4, 1.0)
+
+
+def _grace(spec: CheckSpec) -> int:
+    """How late a run may start before it is skipped as `late`."""
+    return max(1, int(spec.interval))
 
 
 def log_status_change(spec: CheckSpec, previous: Status | None, outcome: Outcome) -> None:

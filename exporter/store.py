@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.model import CheckSpec, CheckView, Outcome, Severity, Status
@@ -19,6 +19,7 @@ class CheckState:
     duration: float | None = None
     runs: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped: dict[str, int] = field(default_factory=dict)  # skip reason -> count
     status_since: float | None = None
 
     @property
@@ -33,11 +34,15 @@ class CheckState:
         return now - self.last_run <= self.spec.interval * stale_after_intervals + self.spec.timeout
 
 
-Listener = Callable[[CheckState], None]
+Listener = Callable[[Sequence[CheckState]], None]
 
 
 class Store:
-    """Holds a `CheckState` per configured check; notifies listeners on each record."""
+    """Holds a `CheckState` per configured check; notifies listeners of every change.
+
+    A listener gets the states that changed: one per run, and after a reload the new and
+    changed checks in one call (removed checks are simply no longer in `states`).
+    """
 
     def __init__(self, specs: Iterable[CheckSpec], stale_after_intervals: float = 3.0) -> None:
         self.stale_after_intervals = stale_after_intervals
@@ -46,13 +51,13 @@ class Store:
         self.generation = 0
 
     def subscribe(self, listener: Listener) -> None:
-        """Call `listener(state)` after every change of a check's state."""
+        """Call `listener(changed_states)` after every change."""
         self._listeners.append(listener)
 
-    def _notify(self, state: CheckState) -> None:
+    def _notify(self, states: Sequence[CheckState]) -> None:
         self.generation += 1
         for listener in self._listeners:
-            listener(state)
+            listener(states)
 
     @property
     def states(self) -> dict[str, CheckState]:
@@ -79,22 +84,39 @@ class Store:
             state.errors[reason] = state.errors.get(reason, 0) + 1
         if previous != outcome.status:
             state.status_since = finished
-        self._notify(state)
+        self._notify((state,))
         return previous
 
+    def record_skipped(self, check_id: str, reason: str) -> None:
+        """Count a scheduled run of the check that did not happen, by bounded reason."""
+        state = self._states.get(check_id)
+        if state is None:  # removed by a reload
+            return
+        state.skipped[reason] = state.skipped.get(reason, 0) + 1
+        self._notify((state,))
+
     def replace_specs(self, specs: Iterable[CheckSpec]) -> None:
-        """Adopt a reloaded configuration: keep history of checks that remain."""
+        """Adopt a reloaded configuration: keep history of checks that remain.
+
+        Listeners hear once, of the new and changed checks only.
+        """
         new_states: dict[str, CheckState] = {}
+        changed: list[CheckState] = []
         for spec in specs:
             old = self._states.get(spec.id)
             if old is None:
-                new_states[spec.id] = CheckState(spec)
+                state = CheckState(spec)
+                changed.append(state)
             else:
-                old.spec = spec
-                new_states[spec.id] = old
+                if old.spec != spec:
+                    old.spec = spec
+                    changed.append(old)
+                state = old
+            new_states[spec.id] = state
+        same_checks = list(self._states) == list(new_states)  # same ids, same order
         self._states = new_states
-        for state in new_states.values():
-            self._notify(state)
+        if changed or not same_checks:
+            self._notify(changed)
 
     def views(self) -> list[CheckView]:
         """Read-only summaries for probes (`aggregate`)."""

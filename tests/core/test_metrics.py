@@ -163,3 +163,56 @@ def test_family_names_follow_the_contract() -> None:
             if family.type == "counter":
                 assert family.name.endswith("_total"), family.name
             assert family.help.strip(), family.name
+
+
+def test_a_reload_notifies_once_with_only_the_changed_checks(setup: Any) -> None:
+    store, exposition, _ = setup
+    calls: list[list[str]] = []
+
+    def listener(changed: Any) -> None:
+        states = changed if isinstance(changed, list | tuple) else [changed]  # any shape
+        calls.append([s.spec.id for s in states])
+
+    store.subscribe(listener)
+    specs = [s.spec for s in store.states.values()]
+    before, generation = exposition.render(False), store.generation
+
+    # The same configuration again (new, equal objects): nothing to tell, nothing to redo.
+    store.replace_specs([make_spec(s.id, s.severity.value) for s in specs])
+    assert calls == [] and store.generation == generation
+    assert exposition.render(False) == before
+
+    # One check changed, one removed, one added: one notification naming two checks.
+    changed = make_spec("b", "critical")
+    store.replace_specs([specs[0], changed, specs[2], make_spec("new")])
+    assert calls == [["b", "new"]] and store.generation == generation + 1
+    body = exposition.render(False).decode()
+    assert 'check="b",section="2.2",severity="critical"' in body
+    assert 'check="never-run"' not in body and 'readiness_check_runs_total{check="new"} 0.0' in body
+    assert set(exposition._lines) == {"a", "b", "c", "new"}  # the removed check's lines dropped
+
+
+def test_skipped_runs_are_exposed_like_the_reference_collector(setup: Any) -> None:
+    store, exposition, reference = setup
+    for _ in range(3):
+        store.record_skipped("a", "overlap")
+    store.record_skipped("a", "late")
+    store.record_skipped("gone", "overlap")  # removed by a reload meanwhile: ignored
+    served = samples(parse_text(exposition.render(False).decode()))
+    assert served == samples(parse_text(generate_latest(reference).decode()))
+    skipped = {(dict(labels)["check"], dict(labels)["reason"]): value
+               for name, labels, value in served
+               if name == "readiness_check_skipped_runs_total"}
+    assert skipped == {("a", "overlap"): 3.0, ("a", "late"): 1.0}
+    families = {f.name: f.type for f in parse_openmetrics(exposition.render(True).decode())}
+    assert families["readiness_check_skipped_runs"] == "counter"
+
+
+def test_unchanged_families_keep_the_rendered_lines(setup: Any) -> None:
+    store, exposition, _ = setup
+    families = families_of(s.spec for s in store.states.values())
+    lines = exposition._lines["a"]
+    exposition.set_families(dict(families))
+    assert exposition._lines["a"] is lines
+    exposition.set_families({})
+    assert "readiness_test_sample_value" not in exposition.render(False).decode()
