@@ -1,4 +1,5 @@
-"""Warnings about a valid configuration that exposes a secret: an API key in a URL.
+"""Warnings about a valid configuration: a secret exposed in a URL (an API key in a query
+string), an option written with its deprecated old name.
 
 A URL is shown in messages, on the board and in logs, and proxies log it too; a
 credential belongs in a secret reference (`bearer_token`, `secret_headers`, a
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel
 
 from exporter.model import SecretRef
+from exporter.transport.spellings import deprecation_warnings
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -90,9 +92,11 @@ def config_warnings(cfg: Config) -> list[str]:
     for spec in cfg.checks:
         for path, value in _strings(spec, f"checks (id {spec.id})"):
             found.extend(url_warnings(path, value))
+        found.extend(deprecation_warnings(spec, f"checks (id {spec.id})"))
     for name, conn in sorted(cfg.connections.items()):
         for path, value in _strings(conn, f"connections.{name}"):
             found.extend(url_warnings(path, value))
+        found.extend(deprecation_warnings(conn, f"connections.{name}"))
     return found
 
 
