@@ -124,12 +124,13 @@ class HttpClient:
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         follow_redirects: bool = False,
         max_body_bytes: int = 4 * 1024 * 1024,
+        limit_option: str = "max_body_bytes",
         read_body: bool = True,
     ) -> Response:
         """Send one request and read the body; raise `ProbeError` on transport failure.
 
         `budget` is the seconds the whole request may take. A body longer than
-        `max_body_bytes` is `error/protocol`.
+        `max_body_bytes` is `error/protocol` naming `limit_option`.
         """
         sent = CIMultiDict(headers or {})
         sent.setdefault("User-Agent", USER_AGENT)
@@ -140,7 +141,7 @@ class HttpClient:
                 server_hostname=self.server_name, allow_redirects=follow_redirects,
                 max_redirects=10, timeout=aiohttp.ClientTimeout(total=budget),
             ) as resp:
-                body = await _read(resp, url, max_body_bytes) if read_body else b""
+                body = await _read(resp, url, max_body_bytes, limit_option) if read_body else b""
                 return Response(
                     url=str(resp.url), status=resp.status,
                     headers=CIMultiDictProxy(CIMultiDict(resp.headers)), body=body,
@@ -152,14 +153,14 @@ class HttpClient:
             raise HTTP_ERRORS.classify(exc, target_of(url), budget) from None
 
 
-async def _read(resp: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+async def _read(resp: aiohttp.ClientResponse, url: str, limit: int, option: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
             raise ProbeError(Reason.PROTOCOL, f"{target_of(url)}: response body exceeds "
-                             f"{limit} bytes")
+                             f"{option} ({limit} bytes)")
         chunks.append(chunk)
     return b"".join(chunks)
 

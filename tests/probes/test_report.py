@@ -269,7 +269,7 @@ async def test_report_over_http(report_server: str, ctx: RuntimeContext,
     assert big.status is Status.PASS and "5000 tests" in big.message  # read in full
     capped = await KIND.run(_spec(format="junit", url=f"{report_server}/artifacts/big.xml",
                                   max_bytes=100_000), ctx)
-    assert capped.status is Status.ERROR and "over max_bytes 100000" in capped.message
+    assert capped.status is Status.ERROR and "exceeds max_bytes (100000 bytes)" in capped.message
     for result in (outcome, denied, missing, refused):
         assert secret not in result.message + repr(result.measurements)
     assert secret not in caplog.text
