@@ -279,8 +279,10 @@ async def run(spec: AlertmanagerCheck, ctx: ProbeContext) -> Outcome:
         if spec.mode == "receivers":
             return await _run_receivers(spec, ctx)
         return await _run_alerts(spec, ctx)
-    except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:  # the objective is kept beside the error
+        objective = ([Measurement(MAX_ACTIVE.name, float(spec.max_active))]
+                     if spec.mode == "active_alerts" else [])
+        return exc.with_measurements(objective).outcome()
 
 
 KIND = ProbeKind(

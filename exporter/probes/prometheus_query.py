@@ -31,6 +31,7 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
+from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials, target_of
 from exporter.transport.http_auth import (
     BasicAuth,
@@ -119,7 +120,8 @@ async def fetch_json(
     headers = api.request_headers()
     client = await ctx.client(HTTP, HttpOptions(tls=api.tls))
     response = await client.request(
-        "POST" if form is not None else "GET", api.endpoint(path), budget=request_timeout,
+        "POST" if form is not None else "GET", api.endpoint(path),
+        budget=request_budget(request_timeout),
         params=params, data=form, headers=headers, max_body_bytes=api.max_response_bytes,
         limit_option="max_response_bytes")
     status, body = response.status, response.body
@@ -356,8 +358,9 @@ async def run(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
         if spec.query is not None:
             return await _run_query(spec, ctx)
         return await _run_rules(spec, ctx)
-    except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:  # the objective is kept beside the error
+        objective = [Measurement(THRESHOLD.name, spec.threshold)] if spec.query else []
+        return exc.with_measurements(objective).outcome()
 
 
 KIND = ProbeKind(

@@ -37,6 +37,7 @@ from exporter.probes.report_formats import (
     parse_junit,
     parse_vulnerabilities,
 )
+from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials
 from exporter.transport.http_auth import check_url, credential_headers
 from exporter.transport.tls import TlsClientOptions
@@ -135,8 +136,9 @@ async def _fetch(spec: ReportCheck, ctx: ProbeContext) -> tuple[bytes, float | N
     assert spec.url is not None
     headers = credential_headers(bearer_token=spec.bearer_token)
     client = await ctx.client(HTTP, HttpOptions(tls=spec.tls))
-    response = await client.request("GET", spec.url, budget=spec.timeout * 0.95, headers=headers,
-                                    max_body_bytes=spec.max_bytes, limit_option="max_bytes")
+    response = await client.request("GET", spec.url, budget=request_budget(spec.timeout),
+                                    headers=headers, max_body_bytes=spec.max_bytes,
+                                    limit_option="max_bytes")
     if response.status == 404:
         raise _Missing(f"no report at {spec.url} (HTTP 404)")
     if response.status in (401, 403):
@@ -181,8 +183,9 @@ async def run(spec: ReportCheck, ctx: ProbeContext) -> Outcome:
         parsed = await ctx.run_blocking(_parse, spec, data)
     except _Missing as exc:
         return Outcome.failed(str(exc))
-    except ProbeError as exc:
-        return exc.outcome()
+    except ProbeError as exc:  # the objective is kept beside the error
+        objective = [] if spec.max_age is None else [Measurement(MAX_AGE.name, spec.max_age)]
+        return exc.with_measurements(objective).outcome()
     except ReportError as exc:
         return Outcome.errored(Reason.PROTOCOL, str(exc))
 

@@ -24,11 +24,24 @@ from exporter.model import ProbeError
 from exporter.transport.errors import BASE_ERRORS, ErrorTable
 from exporter.transport.tls import TlsClientOptions
 
-__all__ = ["Transport", "TransportRuntime"]
+__all__ = ["Transport", "TransportRuntime", "request_budget"]
 
 OptT = TypeVar("OptT")
 H = TypeVar("H")
 T = TypeVar("T")
+
+
+_BUDGET_SHARE = 0.95
+
+
+def request_budget(check_timeout: float) -> float:
+    """The time a transport may spend within a check's `timeout`.
+
+    A little less than the runner's own limit, so a slow server ends as the transport's
+    `error/timeout` naming the target, with the probe's measurements kept, rather than
+    as a cancelled run.
+    """
+    return check_timeout * _BUDGET_SHARE
 
 
 class TransportRuntime(Protocol):

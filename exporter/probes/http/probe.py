@@ -36,14 +36,12 @@ from exporter.probes.http.headers import (
     check_rate_limit_headers,
 )
 from exporter.probes.http.spec import HttpCheck
+from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials
 from exporter.transport.http_auth import credential_headers
 
 __all__ = ["KIND", "HttpCheck", "run"]
 
-# Leave the scheduler's own timeout a little room, so a slow target ends as our
-# error/timeout with a clear message rather than a cancelled run.
-_DEADLINE_SHARE = 0.95
 _BIG_TEXT = 64 * 1024
 
 
@@ -95,7 +93,7 @@ async def _judge_body(spec: HttpCheck, response: Response, ctx: ProbeContext,
 
 
 async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> None:
-    deadline = Deadline(spec.timeout * _DEADLINE_SHARE)
+    deadline = Deadline(request_budget(spec.timeout))
     auth = credential_headers(bearer_token=spec.bearer_token, scheme=spec.token_scheme,
                               basic_auth=spec.basic_auth, secret_headers=spec.secret_headers)
     data, body_headers = _request_body(spec)
