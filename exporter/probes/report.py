@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from exporter.model import (
     CheckSpec,
     Duration,
+    Findings,
     Measurement,
     MetricFamily,
     Outcome,
@@ -191,42 +192,50 @@ async def run(spec: ReportCheck, ctx: ProbeContext) -> Outcome:
 
     name = Path(origin).name if spec.path is not None else origin
     produced = parsed.timestamp if parsed.timestamp is not None else file_time
-    measurements: list[Measurement] = []
+    findings = Findings()
     if produced is not None:
-        measurements.append(Measurement(TIMESTAMP.name, produced))
+        findings.measure(TIMESTAMP, produced)
     if spec.max_age is not None:
-        measurements.append(Measurement(MAX_AGE.name, spec.max_age))
-    problems: list[str] = []
+        findings.measure(MAX_AGE, spec.max_age)
     if isinstance(parsed, TestCounts):
-        for result, value in (("passed", parsed.passed), ("failed", parsed.failures),
-                              ("errored", parsed.errors), ("skipped", parsed.skipped)):
-            measurements.append(Measurement(TESTS.name, float(value), {"result": result}))
-        summary = (f"{parsed.tests} tests, {parsed.failures} failed, {parsed.errors} errors, "
-                   f"{parsed.skipped} skipped")
-        if parsed.failures + parsed.errors > spec.max_failures:
-            problems.append(f"{parsed.failures + parsed.errors} failed or errored "
-                            f"(max {spec.max_failures})")
-        if parsed.tests < spec.min_tests:
-            problems.append(f"{parsed.tests} tests (min {spec.min_tests})")
+        summary = _judge_tests(spec, parsed, findings)
     else:
-        for severity in SEVERITIES:
-            measurements.append(Measurement(FINDINGS.name, float(parsed.by_severity[severity]),
-                                            {"severity": severity}))
-        for severity, allowed in spec.max_findings.items():
-            measurements.append(Measurement(ALLOWED.name, float(allowed),
-                                            {"severity": severity}))
-            if parsed.by_severity[severity] > allowed:
-                problems.append(f"{parsed.by_severity[severity]} {severity} (max {allowed})")
-        shown = ", ".join(f"{parsed.by_severity[s]} {s}" for s in SEVERITIES
-                          if parsed.by_severity[s])
-        summary = f"{parsed.format.value}: {shown or 'no findings'}"
+        summary = _judge_findings(spec, parsed, findings)
     age = _age_problem(spec, produced, ctx.now())
     if age:
-        problems.append(age)
+        findings.problem(age)
     message = f"{name}: {summary}"
-    if problems:
-        return Outcome.failed(f"{message}; " + "; ".join(problems), tuple(measurements))
-    return Outcome.passed(message, tuple(measurements))
+    measurements = tuple(findings.measurements)
+    if findings.failed:
+        return Outcome.failed(f"{message}; " + "; ".join(findings.problems), measurements)
+    return Outcome.passed(message, measurements)
+
+
+def _judge_tests(spec: ReportCheck, parsed: TestCounts, findings: Findings) -> str:
+    """JUnit rules; returns the summary."""
+    for result, value in (("passed", parsed.passed), ("failed", parsed.failures),
+                          ("errored", parsed.errors), ("skipped", parsed.skipped)):
+        findings.measure(TESTS, value, result=result)
+    if parsed.failures + parsed.errors > spec.max_failures:
+        findings.problem(f"{parsed.failures + parsed.errors} failed or errored "
+                         f"(max {spec.max_failures})")
+    if parsed.tests < spec.min_tests:
+        findings.problem(f"{parsed.tests} tests (min {spec.min_tests})")
+    return (f"{parsed.tests} tests, {parsed.failures} failed, {parsed.errors} errors, "
+            f"{parsed.skipped} skipped")
+
+
+def _judge_findings(spec: ReportCheck, parsed: VulnCounts, findings: Findings) -> str:
+    """Vulnerability rules; returns the summary."""
+    for severity in SEVERITIES:
+        findings.measure(FINDINGS, parsed.by_severity[severity], severity=severity)
+    for severity, allowed in spec.max_findings.items():
+        findings.measure(ALLOWED, allowed, severity=severity)
+        if parsed.by_severity[severity] > allowed:
+            findings.problem(f"{parsed.by_severity[severity]} {severity} (max {allowed})")
+    shown = ", ".join(f"{parsed.by_severity[s]} {s}" for s in SEVERITIES
+                      if parsed.by_severity[s])
+    return f"{parsed.format.value}: {shown or 'no findings'}"
 
 
 KIND = ProbeKind(

@@ -92,15 +92,63 @@ async def _judge_body(spec: HttpCheck, response: Response, ctx: ProbeContext,
             report.note(f"{count} JSON assertion{'s' if count > 1 else ''} hold")
 
 
+def _judge_status(spec: HttpCheck, response: Response, report: Findings) -> bool:
+    """Status and latency of the main answer; whether the status is an expected one."""
+    status_ok = response.status in spec.expected_status
+    if not status_ok and spec.authenticated and response.status in (401, 403):
+        raise reject_credentials(spec.url, response.status)
+    if not status_ok:
+        expected = "/".join(str(code) for code in spec.expected_status)
+        report.problem(f"status {response.status}, expected {expected}")
+    else:
+        report.note(f"{response.status} in {response.elapsed * 1000:.0f} ms")
+    if spec.max_latency is not None and response.elapsed > spec.max_latency:
+        report.problem(f"took {response.elapsed * 1000:.0f} ms > {spec.max_latency * 1000:.0f} ms")
+    return status_ok
+
+
+async def _judge_answer(spec: HttpCheck, response: Response, sent_id: str | None,
+                        caller: Caller, ctx: ProbeContext, report: Findings) -> None:
+    """The sub-checks that read the main answer (headers always, documents on success)."""
+    status_ok = _judge_status(spec, response, report)
+    https = URL(response.url).scheme == "https"
+    if spec.hsts is not None:
+        check_hsts(spec.hsts, response.headers, https, report)
+    if spec.correlation_id is not None:
+        check_correlation(spec.correlation_id, response.headers, sent_id, report)
+    if spec.rate_limit is not None and spec.rate_limit.require_headers:
+        check_rate_limit_headers(response.headers, report)
+    if not status_ok:  # body checks only make sense on the expected answer
+        return
+    await _judge_body(spec, response, ctx, report)
+    if spec.oidc is not None:
+        await check_oidc(spec.oidc, response, caller, ctx, report)
+    if spec.saml_metadata is not None:
+        await check_saml(spec.saml_metadata, response, ctx, report)
+    if spec.prometheus_exposition is not None:
+        await check_exposition(spec.prometheus_exposition, response, ctx, report)
+
+
+async def _active_checks(spec: HttpCheck, caller: Caller, report: Findings) -> None:
+    """The sub-checks that send their own requests."""
+    if spec.cors is not None:
+        await check_cors(spec.cors, spec.url, caller, report)
+    if spec.input_validation is not None:
+        await check_input_validation(spec.input_validation, spec.url, caller, report)
+    if spec.waf is not None:
+        await check_waf(spec.waf, spec.url, caller, report)
+    if spec.rate_limit is not None and spec.rate_limit.burst is not None:
+        await check_burst(spec.rate_limit.burst, spec.url, caller, report)
+
+
 async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> None:
-    deadline = Deadline(request_budget(spec.timeout))
     auth = credential_headers(bearer_token=spec.bearer_token, scheme=spec.token_scheme,
                               basic_auth=spec.basic_auth, secret_headers=spec.secret_headers)
-    data, body_headers = _request_body(spec)
+    data, extra = _request_body(spec)
     client = await ctx.client(HTTP, HttpOptions(tls=spec.tls))
-    caller = Caller(client=client, deadline=deadline, headers=dict(spec.headers),
-                    auth_headers=auth, max_body_bytes=spec.max_body_bytes)
-    extra = dict(body_headers)
+    caller = Caller(client=client, deadline=Deadline(request_budget(spec.timeout)),
+                    headers=dict(spec.headers), auth_headers=auth,
+                    max_body_bytes=spec.max_body_bytes)
     sent_id: str | None = None
     if spec.correlation_id is not None and spec.correlation_id.echo_header is not None:
         sent_id = f"readiness-{uuid.uuid4().hex}"
@@ -117,44 +165,8 @@ async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> N
     report.measure(m.STATUS_CODE, response.status)
     report.measure(m.DURATION, response.elapsed)
     report.measure(m.RESPONSE_BYTES, len(response.body))
-
-    status_ok = response.status in spec.expected_status
-    if not status_ok and spec.authenticated and response.status in (401, 403):
-        raise reject_credentials(spec.url, response.status)
-    if not status_ok:
-        expected = "/".join(str(code) for code in spec.expected_status)
-        report.problem(f"status {response.status}, expected {expected}")
-    else:
-        report.note(f"{response.status} in {response.elapsed * 1000:.0f} ms")
-    if spec.max_latency is not None and response.elapsed > spec.max_latency:
-        report.problem(f"took {response.elapsed * 1000:.0f} ms > {spec.max_latency * 1000:.0f} ms")
-
-    https = URL(response.url).scheme == "https"
-    if spec.hsts is not None:
-        check_hsts(spec.hsts, response.headers, https, report)
-    if spec.correlation_id is not None:
-        check_correlation(spec.correlation_id, response.headers, sent_id, report)
-    if spec.rate_limit is not None and spec.rate_limit.require_headers:
-        check_rate_limit_headers(response.headers, report)
-
-    # Body checks only make sense on the expected answer.
-    if status_ok:
-        await _judge_body(spec, response, ctx, report)
-        if spec.oidc is not None:
-            await check_oidc(spec.oidc, response, caller, ctx, report)
-        if spec.saml_metadata is not None:
-            await check_saml(spec.saml_metadata, response, ctx, report)
-        if spec.prometheus_exposition is not None:
-            await check_exposition(spec.prometheus_exposition, response, ctx, report)
-
-    if spec.cors is not None:
-        await check_cors(spec.cors, spec.url, caller, report)
-    if spec.input_validation is not None:
-        await check_input_validation(spec.input_validation, spec.url, caller, report)
-    if spec.waf is not None:
-        await check_waf(spec.waf, spec.url, caller, report)
-    if spec.rate_limit is not None and spec.rate_limit.burst is not None:
-        await check_burst(spec.rate_limit.burst, spec.url, caller, report)
+    await _judge_answer(spec, response, sent_id, caller, ctx, report)
+    await _active_checks(spec, caller, report)
 
 
 async def run(spec: HttpCheck, ctx: ProbeContext) -> Outcome:
