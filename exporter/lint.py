@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel
-
-from exporter.model import SecretRef
+from exporter.model import walk_options
 from exporter.transport.spellings import deprecation_warnings
 
 if TYPE_CHECKING:
@@ -43,19 +41,9 @@ def _normal(name: str) -> str:
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     """Every string in a configuration object, with its option path."""
-    if isinstance(value, SecretRef):
-        return
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _strings(getattr(value, name), f"{path}.{name}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}")
+    for where, node in walk_options(value, path):
+        if isinstance(node, str):
+            yield where, node
 
 
 def url_warnings(path: str, value: str) -> list[str]:

@@ -7,7 +7,7 @@ depend on it, never the other way round.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -47,6 +47,7 @@ __all__ = [
     "Severity",
     "Status",
     "parse_duration",
+    "walk_options",
 ]
 
 
@@ -182,6 +183,30 @@ def _secret_ref_before(value: object) -> object:
 
 
 SecretReference = Annotated[SecretRef, BeforeValidator(_secret_ref_before)]
+
+
+# --------------------------------------------------------------------------- walking
+
+
+def walk_options(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every node of a configuration object with its option path, outermost first.
+
+    Models, lists, tuples and dicts are entered (`checks (id x).tls.ca_file`,
+    `.secret_headers.X-Key`, `.items[0]`); a `SecretRef` is a leaf (a reference is not
+    entered). Used to find secret references, old option spellings, URLs...
+    """
+    yield path, value
+    if isinstance(value, SecretRef):
+        return
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from walk_options(getattr(value, name), f"{path}.{name}" if path else name)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from walk_options(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk_options(item, f"{path}.{key}")
 
 
 # --------------------------------------------------------------------------- check spec

@@ -10,7 +10,6 @@ loaded configuration and says, per use, which option to write instead. `validate
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from pydantic import (
@@ -20,6 +19,8 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     model_validator,
 )
+
+from exporter.model import walk_options
 
 __all__ = ["RenamedOptions", "deprecation_warnings"]
 
@@ -70,24 +71,12 @@ def _move(data: dict[str, Any], old: str, new: str) -> None:
     target[last] = data.pop(old)
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, RenamedOptions]]:
-    if isinstance(value, RenamedOptions):
-        yield path, value
-    if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _walk(getattr(value, name), f"{path}.{name}" if path else name)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _walk(item, f"{path}[{index}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}")
-
-
 def deprecation_warnings(value: Any, path: str) -> list[str]:
     """One warning per old option spelling used anywhere inside `value` (a model)."""
     found: list[str] = []
-    for where, model in _walk(value, path):
+    for where, model in walk_options(value, path):
+        if not isinstance(model, RenamedOptions):
+            continue
         for old, new in model.old_spellings():
             found.append(f"{where}.{old} is deprecated: write {where}.{new} (the old name "
                          "is accepted until the next release)")
