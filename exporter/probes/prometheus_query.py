@@ -35,8 +35,8 @@ from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials, target_of
 from exporter.transport.http_auth import (
     BasicAuth,
+    HttpUrl,
     check_plain_headers,
-    check_url,
     credential_headers,
 )
 from exporter.transport.tls import TlsClientOptions
@@ -62,7 +62,7 @@ class ApiEndpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="base URL of the API (a path prefix is kept)")
+    url: HttpUrl = Field(description="base URL of the API (a path prefix is kept)")
     bearer_token: SecretReference | None = Field(
         default=None, description="sent as `Authorization: Bearer <token>`")
     basic_auth: BasicAuth | None = None
@@ -73,11 +73,6 @@ class ApiEndpoint(BaseModel):
     tls: TlsClientOptions = Field(default_factory=TlsClientOptions,
                                   description="TLS client options (ca_file, cert_file, "
                                   "key_file, server_name, insecure_skip_verify)")
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str) -> str:
-        return check_url(value)
 
     @field_validator("headers")
     @classmethod
@@ -155,7 +150,7 @@ class PrometheusQueryCheck(CheckSpec, ApiEndpoint):
     """`kind: prometheus_query` options: `query` (+ op/threshold) or `rule_groups`."""
 
     kind: Literal["prometheus_query"]
-    url: str = Field(default="http://prometheus:9090",
+    url: HttpUrl = Field(default="http://prometheus:9090",
                      description="Prometheus (or Thanos/Mimir query) base URL")
     query: str | None = Field(default=None, min_length=1,
                               description="PromQL instant query (vector or scalar result)")

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from exporter.model import (
     CheckSpec,
@@ -40,7 +40,7 @@ from exporter.probes.report_formats import (
 )
 from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials
-from exporter.transport.http_auth import check_url, credential_headers
+from exporter.transport.http_auth import HttpUrl, credential_headers
 from exporter.transport.tls import TlsClientOptions
 
 Format = Literal["junit", "trivy", "grype", "osv", "pip_audit", "vulnerabilities"]
@@ -55,7 +55,7 @@ class ReportCheck(CheckSpec):
                            "vulnerabilities (any of the four scanners, detected)")
     path: str | None = Field(default=None, min_length=1,
                              description="file or glob (`**` allowed); the newest match is read")
-    url: str | None = Field(default=None, description="fetch the report over HTTP instead")
+    url: HttpUrl | None = Field(default=None, description="fetch the report over HTTP instead")
     bearer_token: SecretReference | None = Field(
         default=None, description="token sent as `Authorization: Bearer` to `url`")
     tls: TlsClientOptions = Field(default_factory=TlsClientOptions,
@@ -73,11 +73,6 @@ class ReportCheck(CheckSpec):
         "pip-audit findings)")
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="larger reports "
                            "are refused")
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> ReportCheck:

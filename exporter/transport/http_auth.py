@@ -11,14 +11,15 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from yarl import URL
 
 from exporter.model import SecretRef, SecretReference
 from exporter.transport.secrets import resolve_secret
 
-__all__ = ["CREDENTIAL_HEADERS", "BasicAuth", "check_plain_headers", "check_url",
+__all__ = ["CREDENTIAL_HEADERS", "BasicAuth", "HttpUrl", "check_plain_headers", "check_url",
            "credential_headers"]
 
 CREDENTIAL_HEADERS = frozenset({
@@ -50,6 +51,10 @@ def check_url(value: str, *, what: str = "url") -> str:
     if url.user is not None or url.password is not None:
         raise ValueError(f"{what} must not contain credentials; use basic_auth or bearer_token")
     return value
+
+
+HttpUrl = Annotated[str, AfterValidator(check_url)]
+"""An absolute http(s) URL without credentials in it (an option type)."""
 
 
 def check_header_names(names: Mapping[str, object]) -> None:

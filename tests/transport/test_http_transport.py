@@ -156,3 +156,18 @@ checks:
     assert ("warning: checks (id api).tls.client_cert is deprecated: write "
             "checks (id api).tls.cert_file") in result.stderr
     assert "checks (id api).tls.client_key is deprecated" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["http", "prometheus_query", "alertmanager", "report"])
+@pytest.mark.parametrize("url", ["ftp://host/x", "https://user:pw@host/", "/relative"])
+def test_every_http_kind_checks_its_url_the_same_way(kind: str, url: str) -> None:
+    from pydantic import ValidationError
+
+    from exporter import registry
+
+    extra = {"prometheus_query": {"query": "up"}, "alertmanager": {"mode": "active_alerts"},
+             "report": {"format": "junit"}}.get(kind, {})
+    with pytest.raises(ValidationError) as info:
+        registry.probe_kind(kind).spec.model_validate(
+            {"id": "x", "section": "1.1", "title": "t", "kind": kind, "url": url, **extra})
+    assert [e["loc"] for e in info.value.errors()] == [("url",)]

@@ -18,9 +18,9 @@ from yarl import URL
 from exporter.model import CheckSpec, Duration, SecretReference
 from exporter.transport.http_auth import (
     BasicAuth,
+    HttpUrl,
     check_header_names,
     check_plain_headers,
-    check_url,
 )
 from exporter.transport.tls import TlsClientOptions
 
@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
 
 
 class _Block(BaseModel):
@@ -142,7 +141,7 @@ class HstsSpec(_Block):
 class CorsSpec(_Block):
     """CORS restriction (2.2.3): a preflight from a foreign origin must not be allowed."""
 
-    url: str | None = Field(default=None, description="endpoint to test (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint to test (default: url)")
     foreign_origin: str = Field(default="https://readiness-probe.invalid",
                                 description="an origin the service must not trust")
     request_method: str = Field(default="POST", pattern=r"^[A-Z]+$",
@@ -156,11 +155,6 @@ class CorsSpec(_Block):
                                     "allowing it is a failure")
     allowed_origin: str | None = Field(default=None, description="a trusted origin whose "
                                        "preflight must be allowed (proves CORS is on)")
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, what="cors.url")
 
     @field_validator("foreign_origin", "allowed_origin")
     @classmethod
@@ -180,15 +174,10 @@ class BurstSpec(_Block):
     """
 
     own_endpoint: Literal[True] = Field(description="confirms the endpoint is yours")
-    url: str | None = Field(default=None, description="endpoint to hit (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint to hit (default: url)")
     method: Method = "GET"
     requests: int = Field(default=100, ge=1, le=1000, description="hard cap on requests")
     concurrency: int = Field(default=10, ge=1, le=50)
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, what="rate_limit.burst.url")
 
 
 class RateLimitSpec(_Block):
@@ -208,16 +197,11 @@ class RateLimitSpec(_Block):
 class InputValidationSpec(_Block):
     """Opt-in (2.2.5): a malformed body must be answered 4xx, never 5xx or 2xx."""
 
-    url: str | None = Field(default=None, description="endpoint (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint (default: url)")
     method: Method = "POST"
     body: str = Field(default='{"readiness_probe": [1, 2,', description="malformed payload")
     content_type: str = "application/json"
     expected_status: list[int] = Field(default=[400, 413, 415, 422], min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, what="input_validation.url")
 
     @field_validator("expected_status")
     @classmethod
@@ -228,18 +212,13 @@ class InputValidationSpec(_Block):
 class WafSpec(_Block):
     """Opt-in (2.2.6): a benign attack signature must be blocked with 403/406."""
 
-    url: str | None = Field(default=None, description="endpoint (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint (default: url)")
     method: Method = "GET"
     query: dict[str, str] = Field(
         default={"q": "<script>alert('readiness-probe')</script>' OR '1'='1"},
         description="query parameters carrying the signature")
     headers: dict[str, str] = {}
     expected_status: list[int] = Field(default=[403, 406], min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, what="waf.url")
 
     @field_validator("headers")
     @classmethod
@@ -310,7 +289,7 @@ class HttpCheck(CheckSpec):
     """`kind: http` options."""
 
     kind: Literal["http"]
-    url: str = Field(description="absolute http(s) URL")
+    url: HttpUrl = Field(description="absolute http(s) URL")
     method: Method = "GET"
     headers: dict[str, str] = Field(default={}, description="extra request headers "
                                     "(no credentials: see bearer_token / secret_headers)")
@@ -343,11 +322,6 @@ class HttpCheck(CheckSpec):
     oidc: OidcSpec | None = None
     saml_metadata: SamlMetadataSpec | None = None
     prometheus_exposition: PrometheusExpositionSpec | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str) -> str:
-        return check_url(value)
 
     @field_validator("headers")
     @classmethod
