@@ -282,3 +282,23 @@ def test_spec_needs_exactly_one_source() -> None:
         _spec(format="junit", path="a.xml", url="http://127.0.0.1/a.xml")
     with pytest.raises(ValueError, match="literal"):
         _spec(format="trivy", path="a", max_findings={"severe": 1})
+
+
+def test_tls_and_credentials_only_with_a_url() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="tls is only used with url"):
+        _spec(format="junit", path="reports/*.xml", tls={"insecure_skip_verify": True})
+    with pytest.raises(ValidationError, match="must not contain credentials"):
+        _spec(format="junit", url="https://ci:hunter2@ci.example/junit.xml")
+    spec = _spec(format="junit", url="https://ci.example/junit.xml",
+                 tls={"ca_file": "/etc/ci-ca.pem", "server_name": "ci.internal"})
+    assert spec.tls.server_name == "ci.internal"
+
+
+async def test_an_unresolvable_report_host_is_a_dns_error(ctx: RuntimeContext) -> None:
+    """Before the transport layer, `report` said error/connect where `http` said dns."""
+    outcome = await KIND.run(_spec(format="junit",
+                                   url="https://ci-artifacts.invalid/unit/junit.xml"), ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.DNS)
+    assert "ci-artifacts.invalid" in outcome.message
