@@ -28,6 +28,7 @@ __all__ = [
     "ErrorRow",
     "ErrorTable",
     "os_cause",
+    "verify_detail",
 ]
 
 
@@ -50,7 +51,8 @@ def os_cause(error: BaseException | None) -> str:
     return type(error).__name__
 
 
-def _verify_detail(exc: BaseException) -> str:
+def verify_detail(exc: BaseException) -> str:
+    """The certificate verification reason of an ssl error (or of a library's wrapper)."""
     error = getattr(exc, "certificate_error", exc)  # aiohttp keeps the ssl error there
     message = getattr(error, "verify_message", None)
     return str(message) if message else "verification failed"
@@ -130,7 +132,7 @@ BASE_ERRORS = ErrorTable([
     ErrorRow(OSError, Reason.CONNECT, "cannot connect to {target}: {cause}"),
     ErrorRow(TimeoutError, Reason.TIMEOUT, "{target} did not answer{within}"),
     ErrorRow(ssl.SSLCertVerificationError, Reason.TLS,
-             "TLS certificate of {target} rejected: {detail}", _verify_detail),
+             "TLS certificate of {target} rejected: {detail}", verify_detail),
     ErrorRow(ssl.SSLError, Reason.TLS, "TLS handshake with {target} failed"),
     ErrorRow(CredentialsRejected, Reason.AUTH, "{target} rejected the credentials{detail}",
              _rejected_detail),

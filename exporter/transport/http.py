@@ -21,7 +21,13 @@ from yarl import URL
 
 from exporter.model import ProbeError, Reason
 from exporter.transport.base import Transport, TransportRuntime
-from exporter.transport.errors import BASE_ERRORS, CredentialsRejected, ErrorRow, ErrorTable
+from exporter.transport.errors import (
+    BASE_ERRORS,
+    CredentialsRejected,
+    ErrorRow,
+    ErrorTable,
+    verify_detail,
+)
 from exporter.transport.tls import TlsClientOptions
 
 __all__ = [
@@ -41,9 +47,7 @@ USER_AGENT = "readiness-exporter"
 HTTP_ERRORS = BASE_ERRORS.extend([
     ErrorRow(aiohttp.ClientConnectorDNSError, Reason.DNS, "cannot resolve {target}"),
     ErrorRow(aiohttp.ClientConnectorCertificateError, Reason.TLS,
-             "TLS certificate of {target} rejected: {detail}",
-             lambda exc: str(getattr(getattr(exc, "certificate_error", None),
-                                     "verify_message", None) or "verification failed")),
+             "TLS certificate of {target} rejected: {detail}", verify_detail),
     ErrorRow(aiohttp.ClientSSLError, Reason.TLS, "TLS handshake with {target} failed"),
     ErrorRow(aiohttp.ClientConnectorError, Reason.CONNECT, "cannot connect to {target}: {cause}"),
     ErrorRow(aiohttp.ClientOSError, Reason.CONNECT, "connection to {target} failed: {cause}"),
