@@ -65,6 +65,9 @@ class Transport(ABC, Generic[OptT, H]):
     name: ClassVar[str]
     errors: ClassVar[ErrorTable] = BASE_ERRORS
     """Exception -> reason rows; extend `BASE_ERRORS` with the client library's types."""
+    idle_close_after: ClassVar[float | None] = 900.0
+    """Close a client no check used for this many seconds (options changed on reload);
+    None keeps clients until the runtime stops."""
 
     def key(self, options: OptT) -> Hashable:
         """What identifies one client: equal keys share it (default: the options, which

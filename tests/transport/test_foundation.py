@@ -244,6 +244,25 @@ async def test_clients_are_opened_once_per_options_and_closed_with_the_runtime(
     assert transport.closed == 4
 
 
+async def test_clients_unused_for_their_idle_limit_are_closed() -> None:
+    """A reload that changes a check's options leaves the old client unused: it goes."""
+    from exporter.transport.clients import ClientRegistry
+
+    now = [0.0]
+    transport = _Counting()
+    clients = ClientRegistry(lambda: None, lambda f, *a: f(*a),  # type: ignore[arg-type,return-value]
+                             clock=lambda: now[0])
+    old, new = TlsClientOptions(server_name="old"), TlsClientOptions(server_name="new")
+    await clients.get(transport, old)
+    for _ in range(20):  # only the new options are used from now on, every minute
+        now[0] += 60
+        await clients.get(transport, new)
+    assert len(clients) == 1 and transport.closed == 1  # old: idle > 900 s, closed
+    await clients.get(transport, old)  # reopened on demand
+    assert transport.opened == 3
+    await clients.aclose()
+
+
 async def test_a_client_context_rejects_foreign_connectors(ctx: RuntimeContext) -> None:
     class NotATransport:
         name = "x"
