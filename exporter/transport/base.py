@@ -65,9 +65,11 @@ class Transport(ABC, Generic[OptT, H]):
     name: ClassVar[str]
     errors: ClassVar[ErrorTable] = BASE_ERRORS
     """Exception -> reason rows; extend `BASE_ERRORS` with the client library's types."""
-    idle_close_after: ClassVar[float | None] = 900.0
-    """Close a client no check used for this many seconds (options changed on reload);
-    None keeps clients until the runtime stops."""
+    idle_close_after: ClassVar[float | None] = None
+    """Close a client no check asked for during this many seconds (options changed on
+    reload), e.g. 900 for a connection pool. Pick it above the longest time one run
+    holds a handle (a restore drill): an idle client is closed even if a run still has
+    it. None (the default) keeps clients until the runtime stops."""
 
     def key(self, options: OptT) -> Hashable:
         """What identifies one client: equal keys share it (default: the options, which

@@ -206,6 +206,7 @@ def test_secret_resolution_errors_name_the_option_never_a_value(tmp_path: Path) 
 
 class _Counting(Transport[TlsClientOptions, dict[str, Any]]):
     name: ClassVar[str] = "counting"
+    idle_close_after: ClassVar[float | None] = 900.0
 
     def __init__(self) -> None:
         self.opened = 0
