@@ -22,8 +22,8 @@ async def run_check(spec: CheckSpec, ctx: ProbeContext) -> tuple[Outcome, float]
     Never raises (except cancellation): a timeout becomes `error/timeout`, a
     `ProbeError` its own reason (with the measurements it carries), any other exception
     `error/internal` with only the exception's type in the message (exception text may
-    carry secrets). Configured
-    secret values are scrubbed from the outcome (`redact.active()`).
+    carry secrets). Configured secret values are scrubbed from the outcome
+    (`redact.active()`).
     """
     started = time.monotonic()
     try:
