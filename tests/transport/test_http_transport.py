@@ -172,3 +172,33 @@ def test_every_http_kind_checks_its_url_the_same_way(kind: str, url: str) -> Non
         registry.probe_kind(kind).spec.model_validate(
             {"id": "x", "section": "1.1", "title": "t", "kind": kind, "url": url, **extra})
     assert [e["loc"] for e in info.value.errors()] == [("url",)]
+
+
+async def test_user_agents(ctx: RuntimeContext) -> None:
+    """`http` checks keep their User-Agent (WAF rules may name it); the other HTTP kinds
+    now say who they are instead of aiohttp's default."""
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("User-Agent", ""))
+        if request.path == "/api/v1/query":
+            return web.json_response({"status": "success",
+                                      "data": {"resultType": "scalar", "result": [0, "1"]}})
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        base = {"section": "6.2", "title": "t"}
+        await HTTP_KIND.run(HttpCheck.model_validate(
+            {**base, "id": "h", "kind": "http", "url": f"http://127.0.0.1:{port}/health"}), ctx)
+        await PROM_KIND.run(PrometheusQueryCheck.model_validate(
+            {**base, "id": "p", "kind": "prometheus_query", "url": f"http://127.0.0.1:{port}",
+             "query": "1"}), ctx)
+    finally:
+        await runner.cleanup()
+    assert seen == ["readiness-exporter/http-probe", "readiness-exporter"]

@@ -17,7 +17,11 @@ from multidict import CIMultiDict
 from exporter.model import ProbeError, Reason
 from exporter.transport.http import HttpClient, Response
 
-__all__ = ["Caller", "Deadline", "Response"]
+__all__ = ["USER_AGENT", "Caller", "Deadline", "Response"]
+
+USER_AGENT = "readiness-exporter/http-probe"
+"""What `http` checks send as User-Agent (unchanged by the transport layer: WAF rules and
+access-log filters may name it); other HTTP kinds send `readiness-exporter`."""
 
 
 class Deadline:
@@ -59,6 +63,7 @@ class Caller:
     ) -> Response:
         """One request with the run's headers (and credentials unless told not to)."""
         headers: CIMultiDict[str] = CIMultiDict(self.headers)
+        headers.setdefault("User-Agent", USER_AGENT)
         if authenticated:
             headers.update(self.auth_headers)
         if extra_headers:
