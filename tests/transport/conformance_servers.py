@@ -106,8 +106,10 @@ class HttpFamily:
     @contextlib.asynccontextmanager
     async def rejecting_server(self) -> AsyncIterator[Endpoint]:
         async def deny(request: web.Request) -> web.Response:
-            return web.Response(status=401, text="unauthorized",
-                                headers={"WWW-Authenticate": "Bearer"})
+            # Echo what was sent, as careless servers do: it must not reach a message.
+            sent = request.headers.get("Authorization", "")
+            return web.Response(status=401, text=f"unauthorized: {sent}",
+                                headers={"WWW-Authenticate": f'Bearer error="{sent}"'})
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", deny)

@@ -9,6 +9,7 @@ server refusing credentials for its protocol) and one `Subject` per probe kind b
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -156,7 +157,9 @@ def _secret_free(outcome: Outcome, secret: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 @pytest.mark.parametrize("subject", SUBJECTS, ids=[s.kind for s in SUBJECTS])
 async def test_same_failure_same_reason(subject: Subject, case: Case, ca: trustme.CA,
-                                        other_ca: Path, token: str, tmp_path: Path) -> None:
+                                        other_ca: Path, token: str, tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     context = RuntimeContext(state_dir=tmp_path / "state")
     try:
         async with _check_for(case, subject, ca, other_ca, tmp_path) as spec:
@@ -166,6 +169,7 @@ async def test_same_failure_same_reason(subject: Subject, case: Case, ca: trustm
     assert outcome.status is Status.ERROR, outcome
     assert outcome.reason is case.reason, outcome.message
     _secret_free(outcome, token)
+    assert token not in caplog.text
     if case.transport_reached:
         kept = {m.family for m in outcome.measurements}
         assert subject.kept_on_error <= kept, outcome.measurements
