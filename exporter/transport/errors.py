@@ -132,7 +132,8 @@ BASE_ERRORS = ErrorTable([
     ErrorRow(OSError, Reason.CONNECT, "cannot connect to {target}: {cause}"),
     ErrorRow(TimeoutError, Reason.TIMEOUT, "{target} did not answer{within}"),
     ErrorRow(ssl.SSLCertVerificationError, Reason.TLS,
-             "TLS certificate of {target} rejected: {detail}", verify_detail),
+             "TLS certificate of {target} rejected: {detail} (see tls.ca_file and "
+             "tls.server_name)", verify_detail),
     ErrorRow(ssl.SSLError, Reason.TLS, "TLS handshake with {target} failed"),
     ErrorRow(CredentialsRejected, Reason.AUTH, "{target} rejected the credentials{detail}",
              _rejected_detail),

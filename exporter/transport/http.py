@@ -47,7 +47,8 @@ USER_AGENT = "readiness-exporter"
 HTTP_ERRORS = BASE_ERRORS.extend([
     ErrorRow(aiohttp.ClientConnectorDNSError, Reason.DNS, "cannot resolve {target}"),
     ErrorRow(aiohttp.ClientConnectorCertificateError, Reason.TLS,
-             "TLS certificate of {target} rejected: {detail}", verify_detail),
+             "TLS certificate of {target} rejected: {detail} (see tls.ca_file and "
+             "tls.server_name)", verify_detail),
     ErrorRow(aiohttp.ClientSSLError, Reason.TLS, "TLS handshake with {target} failed"),
     ErrorRow(aiohttp.ClientConnectorError, Reason.CONNECT, "cannot connect to {target}: {cause}"),
     ErrorRow(aiohttp.ClientOSError, Reason.CONNECT, "connection to {target} failed: {cause}"),

@@ -69,6 +69,7 @@ async def test_server_name_is_sent_and_verified(named_server: tuple[trustme.CA, 
     assert by_address.status is Status.ERROR and by_address.reason is Reason.TLS
     assert f"127.0.0.1:{port}" in by_address.message
     assert "not valid for '127.0.0.1'" in by_address.message  # the verification reason
+    assert "tls.server_name" in by_address.message  # and what to change
     named = await HTTP_KIND.run(_http(port, ca_file=ca_file, server_name="api.internal.test"),
                                 ctx)
     assert named.status is Status.PASS, named.message
