@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -14,18 +15,24 @@ from typing import Any, TypeVar
 import aiohttp
 
 from exporter import registry
-from exporter.model import CheckView, ConnectionSpec
+from exporter.model import CheckView, ConnectionSpec, Connector, Lifespan
+from exporter.transport.base import Transport
+from exporter.transport.clients import ClientRegistry
 
 T = TypeVar("T")
+OptT = TypeVar("OptT")
+H = TypeVar("H")
 
 log = logging.getLogger("readiness.context")
 
 
 class RuntimeContext:
-    """Holds the shared aiohttp session, thread pool and named connections.
+    """Holds the shared aiohttp session, thread pool, transport clients, named connections
+    and the probe kinds' lifespans.
 
-    Connections are opened lazily on first use and closed by `aclose()`. A connection
-    whose spec changed on reload is closed and reopened; unchanged ones are kept.
+    Connections and transport clients are opened lazily on first use and closed by
+    `aclose()`. A connection whose spec changed on reload is closed and reopened;
+    unchanged ones are kept. Lifespans are entered on first use and exited first.
     """
 
     def __init__(
@@ -46,6 +53,10 @@ class RuntimeContext:
                                             thread_name_prefix="readiness-probe")
         self._state_dir = state_dir
         self._checks = checks or (lambda: [])
+        self._transports = ClientRegistry(lambda: self.http, self.run_blocking)
+        self._lifespans = contextlib.AsyncExitStack()
+        self._kind_states: dict[str, Any] = {}
+        self._entering = asyncio.Lock()
 
     # -- ProbeContext
 
@@ -101,6 +112,21 @@ class RuntimeContext:
     def now(self) -> float:
         return time.time()
 
+    async def client(self, transport: Connector[OptT, H], options: OptT) -> H:
+        return await self._transports.get(_transport(transport), options)
+
+    async def refresh_client(self, transport: Connector[OptT, H], options: OptT) -> None:
+        await self._transports.refresh(_transport(transport), options)
+
+    async def kind_state(self, lifespan: Lifespan[T]) -> T:
+        if lifespan.name not in self._kind_states:
+            async with self._entering:
+                if lifespan.name not in self._kind_states:
+                    state = await self._lifespans.enter_async_context(lifespan.enter(self))
+                    self._kind_states[lifespan.name] = state
+        value: T = self._kind_states[lifespan.name]
+        return value
+
     # -- lifecycle
 
     async def update_connections(self, connections: Mapping[str, ConnectionSpec]) -> None:
@@ -121,9 +147,22 @@ class RuntimeContext:
                         extra={"connection": name, "error": type(exc).__name__})
 
     async def aclose(self) -> None:
-        """Close every client and the thread pool."""
+        """Exit the kinds' lifespans, then close every client and the thread pool."""
+        try:
+            await self._lifespans.aclose()
+        except Exception as exc:  # a failing lifespan must not keep clients open
+            log.warning("ending a probe kind's lifespan failed",
+                        extra={"error": type(exc).__name__})
+        self._kind_states.clear()
+        await self._transports.aclose()
         for name in list(self._clients):
             await self.discard_connection(name)
         if self._http is not None and not self._http.closed:
             await self._http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _transport(connector: Connector[OptT, H]) -> Transport[OptT, H]:
+    if not isinstance(connector, Transport):
+        raise TypeError(f"{type(connector).__name__} is not an exporter.transport Transport")
+    return connector

@@ -1,4 +1,5 @@
-"""Warnings about a valid configuration that exposes a secret: an API key in a URL.
+"""Warnings about a valid configuration: a secret exposed in a URL (an API key in a query
+string), an option written with its deprecated old name.
 
 A URL is shown in messages, on the board and in logs, and proxies log it too; a
 credential belongs in a secret reference (`bearer_token`, `secret_headers`, a
@@ -15,9 +16,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel
-
-from exporter.model import SecretRef
+from exporter.model import walk_options
+from exporter.transport.spellings import deprecation_warnings
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -41,19 +41,9 @@ def _normal(name: str) -> str:
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     """Every string in a configuration object, with its option path."""
-    if isinstance(value, SecretRef):
-        return
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _strings(getattr(value, name), f"{path}.{name}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}")
+    for where, node in walk_options(value, path):
+        if isinstance(node, str):
+            yield where, node
 
 
 def url_warnings(path: str, value: str) -> list[str]:
@@ -90,9 +80,11 @@ def config_warnings(cfg: Config) -> list[str]:
     for spec in cfg.checks:
         for path, value in _strings(spec, f"checks (id {spec.id})"):
             found.extend(url_warnings(path, value))
+        found.extend(deprecation_warnings(spec, f"checks (id {spec.id})"))
     for name, conn in sorted(cfg.connections.items()):
         for path, value in _strings(conn, f"connections.{name}"):
             found.extend(url_warnings(path, value))
+        found.extend(deprecation_warnings(conn, f"connections.{name}"))
     return found
 
 

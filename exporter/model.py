@@ -11,8 +11,9 @@ import math
 import os
 import re
 import stat
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -35,9 +36,12 @@ __all__ = [
     "CheckView",
     "ConnectionKind",
     "ConnectionSpec",
+    "Connector",
     "Duration",
     "FileReadError",
+    "Findings",
     "IntervalDuration",
+    "Lifespan",
     "Measurement",
     "MetricFamily",
     "Outcome",
@@ -52,6 +56,7 @@ __all__ = [
     "TimeoutDuration",
     "parse_duration",
     "read_file_bounded",
+    "walk_options",
 ]
 
 
@@ -281,6 +286,30 @@ def _secret_ref_before(value: object) -> object:
 SecretReference = Annotated[SecretRef, BeforeValidator(_secret_ref_before)]
 
 
+# --------------------------------------------------------------------------- walking
+
+
+def walk_options(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every node of a configuration object with its option path, outermost first.
+
+    Models, lists, tuples and dicts are entered (`checks (id x).tls.ca_file`,
+    `.secret_headers.X-Key`, `.items[0]`); a `SecretRef` is a leaf (a reference is not
+    entered). Used to find secret references, old option spellings, URLs...
+    """
+    yield path, value
+    if isinstance(value, SecretRef):
+        return
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from walk_options(getattr(value, name), f"{path}.{name}" if path else name)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from walk_options(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk_options(item, f"{path}.{key}")
+
+
 # --------------------------------------------------------------------------- check spec
 
 _ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -387,13 +416,82 @@ class Outcome:
 class ProbeError(Exception):
     """Raised inside a probe to end the run as `error` with a bounded reason.
 
-    The message must not contain a secret value.
+    The message must not contain a secret value. `measurements` taken before the error
+    (a status code, the objective) are kept on the error outcome.
     """
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason, message: str,
+                 measurements: Iterable[Measurement] = ()) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.measurements = tuple(measurements)
+
+    def with_measurements(self, measurements: Iterable[Measurement]) -> ProbeError:
+        """The same error carrying `measurements` before its own."""
+        return ProbeError(self.reason, self.message, (*measurements, *self.measurements))
+
+    def outcome(self) -> Outcome:
+        """This error as an `error` outcome (measurements kept)."""
+        return Outcome.errored(self.reason, self.message, self.measurements)
+
+
+@dataclass
+class Findings:
+    """What one run found, with one meaning for every probe.
+
+    - a *problem* makes the check fail (the target answered and is not ready);
+    - a *note* is shown in the message but never fails the check;
+    - a *measurement* is a family metric sample, kept whatever the status.
+
+    `outcome()` is `fail` with the problems when there are any, else `pass` with the
+    notes; `error(exc)` keeps the measurements on an error outcome.
+    """
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+
+    def problem(self, message: str) -> None:
+        """Record a problem: the check fails."""
+        self.problems.append(message)
+
+    def note(self, message: str) -> None:
+        """Record a fact shown in the message (does not fail the check)."""
+        self.notes.append(message)
+
+    def measure(self, family: MetricFamily | str, value: float, **labels: str) -> None:
+        """Record one sample of a declared family."""
+        name = family if isinstance(family, str) else family.name
+        self.measurements.append(Measurement(name, float(value), labels))
+
+    def add(self, measurement: Measurement) -> None:
+        """Record an already built measurement."""
+        self.measurements.append(measurement)
+
+    @property
+    def failed(self) -> bool:
+        """Whether any problem was recorded."""
+        return bool(self.problems)
+
+    def summary(self, limit: int = 3) -> str:
+        """The problems, or else the notes, as one short message."""
+        items = self.problems or self.notes
+        text = "; ".join(items[:limit])
+        if len(items) > limit:
+            text += f" (+{len(items) - limit} more)"
+        return text
+
+    def outcome(self, default: str = "ok") -> Outcome:
+        """`fail` with the problems, else `pass` with the notes (or `default`)."""
+        measurements = tuple(self.measurements)
+        if self.problems:
+            return Outcome.failed(self.summary(), measurements)
+        return Outcome.passed(self.summary() or default, measurements)
+
+    def error(self, exc: ProbeError) -> Outcome:
+        """`exc` as an error outcome keeping every measurement recorded so far."""
+        return exc.with_measurements(self.measurements).outcome()
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,10 +537,49 @@ class ProbeContext(Protocol):
     def now(self) -> float:
         """Wall-clock time (seconds since the epoch)."""
 
+    async def client(self, transport: Connector[OptT, H], options: OptT) -> H:
+        """The runtime's client of `transport` for `options` (opened once, then reused)."""
+
+    async def refresh_client(self, transport: Connector[OptT, H], options: OptT) -> None:
+        """Drop the client for `options` so the next use reconnects with fresh credentials
+        (after a 401 or an expired token)."""
+
+    async def kind_state(self, lifespan: Lifespan[T]) -> T:
+        """What `lifespan` yields, entered on first use and exited when the runtime stops."""
+
 
 T = TypeVar("T")
 S = TypeVar("S", bound=CheckSpec)
 C = TypeVar("C", bound=ConnectionSpec)
+OptT = TypeVar("OptT")
+H = TypeVar("H")
+OptT_contra = TypeVar("OptT_contra", contravariant=True)
+H_co = TypeVar("H_co", covariant=True)
+
+
+class Connector(Protocol[OptT_contra, H_co]):
+    """A transport as a probe names it: `await ctx.client(HTTP, options)` gives its typed
+    handle. The implementations live in `exporter.transport`."""
+
+    @property
+    def name(self) -> str:
+        """The transport's name (http, postgres, redis, kubernetes, s3)."""
+
+    async def open(self, options: OptT_contra, runtime: Any) -> H_co:
+        """Open a client for `options` (called by the runtime, never by a probe)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lifespan(Generic[T]):
+    """Background state of a probe kind, owned by the runtime instead of module globals.
+
+    `enter(ctx)` is an async context manager: the runtime enters it the first time a
+    probe asks for `await ctx.kind_state(LIFESPAN)` and exits it when it stops (cancel
+    background tasks, release leases there).
+    """
+
+    name: str
+    enter: Callable[[ProbeContext], AbstractAsyncContextManager[T]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,8 +591,11 @@ class ProbeKind(Generic[S]):
     run: Callable[[S, ProbeContext], Awaitable[Outcome]]
     summary: str
     metrics: tuple[MetricFamily, ...] = ()
+    lifespan: Lifespan[Any] | None = None
+    """The kind's background state, owned by the runtime (see `Lifespan`)."""
     shutdown: Callable[[], Awaitable[None]] | None = None
-    """Called once when the exporter stops, for kinds that keep background work."""
+    """Deprecated (use `lifespan`): called once when the exporter stops. Kept for one
+    release for kinds that still keep background work in module state."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,12 @@ def connection_kind(name: str) -> ConnectionKind[Any]:
 
 
 async def shutdown_kinds(names: Iterable[str]) -> None:
-    """Run the `shutdown` hook of each named kind that has one (background work ends)."""
+    """Run the deprecated `shutdown` hook of each named kind that has one.
+
+    Kinds with a `lifespan` need nothing here: the runtime context exits lifespans in
+    `RuntimeContext.aclose()`. This stays for one release for kinds that still keep
+    module state (`restore_drill`).
+    """
     for name in sorted(set(names)):
         hook = probe_kind(name).shutdown
         if hook is not None:

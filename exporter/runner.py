@@ -20,9 +20,10 @@ async def run_check(spec: CheckSpec, ctx: ProbeContext) -> tuple[Outcome, float]
     """Run `spec` once; return its outcome and duration in seconds.
 
     Never raises (except cancellation): a timeout becomes `error/timeout`, a
-    `ProbeError` its own reason, any other exception `error/internal` with only the
-    exception's type in the message (exception text may carry secrets). Configured
-    secret values are scrubbed from the outcome (`redact.active()`).
+    `ProbeError` its own reason (with the measurements it carries), any other exception
+    `error/internal` with only the exception's type in the message (exception text may
+    carry secrets). Configured secret values are scrubbed from the outcome
+    (`redact.active()`).
     """
     started = time.monotonic()
     try:
@@ -32,7 +33,7 @@ async def run_check(spec: CheckSpec, ctx: ProbeContext) -> tuple[Outcome, float]
     except TimeoutError:
         outcome = Outcome.errored(Reason.TIMEOUT, f"no result within {spec.timeout:g}s")
     except ProbeError as exc:
-        outcome = Outcome.errored(exc.reason, exc.message)
+        outcome = exc.outcome()  # measurements taken before the error are kept
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -29,6 +29,7 @@ from exporter.model import (
     Reason,
 )
 from exporter.probes.prometheus_query import ApiEndpoint, fetch_json
+from exporter.transport.http_auth import HttpUrl
 
 __all__ = ["INTEGRATION_KEYS", "KIND", "AlertmanagerCheck", "keyed_integrations",
            "routed_receivers", "run"]
@@ -62,7 +63,7 @@ class AlertmanagerCheck(CheckSpec, ApiEndpoint):
     """`kind: alertmanager` options."""
 
     kind: Literal["alertmanager"]
-    url: str = Field(default="http://alertmanager:9093", description="Alertmanager base URL")
+    url: HttpUrl = Field(default="http://alertmanager:9093", description="Alertmanager base URL")
     mode: Literal["active_alerts", "receivers"] = Field(
         description="active_alerts: count alerts in flight; receivers: inspect routing")
     severities: list[str] = Field(
@@ -279,8 +280,10 @@ async def run(spec: AlertmanagerCheck, ctx: ProbeContext) -> Outcome:
         if spec.mode == "receivers":
             return await _run_receivers(spec, ctx)
         return await _run_alerts(spec, ctx)
-    except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:  # the objective is kept beside the error
+        objective = ([Measurement(MAX_ACTIVE.name, float(spec.max_active))]
+                     if spec.mode == "active_alerts" else [])
+        return exc.with_measurements(objective).outcome()
 
 
 KIND = ProbeKind(

@@ -12,17 +12,13 @@ The small HTTP helpers here (`ApiEndpoint`, `fetch_json`) are shared with the
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from yarl import URL
 
 from exporter.model import (
     CheckSpec,
@@ -35,12 +31,19 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
-from exporter.probes.http.client import ssl_for
+from exporter.transport.base import request_budget
+from exporter.transport.http import HTTP, HttpOptions, reject_credentials, target_of
+from exporter.transport.http_auth import (
+    BasicAuth,
+    HttpUrl,
+    check_plain_headers,
+    credential_headers,
+)
+from exporter.transport.tls import TlsClientOptions
 
 __all__ = [
     "KIND",
     "ApiEndpoint",
-    "ApiTls",
     "BasicAuth",
     "PrometheusQueryCheck",
     "fetch_json",
@@ -48,43 +51,10 @@ __all__ = [
 ]
 
 _JSON_IN_THREAD_BYTES = 256 * 1024
-# Headers that carry credentials: only through bearer_token / basic_auth (references).
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie",
-                                 "x-api-key", "x-auth-token", "x-grafana-api-key"})
 _LIST_IN_MESSAGE = 3
 
 
 # --------------------------------------------------------------------------- HTTP helpers
-
-
-class BasicAuth(BaseModel):
-    """HTTP basic authentication; the password only by secret reference."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    username: str = Field(min_length=1)
-    password: SecretReference
-
-
-class ApiTls(BaseModel):
-    """TLS options for an https:// API URL."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    ca_file: Path | None = Field(default=None, description="PEM CA bundle to trust "
-                                 "(default: the system store)")
-    cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
-    key_file: Path | None = Field(default=None, description="client key (PEM)")
-    insecure_skip_verify: bool = Field(default=False, description="do not verify the "
-                                       "server certificate (never in production)")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ApiTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        if self.insecure_skip_verify and self.ca_file is not None:
-            raise ValueError("ca_file is pointless with insecure_skip_verify")
-        return self
 
 
 class ApiEndpoint(BaseModel):
@@ -92,7 +62,7 @@ class ApiEndpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="base URL of the API (a path prefix is kept)")
+    url: HttpUrl = Field(description="base URL of the API (a path prefix is kept)")
     bearer_token: SecretReference | None = Field(
         default=None, description="sent as `Authorization: Bearer <token>`")
     basic_auth: BasicAuth | None = None
@@ -100,29 +70,14 @@ class ApiEndpoint(BaseModel):
         default={}, description="extra non-secret headers, e.g. X-Scope-OrgID for Mimir")
     max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0, le=512 * 1024 * 1024,
                                      description="a larger answer is an error")
-    tls: ApiTls = ApiTls()
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str) -> str:
-        try:
-            url = URL(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError("url is not a valid URL") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("url must be an absolute http:// or https:// URL")
-        if url.user is not None or url.password is not None:
-            raise ValueError("url must not contain credentials; use basic_auth or bearer_token")
-        return value
+    tls: TlsClientOptions = Field(default_factory=TlsClientOptions,
+                                  description="TLS client options (ca_file, cert_file, "
+                                  "key_file, server_name, insecure_skip_verify)")
 
     @field_validator("headers")
     @classmethod
     def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if name.lower() in _CREDENTIAL_HEADERS:
-                raise ValueError(f"header {name} carries credentials: use bearer_token or "
-                                 "basic_auth (secret references)")
-        return value
+        return check_plain_headers(value, alternatives="bearer_token or basic_auth")
 
     @model_validator(mode="after")
     def _one_auth(self) -> ApiEndpoint:
@@ -136,38 +91,9 @@ class ApiEndpoint(BaseModel):
 
     def request_headers(self) -> dict[str, str]:
         """Headers including credentials (resolved now; `ProbeError(config)` if missing)."""
-        headers = {"Accept": "application/json", **self.headers}
-        try:
-            if self.bearer_token is not None:
-                token = self.bearer_token.resolve().get_secret_value()
-                headers["Authorization"] = f"Bearer {token}"
-            elif self.basic_auth is not None:
-                password = self.basic_auth.password.resolve().get_secret_value()
-                pair = f"{self.basic_auth.username}:{password}".encode()
-                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        except LookupError as exc:
-            raise ProbeError(Reason.CONFIG, str(exc)) from None
-        return headers
-
-
-def client_error(exc: BaseException, what: str) -> ProbeError:
-    """Map a transport exception to a bounded reason (the text names no secret)."""
-    if isinstance(exc, TimeoutError):
-        return ProbeError(Reason.TIMEOUT, f"{what} did not answer in time")
-    dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)
-    if dns_error is not None and isinstance(exc, dns_error):
-        return ProbeError(Reason.DNS, f"{what}: host name does not resolve")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return ProbeError(Reason.TLS, f"{what}: TLS handshake or verification failed")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ProbeError(Reason.CONNECT, f"{what}: connection failed "
-                          f"({type(exc.os_error).__name__})")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return ProbeError(Reason.CONFIG, f"{what}: invalid URL")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError
-                  | aiohttp.ClientResponseError):
-        return ProbeError(Reason.PROTOCOL, f"{what}: broken HTTP answer ({type(exc).__name__})")
-    return ProbeError(Reason.CONNECT, f"{what}: request failed ({type(exc).__name__})")
+        return {"Accept": "application/json", **self.headers,
+                **credential_headers(bearer_token=self.bearer_token,
+                                     basic_auth=self.basic_auth)}
 
 
 async def fetch_json(
@@ -187,27 +113,18 @@ async def fetch_json(
     `accept_error_status(status)` lets the caller read the JSON error body itself.
     """
     headers = api.request_headers()
-    ssl_arg = await ssl_for(api.tls, ctx)
-    method = "POST" if form is not None else "GET"
-    try:
-        async with ctx.http.request(
-            method, api.endpoint(path), params=params, data=form, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=request_timeout), allow_redirects=False,
-            ssl=ssl_arg,
-        ) as response:
-            status = response.status
-            body = await response.content.read(api.max_response_bytes + 1)
-    except ProbeError:
-        raise
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise client_error(exc, what) from None
-    if len(body) > api.max_response_bytes:
-        raise ProbeError(Reason.PROTOCOL, f"{what}: answer larger than "
-                         f"{api.max_response_bytes} bytes (max_response_bytes)")
+    client = await ctx.client(HTTP, HttpOptions(tls=api.tls))
+    response = await client.request(
+        "POST" if form is not None else "GET", api.endpoint(path),
+        budget=request_budget(request_timeout),
+        params=params, data=form, headers=headers, max_body_bytes=api.max_response_bytes,
+        limit_option="max_response_bytes")
+    status, body = response.status, response.body
     if status in (401, 403):
-        raise ProbeError(Reason.AUTH, f"{what}: HTTP {status} (credentials refused or missing)")
+        raise reject_credentials(api.url, status)
     if status == 404:
-        raise ProbeError(Reason.CONFIG, f"{what}: HTTP 404 at {path} (is url the API base?)")
+        raise ProbeError(Reason.CONFIG, f"{what}: HTTP 404 at {target_of(api.url)}{path} "
+                         "(is url the API base?)")
     if not 200 <= status < 300 and not accept_error_status(status):
         raise ProbeError(Reason.PROTOCOL, f"{what}: HTTP {status}")
     try:
@@ -233,7 +150,7 @@ class PrometheusQueryCheck(CheckSpec, ApiEndpoint):
     """`kind: prometheus_query` options: `query` (+ op/threshold) or `rule_groups`."""
 
     kind: Literal["prometheus_query"]
-    url: str = Field(default="http://prometheus:9090",
+    url: HttpUrl = Field(default="http://prometheus:9090",
                      description="Prometheus (or Thanos/Mimir query) base URL")
     query: str | None = Field(default=None, min_length=1,
                               description="PromQL instant query (vector or scalar result)")
@@ -436,8 +353,9 @@ async def run(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
         if spec.query is not None:
             return await _run_query(spec, ctx)
         return await _run_rules(spec, ctx)
-    except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:  # the objective is kept beside the error
+        objective = [Measurement(THRESHOLD.name, spec.threshold)] if spec.query else []
+        return exc.with_measurements(objective).outcome()
 
 
 KIND = ProbeKind(

@@ -14,16 +14,17 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
 
-import aiohttp
 from pydantic import Field, model_validator
 
 from exporter.model import (
     CheckSpec,
     Duration,
+    Findings,
     Measurement,
     MetricFamily,
     Outcome,
     ProbeContext,
+    ProbeError,
     ProbeKind,
     Reason,
     SecretReference,
@@ -37,6 +38,10 @@ from exporter.probes.report_formats import (
     parse_junit,
     parse_vulnerabilities,
 )
+from exporter.transport.base import request_budget
+from exporter.transport.http import HTTP, HttpOptions, reject_credentials
+from exporter.transport.http_auth import HttpUrl, credential_headers
+from exporter.transport.tls import TlsClientOptions
 
 Format = Literal["junit", "trivy", "grype", "osv", "pip_audit", "vulnerabilities"]
 SeverityName = Literal["critical", "high", "medium", "low", "unknown"]
@@ -50,10 +55,13 @@ class ReportCheck(CheckSpec):
                            "vulnerabilities (any of the four scanners, detected)")
     path: str | None = Field(default=None, min_length=1,
                              description="file or glob (`**` allowed); the newest match is read")
-    url: str | None = Field(default=None, pattern=r"^https?://",
-                            description="fetch the report over HTTP instead")
+    url: HttpUrl | None = Field(default=None, description="fetch the report over HTTP instead")
     bearer_token: SecretReference | None = Field(
         default=None, description="token sent as `Authorization: Bearer` to `url`")
+    tls: TlsClientOptions = Field(default_factory=TlsClientOptions,
+                                  description="TLS client options for an https:// url "
+                                  "(ca_file, cert_file, key_file, server_name, "
+                                  "insecure_skip_verify)")
     max_age: Duration | None = Field(default=7 * 86400.0, gt=0,
                                      description="report must be younger (null: no limit)")
     min_tests: int = Field(default=1, ge=0, description="junit: at least this many tests")
@@ -72,6 +80,8 @@ class ReportCheck(CheckSpec):
             raise ValueError("give exactly one of path or url")
         if self.bearer_token is not None and self.url is None:
             raise ValueError("bearer_token is only used with url")
+        if "tls" in self.model_fields_set and self.url is None:
+            raise ValueError("tls is only used with url")
         return self
 
 
@@ -118,39 +128,26 @@ def _newest(pattern: str, max_bytes: int) -> tuple[bytes, float, str]:
 
 
 async def _fetch(spec: ReportCheck, ctx: ProbeContext) -> tuple[bytes, float | None, str]:
+    """GET the report through the HTTP transport; `ProbeError` for transport failures."""
     assert spec.url is not None
-    headers = {}
-    if spec.bearer_token is not None:
-        headers["Authorization"] = "Bearer " + spec.bearer_token.resolve().get_secret_value()
-    async with ctx.http.get(spec.url, headers=headers) as response:
-        if response.status == 404:
-            raise _Missing(f"no report at {spec.url} (HTTP 404)")
-        if response.status in (401, 403):
-            raise _Error(Reason.AUTH, f"report URL answered HTTP {response.status}")
-        if response.status != 200:
-            raise _Error(Reason.PROTOCOL, f"report URL answered HTTP {response.status}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > spec.max_bytes:
-                raise ReportError(f"report at {spec.url} is over max_bytes {spec.max_bytes}")
-            chunks.append(chunk)
-        data = b"".join(chunks)
-        modified: float | None = None
-        if "Last-Modified" in response.headers:
-            try:
-                modified = parsedate_to_datetime(response.headers["Last-Modified"]).timestamp()
-            except (TypeError, ValueError):
-                modified = None
-        return data, modified, spec.url
-
-
-class _Error(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    headers = credential_headers(bearer_token=spec.bearer_token)
+    client = await ctx.client(HTTP, HttpOptions(tls=spec.tls))
+    response = await client.request("GET", spec.url, budget=request_budget(spec.timeout),
+                                    headers=headers, max_body_bytes=spec.max_bytes,
+                                    limit_option="max_bytes")
+    if response.status == 404:
+        raise _Missing(f"no report at {spec.url} (HTTP 404)")
+    if response.status in (401, 403):
+        raise reject_credentials(spec.url, response.status)
+    if response.status != 200:
+        raise ProbeError(Reason.PROTOCOL, f"report URL answered HTTP {response.status}")
+    modified: float | None = None
+    if "Last-Modified" in response.headers:
+        try:
+            modified = parsedate_to_datetime(response.headers["Last-Modified"]).timestamp()
+        except (TypeError, ValueError):
+            modified = None
+    return response.body, modified, spec.url
 
 
 def _parse(spec: ReportCheck, data: bytes) -> TestCounts | VulnCounts:
@@ -182,57 +179,58 @@ async def run(spec: ReportCheck, ctx: ProbeContext) -> Outcome:
         parsed = await ctx.run_blocking(_parse, spec, data)
     except _Missing as exc:
         return Outcome.failed(str(exc))
-    except _Error as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:  # the objective is kept beside the error
+        objective = [] if spec.max_age is None else [Measurement(MAX_AGE.name, spec.max_age)]
+        return exc.with_measurements(objective).outcome()
     except ReportError as exc:
         return Outcome.errored(Reason.PROTOCOL, str(exc))
-    except LookupError as exc:
-        return Outcome.errored(Reason.CONFIG, str(exc))
-    except aiohttp.ClientConnectorError:
-        return Outcome.errored(Reason.CONNECT, f"cannot connect to {spec.url}")
-    except TimeoutError:
-        return Outcome.errored(Reason.TIMEOUT, f"{spec.url} timed out")
-    except aiohttp.ClientError as exc:
-        return Outcome.errored(Reason.PROTOCOL, f"fetching the report: {type(exc).__name__}")
 
     name = Path(origin).name if spec.path is not None else origin
     produced = parsed.timestamp if parsed.timestamp is not None else file_time
-    measurements: list[Measurement] = []
+    findings = Findings()
     if produced is not None:
-        measurements.append(Measurement(TIMESTAMP.name, produced))
+        findings.measure(TIMESTAMP, produced)
     if spec.max_age is not None:
-        measurements.append(Measurement(MAX_AGE.name, spec.max_age))
-    problems: list[str] = []
+        findings.measure(MAX_AGE, spec.max_age)
     if isinstance(parsed, TestCounts):
-        for result, value in (("passed", parsed.passed), ("failed", parsed.failures),
-                              ("errored", parsed.errors), ("skipped", parsed.skipped)):
-            measurements.append(Measurement(TESTS.name, float(value), {"result": result}))
-        summary = (f"{parsed.tests} tests, {parsed.failures} failed, {parsed.errors} errors, "
-                   f"{parsed.skipped} skipped")
-        if parsed.failures + parsed.errors > spec.max_failures:
-            problems.append(f"{parsed.failures + parsed.errors} failed or errored "
-                            f"(max {spec.max_failures})")
-        if parsed.tests < spec.min_tests:
-            problems.append(f"{parsed.tests} tests (min {spec.min_tests})")
+        summary = _judge_tests(spec, parsed, findings)
     else:
-        for severity in SEVERITIES:
-            measurements.append(Measurement(FINDINGS.name, float(parsed.by_severity[severity]),
-                                            {"severity": severity}))
-        for severity, allowed in spec.max_findings.items():
-            measurements.append(Measurement(ALLOWED.name, float(allowed),
-                                            {"severity": severity}))
-            if parsed.by_severity[severity] > allowed:
-                problems.append(f"{parsed.by_severity[severity]} {severity} (max {allowed})")
-        shown = ", ".join(f"{parsed.by_severity[s]} {s}" for s in SEVERITIES
-                          if parsed.by_severity[s])
-        summary = f"{parsed.format.value}: {shown or 'no findings'}"
+        summary = _judge_findings(spec, parsed, findings)
     age = _age_problem(spec, produced, ctx.now())
     if age:
-        problems.append(age)
+        findings.problem(age)
     message = f"{name}: {summary}"
-    if problems:
-        return Outcome.failed(f"{message}; " + "; ".join(problems), tuple(measurements))
-    return Outcome.passed(message, tuple(measurements))
+    measurements = tuple(findings.measurements)
+    if findings.failed:
+        return Outcome.failed(f"{message}; " + "; ".join(findings.problems), measurements)
+    return Outcome.passed(message, measurements)
+
+
+def _judge_tests(spec: ReportCheck, parsed: TestCounts, findings: Findings) -> str:
+    """JUnit rules; returns the summary."""
+    for result, value in (("passed", parsed.passed), ("failed", parsed.failures),
+                          ("errored", parsed.errors), ("skipped", parsed.skipped)):
+        findings.measure(TESTS, value, result=result)
+    if parsed.failures + parsed.errors > spec.max_failures:
+        findings.problem(f"{parsed.failures + parsed.errors} failed or errored "
+                         f"(max {spec.max_failures})")
+    if parsed.tests < spec.min_tests:
+        findings.problem(f"{parsed.tests} tests (min {spec.min_tests})")
+    return (f"{parsed.tests} tests, {parsed.failures} failed, {parsed.errors} errors, "
+            f"{parsed.skipped} skipped")
+
+
+def _judge_findings(spec: ReportCheck, parsed: VulnCounts, findings: Findings) -> str:
+    """Vulnerability rules; returns the summary."""
+    for severity in SEVERITIES:
+        findings.measure(FINDINGS, parsed.by_severity[severity], severity=severity)
+    for severity, allowed in spec.max_findings.items():
+        findings.measure(ALLOWED, allowed, severity=severity)
+        if parsed.by_severity[severity] > allowed:
+            findings.problem(f"{parsed.by_severity[severity]} {severity} (max {allowed})")
+    shown = ", ".join(f"{parsed.by_severity[s]} {s}" for s in SEVERITIES
+                      if parsed.by_severity[s])
+    return f"{parsed.format.value}: {shown or 'no findings'}"
 
 
 KIND = ProbeKind(

@@ -192,6 +192,16 @@ def _reason(state: CheckState) -> str:
     return state.outcome.reason.value if state.outcome.reason else "internal"
 
 
+UNREACHABLE_REASONS = frozenset({Reason.DNS, Reason.CONNECT, Reason.TIMEOUT})
+"""A target that does not resolve, refuses or never answers is one cause ("cannot reach
+it"), whichever of these a given run happened to see (a slow resolver times out)."""
+
+
+def _target_reason(state: CheckState, reason: str) -> str:
+    assert state.outcome is not None
+    return "unreachable" if state.outcome.reason in UNREACHABLE_REASONS else reason
+
+
 def group_causes(states: Iterable[CheckState]) -> list[Cause]:
     """Failing/erroring enabled checks grouped by shared cause, biggest first."""
     rows = _problem_rows(states)
@@ -216,7 +226,7 @@ def group_causes(states: Iterable[CheckState]) -> list[Cause]:
         normalised[check_id] = norm
         link(("template", reason if reason != "fail" else "", norm.template), check_id)
         for target in norm.targets:
-            link(("target", reason, target.kind, target.value), check_id)
+            link(("target", _target_reason(state, reason), target.kind, target.value), check_id)
 
     members: dict[str, list[str]] = {}
     for check_id in by_id:

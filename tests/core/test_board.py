@@ -211,26 +211,28 @@ def _store(*rows: tuple[str, Severity, Outcome]) -> Store:
     return store
 
 
-def test_causes_join_by_template_and_by_shared_target_with_the_same_reason() -> None:
+def test_causes_join_by_template_and_by_shared_unreachable_target() -> None:
     crit, warn = Severity.CRITICAL, Severity.WARNING
     store = _store(
         ("a", crit, Outcome.errored(Reason.DNS, "connection db: host name does not resolve")),
         ("b", warn, Outcome.errored(Reason.DNS, "connection db: host name does not resolve")),
         # another template, but the same target and reason: same cause
         ("c", crit, Outcome.errored(Reason.DNS, "connection db: lookup of replica failed")),
-        # same target, another reason: its own cause
+        # same target, unreachable another way (a slow resolver times out): same cause
         ("d", crit, Outcome.errored(Reason.TIMEOUT, "connection db: timed out")),
+        # same target reached, but its certificate is rejected: its own cause
+        ("h", crit, Outcome.errored(Reason.TLS, "connection db: certificate rejected")),
         ("e", crit, Outcome.failed("JWT_SECRET is not set")),
         ("f", crit, Outcome.failed("required missing: DATABASE_HOST, JWT_SECRET")),
         ("g", crit, Outcome.passed("ok")),
     )
     causes = group_causes(store.states.values())
     groups = sorted(sorted(c.id for c in cause.checks) for cause in causes)
-    assert groups == [["a", "b", "c"], ["d"], ["e", "f"]]
-    db = next(c for c in causes if len(c.checks) == 3)
-    assert db.critical == 2 and db.reasons == ["dns"]
+    assert groups == [["a", "b", "c", "d"], ["e", "f"], ["h"]]
+    db = next(c for c in causes if len(c.checks) == 4)
+    assert db.critical == 3 and db.reasons == ["dns", "timeout"]
     assert [(t.kind, t.value, t.checks) for t in db.targets] == [
-        ("connection", "db", ["a", "b", "c"])]
+        ("connection", "db", ["a", "b", "c", "d"])]
 
 
 def test_a_disabled_or_passing_check_is_no_cause() -> None:

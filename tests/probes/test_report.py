@@ -269,7 +269,7 @@ async def test_report_over_http(report_server: str, ctx: RuntimeContext,
     assert big.status is Status.PASS and "5000 tests" in big.message  # read in full
     capped = await KIND.run(_spec(format="junit", url=f"{report_server}/artifacts/big.xml",
                                   max_bytes=100_000), ctx)
-    assert capped.status is Status.ERROR and "over max_bytes 100000" in capped.message
+    assert capped.status is Status.ERROR and "exceeds max_bytes (100000 bytes)" in capped.message
     for result in (outcome, denied, missing, refused):
         assert secret not in result.message + repr(result.measurements)
     assert secret not in caplog.text
@@ -282,3 +282,23 @@ def test_spec_needs_exactly_one_source() -> None:
         _spec(format="junit", path="a.xml", url="http://127.0.0.1/a.xml")
     with pytest.raises(ValueError, match="literal"):
         _spec(format="trivy", path="a", max_findings={"severe": 1})
+
+
+def test_tls_and_credentials_only_with_a_url() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="tls is only used with url"):
+        _spec(format="junit", path="reports/*.xml", tls={"insecure_skip_verify": True})
+    with pytest.raises(ValidationError, match="must not contain credentials"):
+        _spec(format="junit", url="https://ci:hunter2@ci.example/junit.xml")
+    spec = _spec(format="junit", url="https://ci.example/junit.xml",
+                 tls={"ca_file": "/etc/ci-ca.pem", "server_name": "ci.internal"})
+    assert spec.tls.server_name == "ci.internal"
+
+
+async def test_an_unresolvable_report_host_is_a_dns_error(ctx: RuntimeContext) -> None:
+    """Before the transport layer, `report` said error/connect where `http` said dns."""
+    outcome = await KIND.run(_spec(format="junit",
+                                   url="https://ci-artifacts.invalid/unit/junit.xml"), ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.DNS)
+    assert "ci-artifacts.invalid" in outcome.message

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from exporter.model import ProbeError, Reason
+from exporter.model import Findings, ProbeError, Reason
 from exporter.probes.http import metrics as m
 from exporter.probes.http.client import Caller, Response
-from exporter.probes.http.report import Report
 from exporter.probes.http.spec import BurstSpec, CorsSpec, InputValidationSpec, WafSpec
 
 # --------------------------------------------------------------------------- CORS
@@ -40,7 +39,7 @@ def _judge(response: Response, origin: str, spec: CorsSpec, found: set[str]) -> 
             found.add("origin_reflected")
 
 
-async def check_cors(spec: CorsSpec, url: str, caller: Caller, report: Report) -> None:
+async def check_cors(spec: CorsSpec, url: str, caller: Caller, report: Findings) -> None:
     """2.2.3: preflight and simple request from a foreign origin are not allowed."""
     target = spec.url or url
     preflight_headers = {
@@ -77,7 +76,7 @@ async def check_cors(spec: CorsSpec, url: str, caller: Caller, report: Report) -
     }
     for finding in CORS_FINDINGS:
         if finding in found:
-            report.fail(texts[finding])
+            report.problem(texts[finding])
     if not found:
         report.note("CORS restricted")
 
@@ -85,7 +84,7 @@ async def check_cors(spec: CorsSpec, url: str, caller: Caller, report: Report) -
 # --------------------------------------------------------------------------- burst
 
 
-async def check_burst(spec: BurstSpec, url: str, caller: Caller, report: Report) -> None:
+async def check_burst(spec: BurstSpec, url: str, caller: Caller, report: Findings) -> None:
     """2.2.4 (opt-in): at most `spec.requests` requests; pass at the first 429."""
     target = spec.url or url
     sent = 0
@@ -118,14 +117,14 @@ async def check_burst(spec: BurstSpec, url: str, caller: Caller, report: Report)
         timeouts = [f for f in failures if f.reason is Reason.TIMEOUT]
         raise (timeouts or failures)[0]
     else:
-        report.fail(f"no 429 after a burst of {sent} requests")
+        report.problem(f"no 429 after a burst of {sent} requests")
 
 
 # --------------------------------------------------------------------------- input, WAF
 
 
 async def check_input_validation(spec: InputValidationSpec, url: str, caller: Caller,
-                                 report: Report) -> None:
+                                 report: Findings) -> None:
     """2.2.5 (opt-in): a malformed body is refused with 4xx, never 5xx or success."""
     response = await caller.call(spec.method, spec.url or url,
                                  extra_headers={"Content-Type": spec.content_type},
@@ -134,16 +133,16 @@ async def check_input_validation(spec: InputValidationSpec, url: str, caller: Ca
     if response.status in spec.expected_status:
         report.note(f"malformed body answered {response.status}")
     elif response.status >= 500:
-        report.fail(f"malformed body caused a server error ({response.status})")
+        report.problem(f"malformed body caused a server error ({response.status})")
     elif response.status in (401, 403):
-        report.fail(f"malformed body answered {response.status}: not authenticated, "
+        report.problem(f"malformed body answered {response.status}: not authenticated, "
                     "validation not reached")
     else:
-        report.fail(f"malformed body answered {response.status}, expected "
+        report.problem(f"malformed body answered {response.status}, expected "
                     f"{'/'.join(map(str, spec.expected_status))}")
 
 
-async def check_waf(spec: WafSpec, url: str, caller: Caller, report: Report) -> None:
+async def check_waf(spec: WafSpec, url: str, caller: Caller, report: Findings) -> None:
     """2.2.6 (opt-in): a benign attack signature is blocked (403/406)."""
     response = await caller.call(spec.method, spec.url or url, extra_headers=spec.headers,
                                  params=spec.query)
@@ -153,4 +152,4 @@ async def check_waf(spec: WafSpec, url: str, caller: Caller, report: Report) -> 
     if blocked:
         report.note(f"attack signature blocked ({response.status})")
     else:
-        report.fail(f"attack signature not blocked ({response.status})")
+        report.problem(f"attack signature not blocked ({response.status})")

@@ -16,10 +16,9 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from exporter.model import ProbeContext, ProbeError, Reason
+from exporter.model import Findings, ProbeContext, ProbeError, Reason
 from exporter.probes.http import metrics as m
 from exporter.probes.http.client import Caller, Response
-from exporter.probes.http.report import Report
 from exporter.probes.http.spec import OidcSpec, PrometheusExpositionSpec, SamlMetadataSpec
 from exporter.probes.observed import describe
 
@@ -59,7 +58,7 @@ def _issuer_shape(issuer: object) -> str:
 
 
 async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: ProbeContext,
-                     report: Report) -> None:
+                     report: Findings) -> None:
     """2.1.4: discovery document valid, issuer as configured, JWKS reachable with keys."""
     problems: list[str] = []
     try:
@@ -68,7 +67,7 @@ async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: Pr
         document = None
     if not isinstance(document, dict):
         report.measure(m.OIDC_VALID, 0)
-        report.fail("OIDC discovery document is not a JSON object")
+        report.problem("OIDC discovery document is not a JSON object")
         return
     missing = [name for name in spec.required_fields if name not in document]
     if missing:
@@ -87,13 +86,13 @@ async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: Pr
         problems.extend(await _check_jwks(jwks_uri, caller, ctx, report))
     report.measure(m.OIDC_VALID, 0 if problems else 1)
     for problem in problems:
-        report.fail(problem)
+        report.problem(problem)
     if not problems:
         report.note(f"OIDC discovery valid for {spec.issuer}")
 
 
 async def _check_jwks(uri: str, caller: Caller, ctx: ProbeContext,
-                      report: Report) -> list[str]:
+                      report: Findings) -> list[str]:
     try:
         jwks_response = await caller.call("GET", uri, authenticated=False)
     except ProbeError as exc:
@@ -207,12 +206,12 @@ def parse_saml_metadata(body: bytes) -> SamlMetadata:
 
 
 async def check_saml(spec: SamlMetadataSpec, response: Response, ctx: ProbeContext,
-                     report: Report) -> None:
+                     report: Findings) -> None:
     """2.1.4: signing certificates parse, are valid now and beyond warn_days."""
     try:
         metadata = await ctx.run_blocking(parse_saml_metadata, response.body)
     except ValueError as exc:
-        report.fail(f"SAML metadata: {exc}")
+        report.problem(f"SAML metadata: {exc}")
         return
     now = ctx.now()
     for cert in metadata.certificates:
@@ -222,24 +221,24 @@ async def check_saml(spec: SamlMetadataSpec, response: Response, ctx: ProbeConte
     if metadata.valid_until is not None:
         report.measure(m.SAML_VALID_UNTIL, metadata.valid_until)
         if metadata.valid_until <= now:
-            report.fail("SAML metadata validUntil has passed")
+            report.problem("SAML metadata validUntil has passed")
     if spec.entity_id is not None and spec.entity_id not in metadata.entity_ids:
-        report.fail(f"SAML metadata has no entityID {spec.entity_id}")
+        report.problem(f"SAML metadata has no entityID {spec.entity_id}")
     if metadata.bad_certificates:
-        report.fail(f"SAML metadata has {metadata.bad_certificates} unparsable certificate(s)")
+        report.problem(f"SAML metadata has {metadata.bad_certificates} unparsable certificate(s)")
     signing = [c for c in metadata.certificates if c.use in ("signing", "unspecified")]
     if spec.require_signing_certificate and not signing:
-        report.fail("SAML metadata has no signing certificate")
+        report.problem("SAML metadata has no signing certificate")
     horizon = now + spec.warn_days * 86400
     for cert in signing:
         if cert.not_after <= now:
-            report.fail(f"SAML signing certificate {cert.subject} ({cert.fingerprint}) expired")
+            report.problem(f"SAML signing certificate {cert.subject} ({cert.fingerprint}) expired")
         elif cert.not_before > now:
-            report.fail(f"SAML signing certificate {cert.subject} ({cert.fingerprint}) "
+            report.problem(f"SAML signing certificate {cert.subject} ({cert.fingerprint}) "
                         "not yet valid")
         elif cert.not_after <= horizon:
             days = (cert.not_after - now) / 86400
-            report.fail(f"SAML signing certificate {cert.subject} ({cert.fingerprint}) "
+            report.problem(f"SAML signing certificate {cert.subject} ({cert.fingerprint}) "
                         f"expires in {days:.0f} days (< {spec.warn_days})")
     if signing:
         soonest = min(c.not_after for c in signing)
@@ -274,7 +273,7 @@ def parse_exposition(text: str, openmetrics: bool) -> Exposition:
 
 
 async def check_exposition(spec: PrometheusExpositionSpec, response: Response,
-                           ctx: ProbeContext, report: Report) -> None:
+                           ctx: ProbeContext, report: Findings) -> None:
     """6.2 / 7.4: the body parses as exposition and has the required prefix / metrics."""
     openmetrics = response.content_type == "application/openmetrics-text"
     try:
@@ -284,20 +283,20 @@ async def check_exposition(spec: PrometheusExpositionSpec, response: Response,
         report.measure(m.EXPOSITION_FAMILIES, 0)
         if spec.required_prefix:
             report.measure(m.EXPOSITION_PREFIX_FAMILIES, 0, prefix=spec.required_prefix)
-        report.fail("body is not valid Prometheus exposition")
+        report.problem("body is not valid Prometheus exposition")
         return
     report.measure(m.EXPOSITION_VALID, 1)
     report.measure(m.EXPOSITION_FAMILIES, len(exposition.families))
     if len(exposition.families) < spec.min_families:
-        report.fail(f"{len(exposition.families)} metric families, expected at least "
+        report.problem(f"{len(exposition.families)} metric families, expected at least "
                     f"{spec.min_families}")
     if spec.required_prefix:
         matching = [f for f in exposition.families if f.startswith(spec.required_prefix)]
         report.measure(m.EXPOSITION_PREFIX_FAMILIES, len(matching), prefix=spec.required_prefix)
         if not matching:
-            report.fail(f"no metric named {spec.required_prefix}*")
+            report.problem(f"no metric named {spec.required_prefix}*")
     missing = [name for name in spec.required_metrics
                if name not in exposition.families and name not in exposition.samples]
     if missing:
-        report.fail(f"metrics missing: {', '.join(missing[:4])}")
+        report.problem(f"metrics missing: {', '.join(missing[:4])}")
     report.note(f"{len(exposition.families)} metric families")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDictProxy
 
+from exporter.model import Findings
 from exporter.probes.http import metrics as m
-from exporter.probes.http.report import Report
 from exporter.probes.http.spec import CorrelationIdSpec, HstsSpec
 
 # --------------------------------------------------------------------------- HSTS
@@ -46,7 +46,7 @@ def parse_hsts(value: str) -> Hsts | None:
 
 
 def check_hsts(spec: HstsSpec, headers: CIMultiDictProxy[str], https: bool,
-               report: Report) -> None:
+               report: Findings) -> None:
     """2.2.2: the header is present and its max-age is at least the minimum."""
     report.measure(m.HSTS_MAX_AGE_TARGET, spec.min_max_age)
     values = headers.getall("Strict-Transport-Security", [])
@@ -57,20 +57,20 @@ def check_hsts(spec: HstsSpec, headers: CIMultiDictProxy[str], https: bool,
     report.measure(m.HSTS_INCLUDE_SUBDOMAINS, 1 if parsed and parsed.include_subdomains else 0)
     report.measure(m.HSTS_PRELOAD, 1 if parsed and parsed.preload else 0)
     if not https:
-        report.fail("HSTS is checked over http://: browsers ignore it there, use https://")
+        report.problem("HSTS is checked over http://: browsers ignore it there, use https://")
         return
     if not values:
-        report.fail("no Strict-Transport-Security header")
+        report.problem("no Strict-Transport-Security header")
         return
     if parsed is None:
-        report.fail("Strict-Transport-Security header is invalid (no valid max-age)")
+        report.problem("Strict-Transport-Security header is invalid (no valid max-age)")
         return
     if parsed.max_age < spec.min_max_age:
-        report.fail(f"HSTS max-age {parsed.max_age} < {spec.min_max_age}")
+        report.problem(f"HSTS max-age {parsed.max_age} < {spec.min_max_age}")
     if spec.require_include_subdomains and not parsed.include_subdomains:
-        report.fail("HSTS lacks includeSubDomains")
+        report.problem("HSTS lacks includeSubDomains")
     if spec.require_preload and not parsed.preload:
-        report.fail("HSTS lacks preload")
+        report.problem("HSTS lacks preload")
     flags = "".join([", includeSubDomains" if parsed.include_subdomains else "",
                      ", preload" if parsed.preload else ""])
     report.note(f"HSTS max-age {parsed.max_age}{flags}")
@@ -111,7 +111,7 @@ def rate_limit_values(headers: CIMultiDictProxy[str]) -> tuple[bool, int | None,
     return present, limit, remaining
 
 
-def check_rate_limit_headers(headers: CIMultiDictProxy[str], report: Report) -> None:
+def check_rate_limit_headers(headers: CIMultiDictProxy[str], report: Findings) -> None:
     """2.2.4: RateLimit-* or X-RateLimit-* headers are on the response."""
     present, limit, remaining = rate_limit_values(headers)
     report.measure(m.RATE_LIMIT_HEADERS, 1 if present else 0)
@@ -120,7 +120,7 @@ def check_rate_limit_headers(headers: CIMultiDictProxy[str], report: Report) -> 
     if remaining is not None:
         report.measure(m.RATE_LIMIT_REMAINING, remaining)
     if not present:
-        report.fail("no RateLimit-* / X-RateLimit-* headers")
+        report.problem("no RateLimit-* / X-RateLimit-* headers")
     else:
         report.note("rate-limit headers present" + (f" (limit {limit})" if limit else ""))
 
@@ -129,7 +129,7 @@ def check_rate_limit_headers(headers: CIMultiDictProxy[str], report: Report) -> 
 
 
 def check_correlation(spec: CorrelationIdSpec, headers: CIMultiDictProxy[str],
-                      sent_id: str | None, report: Report) -> None:
+                      sent_id: str | None, report: Findings) -> None:
     """5.2.4: one of the correlation headers is on the response (and echoes `sent_id`)."""
     names = list(spec.headers)
     if spec.echo_header is not None and spec.echo_header.lower() not in map(str.lower, names):
@@ -138,11 +138,11 @@ def check_correlation(spec: CorrelationIdSpec, headers: CIMultiDictProxy[str],
     report.measure(m.CORRELATION_PRESENT, 1 if found else 0)
     if found is None:
         shown = ", ".join(spec.headers[:4]) + (", ..." if len(spec.headers) > 4 else "")
-        report.fail(f"no correlation id header ({shown})")
+        report.problem(f"no correlation id header ({shown})")
     else:
         report.note(f"correlation id in {found}")
     if spec.echo_header is not None and sent_id is not None:
         echoed = sent_id in headers.getall(spec.echo_header, [])
         report.measure(m.CORRELATION_ECHOED, 1 if echoed else 0)
         if not echoed:
-            report.fail(f"{spec.echo_header} sent was not echoed")
+            report.problem(f"{spec.echo_header} sent was not echoed")

@@ -8,15 +8,13 @@ references and never appear in a message, label or log line.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import uuid
 
-from pydantic import SecretStr
 from yarl import URL
 
-from exporter.model import Outcome, ProbeContext, ProbeError, ProbeKind, Reason
+from exporter.model import Findings, Outcome, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.http import metrics as m
 from exporter.probes.http.active import (
     check_burst,
@@ -25,7 +23,7 @@ from exporter.probes.http.active import (
     check_waf,
 )
 from exporter.probes.http.assertions import evaluate
-from exporter.probes.http.client import Caller, Deadline, Response, ssl_for
+from exporter.probes.http.client import Caller, Deadline, Response
 from exporter.probes.http.documents import (
     check_exposition,
     check_oidc,
@@ -37,33 +35,14 @@ from exporter.probes.http.headers import (
     check_hsts,
     check_rate_limit_headers,
 )
-from exporter.probes.http.report import Report
 from exporter.probes.http.spec import HttpCheck
+from exporter.transport.base import request_budget
+from exporter.transport.http import HTTP, HttpOptions, reject_credentials
+from exporter.transport.http_auth import credential_headers
 
 __all__ = ["KIND", "HttpCheck", "run"]
 
-# Leave the scheduler's own timeout a little room, so a slow target ends as our
-# error/timeout with a clear message rather than a cancelled run.
-_DEADLINE_SHARE = 0.95
 _BIG_TEXT = 64 * 1024
-
-
-def _auth_headers(spec: HttpCheck) -> dict[str, str]:
-    """Credentials as headers; `ProbeError(config)` naming the reference when unset."""
-    headers: dict[str, str] = {}
-    try:
-        if spec.bearer_token is not None:
-            token = spec.bearer_token.resolve().get_secret_value()
-            headers["Authorization"] = f"{spec.token_scheme} {token}"
-        if spec.basic_auth is not None:
-            password: SecretStr = spec.basic_auth.password.resolve()
-            pair = f"{spec.basic_auth.username}:{password.get_secret_value()}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        for name, ref in spec.secret_headers.items():
-            headers[name] = ref.resolve().get_secret_value()
-    except LookupError as exc:  # the message names the reference, never a value
-        raise ProbeError(Reason.CONFIG, f"credential not available: {exc}") from None
-    return headers
 
 
 def _request_body(spec: HttpCheck) -> tuple[bytes | None, dict[str, str]]:
@@ -81,7 +60,7 @@ def _request_body(spec: HttpCheck) -> tuple[bytes | None, dict[str, str]]:
 
 
 async def _judge_body(spec: HttpCheck, response: Response, ctx: ProbeContext,
-                      report: Report) -> None:
+                      report: Findings) -> None:
     if spec.body_regex is not None:
         text = response.text()
         if len(text) > _BIG_TEXT:  # a long search must not stall the event loop
@@ -91,14 +70,14 @@ async def _judge_body(spec: HttpCheck, response: Response, ctx: ProbeContext,
         matched = found is not None
         report.measure(m.BODY_REGEX, 1 if matched else 0)
         if not matched:
-            report.fail("body does not match body_regex")
+            report.problem("body does not match body_regex")
     if spec.json_assertions:
         try:
             document = await parse_json(response, ctx)
         except ValueError:
             for index, assertion in enumerate(spec.json_assertions):
                 report.measure(m.JSON_ASSERTION, 0, index=str(index), path=assertion.path)
-            report.fail("body is not JSON")
+            report.problem("body is not JSON")
             return
         failed = 0
         for index, assertion in enumerate(spec.json_assertions):
@@ -107,21 +86,69 @@ async def _judge_body(spec: HttpCheck, response: Response, ctx: ProbeContext,
                            path=assertion.path)
             if problem:
                 failed += 1
-                report.fail(problem)
+                report.problem(problem)
         if not failed:
             count = len(spec.json_assertions)
             report.note(f"{count} JSON assertion{'s' if count > 1 else ''} hold")
 
 
-async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Report) -> None:
-    deadline = Deadline(spec.timeout * _DEADLINE_SHARE)
-    auth = _auth_headers(spec)
-    data, body_headers = _request_body(spec)
-    ssl_arg = await ssl_for(spec.tls, ctx)
-    caller = Caller(session=ctx.http, deadline=deadline, ssl_arg=ssl_arg,
-                    server_hostname=spec.tls.server_name, headers=dict(spec.headers),
-                    auth_headers=auth, max_body_bytes=spec.max_body_bytes)
-    extra = dict(body_headers)
+def _judge_status(spec: HttpCheck, response: Response, report: Findings) -> bool:
+    """Status and latency of the main answer; whether the status is an expected one."""
+    status_ok = response.status in spec.expected_status
+    if not status_ok and spec.authenticated and response.status in (401, 403):
+        raise reject_credentials(spec.url, response.status)
+    if not status_ok:
+        expected = "/".join(str(code) for code in spec.expected_status)
+        report.problem(f"status {response.status}, expected {expected}")
+    else:
+        report.note(f"{response.status} in {response.elapsed * 1000:.0f} ms")
+    if spec.max_latency is not None and response.elapsed > spec.max_latency:
+        report.problem(f"took {response.elapsed * 1000:.0f} ms > {spec.max_latency * 1000:.0f} ms")
+    return status_ok
+
+
+async def _judge_answer(spec: HttpCheck, response: Response, sent_id: str | None,
+                        caller: Caller, ctx: ProbeContext, report: Findings) -> None:
+    """The sub-checks that read the main answer (headers always, documents on success)."""
+    status_ok = _judge_status(spec, response, report)
+    https = URL(response.url).scheme == "https"
+    if spec.hsts is not None:
+        check_hsts(spec.hsts, response.headers, https, report)
+    if spec.correlation_id is not None:
+        check_correlation(spec.correlation_id, response.headers, sent_id, report)
+    if spec.rate_limit is not None and spec.rate_limit.require_headers:
+        check_rate_limit_headers(response.headers, report)
+    if not status_ok:  # body checks only make sense on the expected answer
+        return
+    await _judge_body(spec, response, ctx, report)
+    if spec.oidc is not None:
+        await check_oidc(spec.oidc, response, caller, ctx, report)
+    if spec.saml_metadata is not None:
+        await check_saml(spec.saml_metadata, response, ctx, report)
+    if spec.prometheus_exposition is not None:
+        await check_exposition(spec.prometheus_exposition, response, ctx, report)
+
+
+async def _active_checks(spec: HttpCheck, caller: Caller, report: Findings) -> None:
+    """The sub-checks that send their own requests."""
+    if spec.cors is not None:
+        await check_cors(spec.cors, spec.url, caller, report)
+    if spec.input_validation is not None:
+        await check_input_validation(spec.input_validation, spec.url, caller, report)
+    if spec.waf is not None:
+        await check_waf(spec.waf, spec.url, caller, report)
+    if spec.rate_limit is not None and spec.rate_limit.burst is not None:
+        await check_burst(spec.rate_limit.burst, spec.url, caller, report)
+
+
+async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> None:
+    auth = credential_headers(bearer_token=spec.bearer_token, scheme=spec.token_scheme,
+                              basic_auth=spec.basic_auth, secret_headers=spec.secret_headers)
+    data, extra = _request_body(spec)
+    client = await ctx.client(HTTP, HttpOptions(tls=spec.tls))
+    caller = Caller(client=client, deadline=Deadline(request_budget(spec.timeout)),
+                    headers=dict(spec.headers), auth_headers=auth,
+                    max_body_bytes=spec.max_body_bytes)
     sent_id: str | None = None
     if spec.correlation_id is not None and spec.correlation_id.echo_header is not None:
         sent_id = f"readiness-{uuid.uuid4().hex}"
@@ -138,60 +165,21 @@ async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Report) -> Non
     report.measure(m.STATUS_CODE, response.status)
     report.measure(m.DURATION, response.elapsed)
     report.measure(m.RESPONSE_BYTES, len(response.body))
-
-    status_ok = response.status in spec.expected_status
-    if not status_ok and spec.authenticated and response.status in (401, 403):
-        raise ProbeError(Reason.AUTH, f"credentials rejected ({response.status})")
-    if not status_ok:
-        expected = "/".join(str(code) for code in spec.expected_status)
-        report.fail(f"status {response.status}, expected {expected}")
-    else:
-        report.note(f"{response.status} in {response.elapsed * 1000:.0f} ms")
-    if spec.max_latency is not None and response.elapsed > spec.max_latency:
-        report.fail(f"took {response.elapsed * 1000:.0f} ms > {spec.max_latency * 1000:.0f} ms")
-
-    https = URL(response.url).scheme == "https"
-    if spec.hsts is not None:
-        check_hsts(spec.hsts, response.headers, https, report)
-    if spec.correlation_id is not None:
-        check_correlation(spec.correlation_id, response.headers, sent_id, report)
-    if spec.rate_limit is not None and spec.rate_limit.require_headers:
-        check_rate_limit_headers(response.headers, report)
-
-    # Body checks only make sense on the expected answer.
-    if status_ok:
-        await _judge_body(spec, response, ctx, report)
-        if spec.oidc is not None:
-            await check_oidc(spec.oidc, response, caller, ctx, report)
-        if spec.saml_metadata is not None:
-            await check_saml(spec.saml_metadata, response, ctx, report)
-        if spec.prometheus_exposition is not None:
-            await check_exposition(spec.prometheus_exposition, response, ctx, report)
-
-    if spec.cors is not None:
-        await check_cors(spec.cors, spec.url, caller, report)
-    if spec.input_validation is not None:
-        await check_input_validation(spec.input_validation, spec.url, caller, report)
-    if spec.waf is not None:
-        await check_waf(spec.waf, spec.url, caller, report)
-    if spec.rate_limit is not None and spec.rate_limit.burst is not None:
-        await check_burst(spec.rate_limit.burst, spec.url, caller, report)
+    await _judge_answer(spec, response, sent_id, caller, ctx, report)
+    await _active_checks(spec, caller, report)
 
 
 async def run(spec: HttpCheck, ctx: ProbeContext) -> Outcome:
     """Send the request(s) and judge the answer."""
-    report = Report()
+    report = Findings()
     try:
         await _run_checks(spec, ctx, report)
     except ProbeError as exc:
-        if not report.problems:
-            return Outcome.errored(exc.reason, exc.message, tuple(report.measurements))
+        if not report.failed:
+            return report.error(exc)
         # The target already answered "not ready": keep that, mention the later error.
-        report.fail(f"then: {exc.message}")
-    measurements = tuple(report.measurements)
-    if report.problems:
-        return Outcome.failed(report.summary(), measurements)
-    return Outcome.passed(report.summary() or "ok", measurements)
+        report.problem(f"then: {exc.message}")
+    return report.outcome()
 
 
 KIND = ProbeKind(

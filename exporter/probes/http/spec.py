@@ -10,13 +10,19 @@ the fields below. Each sub-block is opt-in (absent = not checked): `hsts`,
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from yarl import URL
 
 from exporter.model import CheckSpec, Duration, SecretReference
+from exporter.transport.http_auth import (
+    BasicAuth,
+    HttpUrl,
+    check_header_names,
+    check_plain_headers,
+)
+from exporter.transport.tls import TlsClientOptions
 
 __all__ = [
     "BasicAuth",
@@ -25,7 +31,6 @@ __all__ = [
     "CorsSpec",
     "HstsSpec",
     "HttpCheck",
-    "HttpTls",
     "InputValidationSpec",
     "JsonAssertion",
     "OidcSpec",
@@ -38,42 +43,9 @@ __all__ = [
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
-# Header names that carry credentials: they must come from a secret reference
-# (`bearer_token`, `basic_auth`, `secret_headers`), never from plain `headers`.
-_CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key",
-     "x-auth-token", "private-token", "x-grafana-api-key", "x-vault-token"}
-)
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
 
 class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_url(value: str, *, what: str = "url") -> str:
-    """Reject anything but an absolute http(s) URL without credentials in it."""
-    try:
-        url = URL(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{what} is not a valid URL") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"{what} must be an absolute http:// or https:// URL")
-    if url.user is not None or url.password is not None:
-        raise ValueError(f"{what} must not contain credentials; use basic_auth or bearer_token")
-    return value
-
-
-def _check_headers(value: dict[str, str]) -> dict[str, str]:
-    for name in value:
-        if not _HEADER_NAME_RE.match(name):
-            raise ValueError(f"{name!r} is not a valid header name")
-        if name.lower() in _CREDENTIAL_HEADERS:
-            raise ValueError(
-                f"header {name} carries credentials: use bearer_token, basic_auth or "
-                "secret_headers (secret references) instead"
-            )
-    return value
 
 
 # --------------------------------------------------------------------------- JSON paths
@@ -154,32 +126,6 @@ class JsonAssertion(_Block):
 # --------------------------------------------------------------------------- auth, TLS
 
 
-class BasicAuth(_Block):
-    """HTTP basic authentication; the password only by secret reference."""
-
-    username: str = Field(min_length=1)
-    password: SecretReference
-
-
-class HttpTls(_Block):
-    """TLS options for https:// URLs."""
-
-    ca_file: Path | None = Field(default=None, description="PEM CA bundle to trust "
-                                 "(default: the system store)")
-    cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
-    key_file: Path | None = Field(default=None, description="client key (PEM)")
-    insecure_skip_verify: bool = Field(default=False, description="do not verify the "
-                                       "server certificate (never in production)")
-    server_name: str | None = Field(default=None, description="SNI / host name to verify, "
-                                    "when it differs from the URL host")
-
-    @model_validator(mode="after")
-    def _pair(self) -> HttpTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
-
-
 # --------------------------------------------------------------------------- sub-blocks
 
 
@@ -195,7 +141,7 @@ class HstsSpec(_Block):
 class CorsSpec(_Block):
     """CORS restriction (2.2.3): a preflight from a foreign origin must not be allowed."""
 
-    url: str | None = Field(default=None, description="endpoint to test (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint to test (default: url)")
     foreign_origin: str = Field(default="https://readiness-probe.invalid",
                                 description="an origin the service must not trust")
     request_method: str = Field(default="POST", pattern=r"^[A-Z]+$",
@@ -209,11 +155,6 @@ class CorsSpec(_Block):
                                     "allowing it is a failure")
     allowed_origin: str | None = Field(default=None, description="a trusted origin whose "
                                        "preflight must be allowed (proves CORS is on)")
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value, what="cors.url")
 
     @field_validator("foreign_origin", "allowed_origin")
     @classmethod
@@ -233,15 +174,10 @@ class BurstSpec(_Block):
     """
 
     own_endpoint: Literal[True] = Field(description="confirms the endpoint is yours")
-    url: str | None = Field(default=None, description="endpoint to hit (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint to hit (default: url)")
     method: Method = "GET"
     requests: int = Field(default=100, ge=1, le=1000, description="hard cap on requests")
     concurrency: int = Field(default=10, ge=1, le=50)
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value, what="rate_limit.burst.url")
 
 
 class RateLimitSpec(_Block):
@@ -261,16 +197,11 @@ class RateLimitSpec(_Block):
 class InputValidationSpec(_Block):
     """Opt-in (2.2.5): a malformed body must be answered 4xx, never 5xx or 2xx."""
 
-    url: str | None = Field(default=None, description="endpoint (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint (default: url)")
     method: Method = "POST"
     body: str = Field(default='{"readiness_probe": [1, 2,', description="malformed payload")
     content_type: str = "application/json"
     expected_status: list[int] = Field(default=[400, 413, 415, 422], min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value, what="input_validation.url")
 
     @field_validator("expected_status")
     @classmethod
@@ -281,7 +212,7 @@ class InputValidationSpec(_Block):
 class WafSpec(_Block):
     """Opt-in (2.2.6): a benign attack signature must be blocked with 403/406."""
 
-    url: str | None = Field(default=None, description="endpoint (default: url)")
+    url: HttpUrl | None = Field(default=None, description="endpoint (default: url)")
     method: Method = "GET"
     query: dict[str, str] = Field(
         default={"q": "<script>alert('readiness-probe')</script>' OR '1'='1"},
@@ -289,15 +220,10 @@ class WafSpec(_Block):
     headers: dict[str, str] = {}
     expected_status: list[int] = Field(default=[403, 406], min_length=1)
 
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value, what="waf.url")
-
     @field_validator("headers")
     @classmethod
     def _headers_ok(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_headers(value)
+        return check_plain_headers(value)
 
     @field_validator("expected_status")
     @classmethod
@@ -363,7 +289,7 @@ class HttpCheck(CheckSpec):
     """`kind: http` options."""
 
     kind: Literal["http"]
-    url: str = Field(description="absolute http(s) URL")
+    url: HttpUrl = Field(description="absolute http(s) URL")
     method: Method = "GET"
     headers: dict[str, str] = Field(default={}, description="extra request headers "
                                     "(no credentials: see bearer_token / secret_headers)")
@@ -383,7 +309,9 @@ class HttpCheck(CheckSpec):
     body_regex: str | None = Field(default=None, description="must match somewhere in the body")
     max_latency: Duration | None = Field(default=None, gt=0, description="slower = fail")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0, le=256 * 1024 * 1024)
-    tls: HttpTls = HttpTls()
+    tls: TlsClientOptions = Field(default_factory=TlsClientOptions,
+                                  description="TLS client options (ca_file, cert_file, "
+                                  "key_file, server_name, insecure_skip_verify)")
 
     hsts: HstsSpec | None = None
     cors: CorsSpec | None = None
@@ -395,22 +323,15 @@ class HttpCheck(CheckSpec):
     saml_metadata: SamlMetadataSpec | None = None
     prometheus_exposition: PrometheusExpositionSpec | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _url_ok(cls, value: str) -> str:
-        return _check_url(value)
-
     @field_validator("headers")
     @classmethod
     def _headers_ok(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_headers(value)
+        return check_plain_headers(value)
 
     @field_validator("secret_headers")
     @classmethod
     def _secret_header_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not _HEADER_NAME_RE.match(name):
-                raise ValueError(f"{name!r} is not a valid header name")
+        check_header_names(value)
         return value
 
     @field_validator("expected_status")
@@ -440,8 +361,6 @@ class HttpCheck(CheckSpec):
         if self.follow_redirects and self.secret_headers:
             raise ValueError("follow_redirects is not allowed with secret_headers (they would "
                              "be sent to the redirect target, whatever its host)")
-        if self.tls.insecure_skip_verify and self.tls.ca_file is not None:
-            raise ValueError("tls.ca_file is pointless with insecure_skip_verify")
         if self.oidc is not None and self.saml_metadata is not None:
             raise ValueError("one document per check: oidc or saml_metadata")
         return self
