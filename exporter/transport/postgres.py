@@ -15,7 +15,7 @@ import asyncio
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -46,11 +46,15 @@ from exporter.transport.tls import TlsClientOptions
 __all__ = [
     "PG_ERRORS",
     "POSTGRES",
+    "DeclaredDatabase",
     "PgClient",
     "PgOptions",
     "PostgresConnection",
     "PostgresTransport",
+    "classify",
+    "close_declared",
     "database",
+    "open_declared",
 ]
 
 T = TypeVar("T")
@@ -396,16 +400,42 @@ POSTGRES = PostgresTransport()
 """The PostgreSQL transport (`await database(ctx, name)` in probes)."""
 
 
+@dataclass(eq=False)
+class DeclaredDatabase:
+    """What `ctx.connection(name)` gives for a `kind: postgres` connection: its spec, and
+    the pools opened for it, so that a connection removed or changed on reload closes its
+    pool (`close_declared`) instead of leaving it open until the runtime stops."""
+
+    spec: PostgresConnection
+    clients: list[PgClient] = field(default_factory=list)
+
+
+async def open_declared(spec: PostgresConnection) -> DeclaredDatabase:
+    """The `open` of the postgres connection kind: nothing connects yet."""
+    return DeclaredDatabase(spec)
+
+
+async def close_declared(declared: DeclaredDatabase) -> None:
+    """The `close` of the postgres connection kind: close the pools opened for it."""
+    clients, declared.clients = declared.clients, []
+    for client in clients:
+        await POSTGRES.close(client)
+
+
 async def database(ctx: ProbeContext, name: str) -> PgClient:
     """The client of the `kind: postgres` connection `name`; `ProbeError` when it is not
     declared, not a postgres connection, or cannot be opened."""
     try:
-        spec = await ctx.connection(name)
+        declared = await ctx.connection(name)
     except KeyError:
         raise ProbeError(Reason.CONFIG, f"no connection named {name!r} under connections: "
                          "(declare it, or change the check's connection)") from None
-    if not isinstance(spec, PostgresConnection):
-        kind = getattr(spec, "kind", type(spec).__name__)
+    if not isinstance(declared, DeclaredDatabase):
+        kind = getattr(declared, "kind", type(declared).__name__)
         raise ProbeError(Reason.CONFIG, f"connection {name!r} is not a postgres connection "
                          f"({kind})")
-    return await ctx.client(POSTGRES, PgOptions(name, spec))
+    client = await ctx.client(POSTGRES, PgOptions(name, declared.spec))
+    if client not in declared.clients:
+        declared.clients[:] = [c for c in declared.clients if not c.pool.is_closing()]
+        declared.clients.append(client)
+    return client

@@ -231,3 +231,22 @@ async def test_a_pool_is_opened_once_per_connection_and_closed_with_the_runtime(
     assert tls_cluster.psql(count).strip() == "2"  # one pool per connection, reused
     await ctx.aclose()
     assert tls_cluster.psql(count).strip() == "0"
+
+
+async def test_a_connection_changed_on_reload_closes_its_old_pool(
+        tls_cluster: PgCluster, tmp_path: Path) -> None:
+    before = PostgresConnection.model_validate(
+        {"kind": "postgres", "port": tls_cluster.port, "application_name": "conf-old"})
+    after = before.model_copy(update={"application_name": "conf-new"})
+    ctx = RuntimeContext({"db": before}, state_dir=tmp_path / "state")
+    spec = _spec(_kinds(tmp_path)["sql"])
+    try:
+        assert (await run_check(spec, ctx))[0].status is Status.PASS
+        await ctx.update_connections({"db": after})
+        assert (await run_check(spec, ctx))[0].status is Status.PASS
+        sessions = tls_cluster.psql(
+            "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM "
+            "pg_stat_activity WHERE application_name LIKE 'conf-%'")
+        assert sessions.strip() == "conf-new"  # the old pool is closed, not left open
+    finally:
+        await ctx.aclose()
