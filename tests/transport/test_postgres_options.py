@@ -3,7 +3,6 @@ libpq spellings, TLS files as config errors, and asyncpg exceptions as reasons."
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import subprocess
 import sys
@@ -132,7 +131,7 @@ SECRET_VALUE = "card-4111-1111-1111-1111"
      "does not accept TLS"),
     (ssl.SSLCertVerificationError(1, "certificate verify failed"), Reason.TLS,
      "certificate"),
-    (asyncio.TimeoutError(), Reason.TIMEOUT, "did not answer within 5s"),
+    (TimeoutError(), Reason.TIMEOUT, "did not answer within 5s"),
 ], ids=["password", "hba", "starting", "lost", "too-many", "statement-timeout",
         "no-database", "data-value", "no-tls", "verify", "timeout"])
 def test_error_table_rows(exc: BaseException, reason: Reason, fragment: str) -> None:
