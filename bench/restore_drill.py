@@ -81,7 +81,7 @@ async def drill(cluster: PgCluster, backups: Path, state: Path, rows: int,
                 phases: PhaseTimes, identity: Path | None = None
                 ) -> tuple[float, float, dict[str, float]]:
     ctx = RuntimeContext({"drill": PostgresConnection(kind="postgres", port=cluster.port,
-                                                      sslmode="disable",
+                                                      tls="disable",
                                                       command_timeout=3600)},
                          state_dir=state)
     spec = RestoreDrillCheck.model_validate({

@@ -25,6 +25,7 @@ from exporter.model import (
     IntervalDuration,
     SecretRef,
     TimeoutDuration,
+    connection_references,
     read_file_bounded,
 )
 from exporter.yamlload import shorten
@@ -429,8 +430,7 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
     # something enabled needs them: enabled checks and the connections they use.
     env = os.environ if environ is None else environ
     enabled = [spec for spec in checks if spec.enabled]
-    used = {getattr(spec, field_name) for spec in enabled
-            for field_name in getattr(type(spec), "connection_fields", {})}
+    used = {ref.name for spec in enabled for ref in connection_references(spec)}
     for name in sorted(n for n in used if n in connections):
         for path, ref in _iter_secret_refs(connections[name], f"connections.{name}"):
             errors.extend(_secret_error(ref, path, env))
@@ -457,18 +457,16 @@ def _echo(value: object) -> str:
 def _connection_errors(
     spec: CheckSpec, where: str, connections: Mapping[str, ConnectionSpec]
 ) -> Iterator[str]:
-    required: Mapping[str, str] = getattr(type(spec), "connection_fields", {})
-    for field_name, kind_name in required.items():
-        name = getattr(spec, field_name, None)
-        if name is None:
-            continue
-        if name not in connections:
-            yield f"{where}.{field_name}: no connection named {name!r} under connections:"
-        elif connections[name].kind != kind_name:
-            yield (
-                f"{where}.{field_name}: connection {name!r} is a {connections[name].kind} "
-                f"connection, this check needs {kind_name}"
-            )
+    """One error per connection name in `spec` (any typed option, nested or in a list)
+    that is not declared, or declared with another kind."""
+    for ref in connection_references(spec):
+        option = f"{where}.{ref.path}"
+        declared = connections.get(ref.name)
+        if declared is None:
+            yield f"{option}: no connection named {ref.name!r} under connections:"
+        elif declared.kind != ref.kind:
+            yield (f"{option}: connection {ref.name!r} is a {declared.kind} connection, "
+                   f"this check needs {ref.kind}")
 
 
 def _secret_error(ref: SecretRef, path: str, environ: Mapping[str, str]) -> list[str]:

@@ -17,7 +17,18 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
+from types import UnionType
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
 
 import aiohttp
 from pydantic import (
@@ -35,25 +46,31 @@ __all__ = [
     "CheckSpec",
     "CheckView",
     "ConnectionKind",
+    "ConnectionOf",
+    "ConnectionReference",
     "ConnectionSpec",
     "Connector",
     "Duration",
     "FileReadError",
     "Findings",
     "IntervalDuration",
+    "KubernetesConnectionName",
     "Lifespan",
     "Measurement",
     "MetricFamily",
     "Outcome",
+    "PostgresConnectionName",
     "ProbeContext",
     "ProbeError",
     "ProbeKind",
     "Reason",
+    "RedisConnectionName",
     "SecretRef",
     "SecretReference",
     "Severity",
     "Status",
     "TimeoutDuration",
+    "connection_references",
     "parse_duration",
     "read_file_bounded",
     "walk_options",
@@ -349,6 +366,106 @@ class CheckSpec(BaseModel):
     def item_id(self) -> str:
         """The checklist item this check belongs to."""
         return self.item or self.id
+
+
+# --------------------------------------------------------------------------- connection names
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOf:
+    """Marks a `str` option as the name of a declared connection of `kind`.
+
+    Write `connection: PostgresConnectionName` (or `Annotated[str, ConnectionOf("redis")]`)
+    anywhere in a check's model, nested models and lists included: `validate` finds every
+    such option by walking the model (`connection_references`) and checks that the name is
+    declared under `connections:` with that kind.
+    """
+
+    kind: str
+
+
+PostgresConnectionName = Annotated[str, ConnectionOf("postgres")]
+"""The name of a `kind: postgres` connection."""
+KubernetesConnectionName = Annotated[str, ConnectionOf("kubernetes")]
+"""The name of a `kind: kubernetes` connection."""
+RedisConnectionName = Annotated[str, ConnectionOf("redis")]
+"""The name of a `kind: redis` connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReference:
+    """One connection name found in a configuration: where, which name, which kind."""
+
+    path: str
+    name: str
+    kind: str
+
+
+def _marked_kind(annotation: Any, metadata: Iterable[Any] = ()) -> str | None:
+    for item in metadata:
+        if isinstance(item, ConnectionOf):
+            return item.kind
+    if get_origin(annotation) is Annotated:
+        inner, *extra = get_args(annotation)
+        return _marked_kind(inner, extra)
+    if get_origin(annotation) in (Union, UnionType):
+        for member in get_args(annotation):
+            found = _marked_kind(member)
+            if found is not None:
+                return found
+    return None
+
+
+def _items_annotation(annotation: Any, position: int) -> Any:
+    """The annotation of a container's items (`list[X]` -> X; dict values: position 1)."""
+    if get_origin(annotation) is Annotated:
+        return _items_annotation(get_args(annotation)[0], position)
+    if get_origin(annotation) in (Union, UnionType):
+        for member in get_args(annotation):
+            if member is not type(None) and get_args(member):
+                return _items_annotation(member, position)
+        return Any
+    args = get_args(annotation)
+    if not args:
+        return Any
+    return args[min(position, len(args) - 1)]
+
+
+def _references_in(value: Any, annotation: Any, metadata: Iterable[Any],
+                   path: str) -> Iterator[ConnectionReference]:
+    if value is None:
+        return
+    if isinstance(value, str):
+        kind = _marked_kind(annotation, metadata)
+        if kind is not None:
+            yield ConnectionReference(path, value, kind)
+    elif isinstance(value, BaseModel):
+        yield from connection_references(value, path)
+    elif isinstance(value, list | tuple):
+        inner = _items_annotation(annotation, 0)
+        for index, item in enumerate(value):
+            yield from _references_in(item, inner, (), f"{path}[{index}]")
+    elif isinstance(value, dict):
+        inner = _items_annotation(annotation, 1)
+        for key, item in value.items():
+            yield from _references_in(item, inner, (), f"{path}.{key}")
+
+
+def connection_references(model: BaseModel, path: str = "") -> Iterator[ConnectionReference]:
+    """Every connection name inside `model` (fields typed with `ConnectionOf`, in nested
+    models, lists and dicts too), with its option path.
+
+    A model's legacy `connection_fields = {"field": "kind"}` class variable is honoured
+    for kinds not yet typed.
+    """
+    legacy: Mapping[str, str] = getattr(type(model), "connection_fields", {})
+    for name, info in type(model).model_fields.items():
+        where = f"{path}.{name}" if path else name
+        value = getattr(model, name)
+        if name in legacy and isinstance(value, str):
+            yield ConnectionReference(where, value, legacy[name])
+            continue
+        yield from _references_in(value, info.annotation, info.metadata, where)
 
 
 class ConnectionSpec(BaseModel):

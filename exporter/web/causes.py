@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from exporter.model import CheckSpec, Reason, Severity, Status
+from exporter.model import CheckSpec, Reason, Severity, Status, connection_references
 from exporter.store import CheckState
 
 NETWORK_REASONS = frozenset({Reason.DNS, Reason.CONNECT, Reason.TIMEOUT, Reason.TLS})
@@ -158,10 +158,8 @@ def _strings(value: object, name: str) -> Iterator[tuple[str, str]]:
 def spec_targets(spec: CheckSpec) -> list[tuple[Target, str]]:
     """Connections and URL hosts the check's own configuration points at, with the option."""
     found: list[tuple[Target, str]] = []
-    for field_name in getattr(type(spec), "connection_fields", {}):
-        name = getattr(spec, field_name, None)
-        if isinstance(name, str):
-            found.append((Target("connection", name), f"connections.{name}"))
+    for ref in connection_references(spec):
+        found.append((Target("connection", ref.name), f"connections.{ref.name}"))
     data = spec.model_dump(mode="json", exclude=set(CheckSpec.model_fields))
     for option, text in _strings(data, ""):
         if "://" in text:

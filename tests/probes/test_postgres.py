@@ -27,6 +27,7 @@ from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.probes.postgres import probe
 from exporter.probes.postgres.connection import PostgresConnection
+from exporter.transport.postgres import database
 from tests.support.servers import PgCluster, free_port, pg_cluster
 
 PASSWORD = "Pw-4b7c1e9f-not-in-output"
@@ -200,7 +201,7 @@ async def test_connections_against_max_connections(plain: PgCluster, make_ctx: A
 
 
 async def test_tls_share_fails_without_tls(plain: PgCluster, make_ctx: Any) -> None:
-    ctx = make_ctx(db=pg_conn(plain.port, sslmode="disable"))
+    ctx = make_ctx(db=pg_conn(plain.port, tls="disable"))
     outcome = await probe.run(pg_check(tls={"min_share": 1.0}), ctx)
     assert outcome.status is Status.FAIL
     assert value(outcome, "readiness_postgres_tls_connections_share") == 0
@@ -210,7 +211,7 @@ async def test_tls_share_fails_without_tls(plain: PgCluster, make_ctx: Any) -> N
 async def test_tls_verify_full_and_share(tls_cluster: tuple[PgCluster, Path],
                                          make_ctx: Any) -> None:
     cluster, ca = tls_cluster
-    ctx = make_ctx(db=pg_conn(cluster.port, sslmode="verify-full", sslrootcert=str(ca)))
+    ctx = make_ctx(db=pg_conn(cluster.port, tls={"ca_file": str(ca)}))
     outcome = await probe.run(pg_check(tls={"min_share": 1.0}), ctx)
     assert outcome.status is Status.PASS, outcome.message
     assert value(outcome, "readiness_postgres_tls_connections_share") == 1.0
@@ -230,13 +231,13 @@ async def test_tls_wrong_ca_is_tls_error(tls_cluster: tuple[PgCluster, Path],
     cluster, _ = tls_cluster
     other_ca = tmp_path / "other-ca.crt"
     trustme.CA().cert_pem.write_to_path(str(other_ca))
-    ctx = make_ctx(db=pg_conn(cluster.port, sslmode="verify-full", sslrootcert=str(other_ca)))
+    ctx = make_ctx(db=pg_conn(cluster.port, tls={"ca_file": str(other_ca)}))
     outcome = await probe.run(pg_check(min_version_num=150000), ctx)
     assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.TLS), outcome.message
 
 
-async def test_sslmode_require_on_server_without_tls(plain: PgCluster, make_ctx: Any) -> None:
-    ctx = make_ctx(db=pg_conn(plain.port, sslmode="require"))
+async def test_tls_required_on_server_without_tls(plain: PgCluster, make_ctx: Any) -> None:
+    ctx = make_ctx(db=pg_conn(plain.port, tls={"insecure_skip_verify": True}))
     outcome = await probe.run(pg_check(min_version_num=150000), ctx)
     assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.TLS), outcome.message
 
@@ -335,14 +336,14 @@ async def test_server_stops_mid_run_and_recovers_without_restart(make_ctx: Any) 
         spec = pg_check(min_version_num=150000)
         first = await probe.run(spec, ctx)
         assert first.status is Status.PASS, first.message
-        pool = await ctx.connection("db")
+        client = await database(ctx, "db")
         cluster.stop()
         down = await probe.run(spec, ctx)
         assert (down.status, down.reason) == (Status.ERROR, Reason.CONNECT), down.message
         cluster.start()
         back = await probe.run(spec, ctx)
         assert back.status is Status.PASS, back.message
-        assert await ctx.connection("db") is pool  # same pool: recovered, not rebuilt
+        assert await database(ctx, "db") is client  # same pool: recovered, not rebuilt
         # a restart between runs (stale pooled connection) does not even show an error
         cluster.restart()
         again = await probe.run(spec, ctx)
@@ -402,7 +403,7 @@ def test_config_checks_connection_name_and_kind() -> None:
 
 async def test_pool_is_bounded_and_named(plain: PgCluster, make_ctx: Any) -> None:
     ctx = make_ctx(db=pg_conn(plain.port, max_size=2, application_name="readiness-test"))
-    pool = await ctx.connection("db")
+    pool = (await database(ctx, "db")).pool
     assert isinstance(pool, asyncpg.Pool)
     assert pool.get_max_size() == 2
     assert await pool.fetchval("SELECT current_setting('application_name')") == "readiness-test"

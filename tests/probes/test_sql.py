@@ -14,6 +14,7 @@ from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.probes.postgres import sql
 from exporter.probes.postgres.connection import PostgresConnection
+from exporter.transport.postgres import database
 from tests.support.servers import PgCluster, pg_cluster
 
 # the preset's query for 2.1.2, against a table shaped like the application's
@@ -145,7 +146,7 @@ async def test_statement_timeout_then_connection_still_usable(
     assert (slow.status, slow.reason) == (Status.ERROR, Reason.TIMEOUT), slow.message
     after = await sql.run(check("SELECT 0"), ctx)
     assert after.status is Status.PASS  # the timeout was local to its transaction
-    pool = await ctx.connection("db")
+    pool = (await database(ctx, "db")).pool
     assert await pool.fetchval("SHOW statement_timeout") == "0"
 
 

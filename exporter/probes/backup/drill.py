@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import asyncpg
 from pydantic import Field, model_validator
@@ -27,6 +28,7 @@ from exporter.model import (
     Measurement,
     MetricFamily,
     Outcome,
+    PostgresConnectionName,
     ProbeContext,
     ProbeError,
     ProbeKind,
@@ -40,6 +42,8 @@ from exporter.probes.backup.lease import DrillLease
 from exporter.probes.backup.records import DrillRecord, DrillStore
 from exporter.probes.backup.restore import PHASES, DrillFailure, Verification
 from exporter.probes.backup.sources import BackupSource, DirectorySource, list_backups
+from exporter.transport.postgres import PgClient
+from exporter.transport.postgres import database as pg_database
 
 log = logging.getLogger("readiness.backup.drill")
 
@@ -75,9 +79,6 @@ PHASE = MetricFamily(
 class RestoreDrillCheck(CheckSpec):
     """`kind: restore_drill` options."""
 
-    connection_fields: ClassVar[dict[str, str]] = {
-        "connection": "postgres", "records_connection": "postgres"}
-
     kind: Literal["restore_drill"]
     mode: Literal["record", "run"] = Field(
         default="record", description="read results of other tooling, or run the drill")
@@ -94,14 +95,14 @@ class RestoreDrillCheck(CheckSpec):
     records_file: Path | None = Field(default=None, description="JSON lines file of records")
     records_table: str | None = Field(
         default=None, description="PostgreSQL table (scenario, started, finished, success)")
-    records_connection: str | None = Field(
+    records_connection: PostgresConnectionName | None = Field(
         default=None, description="postgres connection holding records_table")
     # run mode
     source: BackupSource | None = Field(
         default=None, description="backup source whose newest backup is restored (directory)")
-    connection: str | None = Field(
+    connection: PostgresConnectionName | None = Field(
         default=None, description="postgres connection to the drill server (maintenance db)")
-    production_connections: list[str] = Field(
+    production_connections: list[PostgresConnectionName] = Field(
         default=[], description="connections the drill must never target; a drill server "
         "that is the same cluster as one of them is refused")
     every: Duration = Field(default=86400.0, gt=0, description="start a drill this often")
@@ -173,12 +174,14 @@ def _busy(entry: _Running | None) -> bool:
     return entry is not None and entry.task is not None and not entry.task.done()
 
 
-async def _identity(pool: Any) -> tuple[str | None, str | None]:
+async def _identity(con: asyncpg.Connection) -> tuple[str | None, str | None]:
     """(cluster system identifier, server address:port): either may be unknown."""
     system: str | None = None
     with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
-        system = await pool.fetchval("SELECT system_identifier::text FROM pg_control_system()")
-    row = await pool.fetchrow("SELECT inet_server_addr()::text AS a, inet_server_port() AS p")
+        async with con.transaction():  # a refused read must not spoil the connection
+            system = await con.fetchval(
+                "SELECT system_identifier::text FROM pg_control_system()")
+    row = await con.fetchrow("SELECT inet_server_addr()::text AS a, inet_server_port() AS p")
     address = f"{row['a']}:{row['p']}" if row["a"] is not None else None
     return system, address
 
@@ -192,14 +195,10 @@ async def refuse_production(spec: RestoreDrillCheck, ctx: ProbeContext) -> None:
     if spec.connection in spec.production_connections:
         raise ProbeError(Reason.CONFIG, f"refusing to drill on production connection "
                          f"{spec.connection}")
-    drill_system, drill_address = await _identity(await ctx.connection(spec.connection))
+    drill = await pg_database(ctx, spec.connection)
+    drill_system, drill_address = await drill.run(_identity)
     for name in spec.production_connections:
-        try:
-            pool = await ctx.connection(name)
-        except KeyError:
-            raise ProbeError(Reason.CONFIG, f"production connection {name!r} is not "
-                             "declared") from None
-        system, address = await _identity(pool)
+        system, address = await (await pg_database(ctx, name)).run(_identity)
         if (system is not None and system == drill_system) or \
                 (address is not None and address == drill_address):
             raise ProbeError(Reason.CONFIG, f"refusing to drill: connection {spec.connection} "
@@ -217,7 +216,7 @@ async def _set_phase(spec: RestoreDrillCheck, ctx: ProbeContext, store: DrillSto
 
 
 async def _restore(spec: RestoreDrillCheck, ctx: ProbeContext, store: DrillStore,
-                   entry: _Running, target: restore.Target, started: float) -> str:
+                   entry: _Running, target: PgClient, started: float) -> str:
     """Restore and verify the newest backup; return its name."""
     assert isinstance(spec.source, DirectorySource)
     listing = await list_backups(spec.source, ctx)
@@ -225,9 +224,8 @@ async def _restore(spec: RestoreDrillCheck, ctx: ProbeContext, store: DrillStore
     if backup is None or backup.format is None:
         raise DrillFailure("no backup to restore")
     path = Path(backup.location)
-    env = target.env(entry.database)
-    pool = await ctx.connection(spec.connection or "")
-    await pool.execute(f'CREATE DATABASE "{entry.database}"')
+    env = target.libpq_env(entry.database, "readiness-drill")
+    await target.run(lambda con: con.execute(f'CREATE DATABASE "{entry.database}"'))
     async with contextlib.AsyncExitStack() as stack:
         stages: list[list[str]] = []
         fmt = backup.format
@@ -269,16 +267,17 @@ async def execute_drill(spec: RestoreDrillCheck, ctx: ProbeContext,
     entry = entry or _Running()
     entry.database = database
     success, detail = False, ""
-    pool: Any = None
+    client: PgClient | None = None
     try:
         await _set_phase(spec, ctx, store, entry, "prepare", started)
-        pool = await ctx.connection(spec.connection or "")
-        target = await restore.target_of(pool)
+        client = await pg_database(ctx, spec.connection or "")
         async with asyncio.timeout(spec.drill_timeout):
-            name = await _restore(spec, ctx, store, entry, target, started)
+            name = await _restore(spec, ctx, store, entry, client, started)
         success, detail = True, f"restored {name} and verified"
     except DrillFailure as exc:
         detail = exc.message
+    except ProbeError as exc:  # the drill server: refused, auth, TLS... (secret-free)
+        detail = f"{exc.reason}: {exc.message}"
     except TimeoutError:
         detail = f"timed out after {human_duration(spec.drill_timeout)}"
     except asyncio.CancelledError:
@@ -295,9 +294,9 @@ async def execute_drill(spec: RestoreDrillCheck, ctx: ProbeContext,
                                                   "success": success, "detail": detail})
         entry.phase = "cleanup"
         try:
-            if pool is not None:
-                await restore.drop_database(pool, database)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if client is not None:
+                await client.run(lambda con: restore.drop_database(con, database))
+        except ProbeError as exc:
             log.warning("dropping scratch database failed", extra={
                 "scenario": spec.scenario, "database": database, "error": type(exc).__name__})
         record = DrillRecord(spec.scenario, started, finished, success, detail)
@@ -311,6 +310,10 @@ def _remove_identity_files(folder: Path, tag: str) -> None:
     """Delete temporary age identities a killed drill of `tag` may have left behind."""
     for leftover in folder.glob(f"age-identity-{tag}-*"):
         leftover.unlink(missing_ok=True)
+
+
+async def _drop(con: asyncpg.Connection, name: str) -> None:
+    await restore.drop_database(con, name)
 
 
 async def recover(spec: RestoreDrillCheck, ctx: ProbeContext, store: DrillStore) -> None:
@@ -328,11 +331,11 @@ async def recover(spec: RestoreDrillCheck, ctx: ProbeContext, store: DrillStore)
         await ctx.run_blocking(store.clear_marker, spec.scenario)
     await ctx.run_blocking(_remove_identity_files, ctx.state_dir / IDENTITY_DIR,
                            slug(spec.scenario))
-    pool = await ctx.connection(spec.connection or "")
+    client = await pg_database(ctx, spec.connection or "")
     prefix = f"{spec.scratch_prefix}{slug(spec.scenario)}_"
-    for name in await restore.stale_databases(pool, prefix):
+    for name in await client.run(lambda con: restore.stale_databases(con, prefix)):
         log.warning("dropping stale scratch database", extra={"database": name})
-        await restore.drop_database(pool, name)
+        await client.run(functools.partial(_drop, name=name))
 
 
 async def _start_if_due(spec: RestoreDrillCheck, ctx: ProbeContext,
@@ -429,18 +432,21 @@ async def _read_records(spec: RestoreDrillCheck, ctx: ProbeContext) -> tuple[lis
             return [], f" ({spec.records_file} does not exist)"
         return found, f" ({bad} unreadable lines)" if bad else ""
     assert spec.records_table is not None and spec.records_connection is not None
-    pool = await ctx.connection(spec.records_connection)
-    try:
-        return await rec.read_table(pool, spec.records_table, spec.scenario), ""
-    except asyncpg.UndefinedTableError:
-        raise ProbeError(Reason.CONFIG, f"table {spec.records_table} does not exist") \
-            from None
-    except asyncpg.UndefinedColumnError:
-        raise ProbeError(Reason.CONFIG, f"table {spec.records_table} lacks scenario/started/"
-                         "finished/success") from None
-    except asyncpg.InsufficientPrivilegeError:
-        raise ProbeError(Reason.AUTH, f"no permission to read {spec.records_table}") \
-            from None
+    table = spec.records_table
+
+    async def read(con: asyncpg.Connection) -> list[DrillRecord]:
+        try:
+            return await rec.read_table(con, table, spec.scenario)
+        except asyncpg.UndefinedTableError:
+            raise ProbeError(Reason.CONFIG, f"table {table} does not exist") from None
+        except asyncpg.UndefinedColumnError:
+            raise ProbeError(Reason.CONFIG, f"table {table} lacks scenario/started/"
+                             "finished/success") from None
+        except asyncpg.InsufficientPrivilegeError:
+            raise ProbeError(Reason.AUTH, f"no permission to read {table}") from None
+
+    client = await pg_database(ctx, spec.records_connection)
+    return await client.run(read), ""
 
 
 async def run(spec: RestoreDrillCheck, ctx: ProbeContext) -> Outcome:
@@ -463,13 +469,6 @@ async def run(spec: RestoreDrillCheck, ctx: ProbeContext) -> Outcome:
         return evaluate(spec, found, ctx.now(), phase)
     except ProbeError as exc:
         return Outcome.errored(exc.reason, exc.message)
-    except (OSError, asyncpg.InterfaceError) as exc:
-        return Outcome.errored(Reason.CONNECT, f"drill server unreachable "
-                               f"({type(exc).__name__})")
-    except asyncpg.InvalidPasswordError:
-        return Outcome.errored(Reason.AUTH, "drill server refused the credentials")
-    except asyncpg.PostgresError as exc:
-        return Outcome.errored(Reason.PROTOCOL, f"drill server error ({type(exc).__name__})")
 
 
 async def cancel_all() -> None:

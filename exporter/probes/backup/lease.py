@@ -34,7 +34,7 @@ from kubernetes_asyncio.leaderelection.leaderelection import LeaderElection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from exporter.model import Duration, ProbeContext, ProbeError, Reason
+from exporter.model import Duration, KubernetesConnectionName, ProbeContext, ProbeError, Reason
 
 log = logging.getLogger("readiness.backup.lease")
 
@@ -48,7 +48,7 @@ class DrillLease(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    connection: str = Field(description="a `kubernetes` connection")
+    connection: KubernetesConnectionName = Field(description="a `kubernetes` connection")
     namespace: str = Field(pattern=_DNS_LABEL, description="namespace of the Lease")
     name: str | None = Field(default=None, pattern=_DNS_NAME, description="Lease name "
                              "(default readiness-restore-drill-<scenario>)")

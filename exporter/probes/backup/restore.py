@@ -2,7 +2,9 @@
 
 External tools (`age`, `pg_restore`, `psql`) run as asyncio subprocesses connected by
 OS pipes, so a gigabyte of dump never passes through Python. The scratch database is
-created, checked and dropped through asyncpg.
+created, checked and dropped through the PostgreSQL transport's client of the drill
+connection; the tools reach the same server with the libpq environment that client
+builds from the connection's spec (`PgClient.libpq_env`), never from asyncpg internals.
 """
 
 from __future__ import annotations
@@ -59,56 +61,6 @@ class DrillFailure(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """How tools and asyncpg reach the drill server (from the pool's own connection)."""
-
-    host: str
-    port: int
-    user: str
-    password: str | None
-    ssl: Any
-    sslmode: str
-
-    def env(self, database: str) -> dict[str, str]:
-        """libpq environment for `pg_restore` / `psql` (the password never on argv)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user,
-                   PGDATABASE=database, PGSSLMODE=self.sslmode, PGAPPNAME="readiness-drill",
-                   PGCONNECT_TIMEOUT="10")
-        if self.password:
-            env["PGPASSWORD"] = self.password
-        return env
-
-    async def connect(self, database: str) -> Any:
-        """A direct asyncpg connection to `database` on the drill server."""
-        ssl = self.ssl if self.sslmode in {"require", "verify-ca", "verify-full"} \
-            else self.sslmode
-        return await asyncpg.connect(host=self.host, port=self.port, user=self.user,
-                                     password=self.password, database=database, ssl=ssl,
-                                     timeout=10)
-
-
-async def target_of(pool: Any) -> Target:
-    """Connection parameters of an asyncpg pool, read from one of its connections.
-
-    asyncpg exposes them as `conn_addr` / `conn_params` (query logger records); here they
-    are read from the connection itself.
-    """
-    async with pool.acquire() as conn:
-        addr = conn._addr
-        params = conn._params
-    if isinstance(addr, tuple):
-        host, port = str(addr[0]), int(addr[1])
-    else:  # unix socket path: /dir/.s.PGSQL.5432
-        path = str(addr)
-        host, port = os.path.dirname(path), int(path.rsplit(".", 1)[-1])
-    password = params.password if isinstance(params.password, str) else None
-    sslmode = getattr(params.sslmode, "name", "prefer").replace("_", "-")
-    return Target(host=host, port=port, user=str(params.user), password=password,
-                  ssl=params.ssl, sslmode=sslmode)
 
 
 def find_tool(name: str, bin_dir: Path | None) -> str:

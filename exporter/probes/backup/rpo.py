@@ -9,7 +9,7 @@ recovery) or "now" while a synchronous standby is streaming (an RPO of 0). With
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,15 +20,16 @@ from exporter.model import (
     Measurement,
     MetricFamily,
     Outcome,
+    PostgresConnectionName,
     ProbeContext,
     ProbeError,
     ProbeKind,
-    Reason,
 )
 from exporter.probes.backup import records as rec
 from exporter.probes.backup.common import DRILL_DURATION, RTO_TARGET, human_duration
 from exporter.probes.backup.records import DrillStore
 from exporter.probes.backup.sources import BackupSource, list_backups
+from exporter.transport.postgres import database
 
 RECOVERY_POINT = MetricFamily(
     "readiness_recovery_point_timestamp_seconds",
@@ -86,13 +87,11 @@ PointSource = Annotated[BackupPoint | WalArchivePoint | SyncReplicationPoint,
 class RpoCheck(CheckSpec):
     """`kind: rpo` options."""
 
-    connection_fields: ClassVar[dict[str, str]] = {"connection": "postgres"}
-
     kind: Literal["rpo"]
     scenario: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     rpo_target: Duration = Field(ge=0, description="maximum data loss, e.g. 6h (0 allowed)")
     sources: list[PointSource] = Field(min_length=1)
-    connection: str | None = Field(
+    connection: PostgresConnectionName | None = Field(
         default=None, description="postgres connection (wal_archive, sync_replication)")
     rto_target: Duration | None = Field(
         default=None, gt=0, description="also require a successful drill within this time")
@@ -110,8 +109,8 @@ class RpoCheck(CheckSpec):
         return self
 
 
-async def _wal_point(pool: Any) -> tuple[float | None, str]:
-    row = await pool.fetchrow(
+async def _wal_point(con: asyncpg.Connection) -> tuple[float | None, str]:
+    row = await con.fetchrow(
         "SELECT current_setting('archive_mode') AS mode, last_archived_time, "
         "last_failed_time FROM pg_stat_archiver")
     if row["mode"] == "off":
@@ -124,9 +123,9 @@ async def _wal_point(pool: Any) -> tuple[float | None, str]:
     return (archived.timestamp() if archived is not None else None), note
 
 
-async def _sync_point(pool: Any, spec: SyncReplicationPoint, now: float) -> tuple[float | None,
-                                                                                   str]:
-    count = await pool.fetchval(
+async def _sync_point(con: asyncpg.Connection, spec: SyncReplicationPoint,
+                      now: float) -> tuple[float | None, str]:
+    count = await con.fetchval(
         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' "
         "AND sync_state IN ('sync', 'quorum')")
     if count >= spec.min_standbys:
@@ -141,18 +140,10 @@ async def _point(source: BackupPoint | WalArchivePoint | SyncReplicationPoint,
         latest = listing.latest
         return (latest.completed, "") if latest is not None else (None, "no backups")
     assert spec.connection is not None
-    pool = await ctx.connection(spec.connection)
-    try:
-        if isinstance(source, WalArchivePoint):
-            return await _wal_point(pool)
-        return await _sync_point(pool, source, now)
-    except (OSError, asyncpg.InterfaceError) as exc:
-        raise ProbeError(Reason.CONNECT, f"database unreachable ({type(exc).__name__})") \
-            from None
-    except asyncpg.InvalidPasswordError:
-        raise ProbeError(Reason.AUTH, "database refused the credentials") from None
-    except asyncpg.PostgresError as exc:
-        raise ProbeError(Reason.PROTOCOL, f"database error ({type(exc).__name__})") from None
+    client = await database(ctx, spec.connection)  # opening is classified too (connect...)
+    if isinstance(source, WalArchivePoint):
+        return await client.run(_wal_point)
+    return await client.run(lambda con: _sync_point(con, source, now))
 
 
 async def _measured_rto(spec: RpoCheck, ctx: ProbeContext) -> rec.DrillRecord | None:

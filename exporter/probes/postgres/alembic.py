@@ -16,7 +16,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import Field, model_validator
@@ -27,6 +27,7 @@ from exporter.model import (
     Measurement,
     MetricFamily,
     Outcome,
+    PostgresConnectionName,
     ProbeContext,
     ProbeError,
     ProbeKind,
@@ -41,8 +42,8 @@ class AlembicCheck(CheckSpec):
     """`kind: alembic` options."""
 
     kind: Literal["alembic"]
-    connection: str = Field(description="name of a `kind: postgres` connection")
-    connection_fields: ClassVar[dict[str, str]] = {"connection": "postgres"}
+    connection: PostgresConnectionName = Field(description="name of a `kind: postgres` "
+                                               "connection")
     script_location: Path | None = Field(
         default=None, description="migrations directory (with versions/), read-only"
     )

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import string
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import asyncpg
 from cryptography.exceptions import InvalidTag
@@ -27,13 +26,16 @@ from exporter.model import (
     Measurement,
     MetricFamily,
     Outcome,
+    PostgresConnectionName,
     ProbeContext,
     ProbeError,
     ProbeKind,
     Reason,
+    SecretRef,
     SecretReference,
 )
 from exporter.probes.postgres.errors import quote_ident, read_only, with_connection
+from exporter.transport.secrets import resolve_secret
 
 _QUALIFIED = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$"
 _COLUMN = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
@@ -64,8 +66,8 @@ class CiphertextCheck(CheckSpec):
     """`kind: ciphertext` options."""
 
     kind: Literal["ciphertext"]
-    connection: str = Field(description="name of a `kind: postgres` connection")
-    connection_fields: ClassVar[dict[str, str]] = {"connection": "postgres"}
+    connection: PostgresConnectionName = Field(description="name of a `kind: postgres` "
+                                               "connection")
     table: str = Field(pattern=_QUALIFIED, description="table, optionally schema-qualified")
     column: str = Field(pattern=_COLUMN)
     sample_size: int = Field(default=100, ge=1, le=10_000)
@@ -215,15 +217,11 @@ async def run(spec: CiphertextCheck, ctx: ProbeContext) -> Outcome:
     """Sample the column and measure how much of it decrypts."""
     try:
         if spec.key is not None:
-            raw_key = spec.key.resolve().get_secret_value()
+            raw_key = resolve_secret(spec.key, "key")
         else:
             assert spec.key_env is not None
-            if not os.environ.get(spec.key_env):
-                raise LookupError(f"environment variable {spec.key_env} is not set")
-            raw_key = os.environ[spec.key_env]
-        key = parse_key(raw_key, spec.key_encoding)
-    except LookupError as exc:
-        return Outcome.errored(Reason.CONFIG, str(exc))
+            raw_key = resolve_secret(SecretRef(env=spec.key_env), "key_env")
+        key = parse_key(raw_key.get_secret_value(), spec.key_encoding)
     except ProbeError as exc:
         return Outcome.errored(exc.reason, exc.message)
     sql = _query(spec)

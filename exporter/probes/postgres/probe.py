@@ -8,7 +8,7 @@ reads catalog views a `pg_monitor` member may read; nothing is written.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from exporter.model import (
     CheckSpec,
     Duration,
-    Measurement,
+    Findings,
     MetricFamily,
     Outcome,
+    PostgresConnectionName,
     ProbeContext,
     ProbeError,
     ProbeKind,
@@ -66,8 +67,8 @@ class PostgresCheck(CheckSpec):
     """`kind: postgres` options; configure one or more sections."""
 
     kind: Literal["postgres"]
-    connection: str = Field(description="name of a `kind: postgres` connection")
-    connection_fields: ClassVar[dict[str, str]] = {"connection": "postgres"}
+    connection: PostgresConnectionName = Field(description="name of a `kind: postgres` "
+                                               "connection")
     min_version_num: int | None = Field(
         default=None, gt=0, description="server_version_num minimum, e.g. 150000"
     )
@@ -141,23 +142,11 @@ METRICS = (VERSION, VERSION_MIN, SETTING, SETTING_EXPECTED, SETTING_OK, CONN_USE
            ARCHIVED_TS, FAILED_TS, ARCHIVED, FAILED, READY, TLS_CONNS, TLS_SHARE, TLS_TARGET)
 
 
-class _Findings:
-    """Measurements, problems and notes collected by the sections of one run."""
-
-    def __init__(self) -> None:
-        self.measurements: list[Measurement] = []
-        self.problems: list[str] = []
-        self.notes: list[str] = []
-
-    def add(self, family: MetricFamily, value: float, **labels: str) -> None:
-        self.measurements.append(Measurement(family.name, float(value), labels))
-
-
-async def _version(con: asyncpg.Connection, spec: PostgresCheck, out: _Findings) -> None:
+async def _version(con: asyncpg.Connection, spec: PostgresCheck, out: Findings) -> None:
     num = int(await con.fetchval("SELECT current_setting('server_version_num')::int"))
-    out.add(VERSION, num)
+    out.measure(VERSION, num)
     assert spec.min_version_num is not None
-    out.add(VERSION_MIN, spec.min_version_num)
+    out.measure(VERSION_MIN, spec.min_version_num)
     text = f"version {num // 10000}.{num % 10000}"
     if num < spec.min_version_num:
         out.problems.append(f"{text} below {spec.min_version_num}")
@@ -165,7 +154,7 @@ async def _version(con: asyncpg.Connection, spec: PostgresCheck, out: _Findings)
         out.notes.append(text)
 
 
-async def _settings(con: asyncpg.Connection, spec: PostgresCheck, out: _Findings) -> None:
+async def _settings(con: asyncpg.Connection, spec: PostgresCheck, out: Findings) -> None:
     rows = await con.fetch(
         "SELECT name, setting, vartype, unit FROM pg_settings WHERE name = ANY($1::text[])",
         list(spec.settings),
@@ -182,9 +171,9 @@ async def _settings(con: asyncpg.Connection, spec: PostgresCheck, out: _Findings
         except ValueError as exc:
             raise ProbeError(Reason.CONFIG, f"setting {name}: {exc}") from None
         if result.actual is not None and result.expected is not None:
-            out.add(SETTING, result.actual, setting=name, unit=result.unit)
-            out.add(SETTING_EXPECTED, result.expected, setting=name, unit=result.unit)
-        out.add(SETTING_OK, 1 if result.ok else 0, setting=name)
+            out.measure(SETTING, result.actual, setting=name, unit=result.unit)
+            out.measure(SETTING_EXPECTED, result.expected, setting=name, unit=result.unit)
+        out.measure(SETTING_OK, 1 if result.ok else 0, setting=name)
         if not result.ok:
             want = (human(result.expected, result.unit) if result.expected is not None
                     else expect.text)
@@ -197,7 +186,7 @@ async def _settings(con: asyncpg.Connection, spec: PostgresCheck, out: _Findings
         out.notes.append(f"{len(spec.settings)} settings match")
 
 
-async def _connections(con: asyncpg.Connection, spec: PostgresCheck, out: _Findings) -> None:
+async def _connections(con: asyncpg.Connection, spec: PostgresCheck, out: Findings) -> None:
     row = await con.fetchrow(
         "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
         " AS used, current_setting('max_connections')::int AS max"
@@ -205,10 +194,10 @@ async def _connections(con: asyncpg.Connection, spec: PostgresCheck, out: _Findi
     used, maximum = int(row["used"]), int(row["max"])
     ratio = used / maximum if maximum else 1.0
     assert spec.max_connections_used is not None
-    out.add(CONN_USED, used)
-    out.add(CONN_MAX, maximum)
-    out.add(CONN_RATIO, ratio)
-    out.add(CONN_TARGET, spec.max_connections_used)
+    out.measure(CONN_USED, used)
+    out.measure(CONN_MAX, maximum)
+    out.measure(CONN_RATIO, ratio)
+    out.measure(CONN_TARGET, spec.max_connections_used)
     text = f"{used}/{maximum} connections ({ratio:.0%})"
     if ratio >= spec.max_connections_used:
         out.problems.append(f"{text} at or above {spec.max_connections_used:.0%}")
@@ -216,11 +205,11 @@ async def _connections(con: asyncpg.Connection, spec: PostgresCheck, out: _Findi
         out.notes.append(text)
 
 
-async def _replication(con: asyncpg.Connection, opts: ReplicationOptions, out: _Findings
+async def _replication(con: asyncpg.Connection, opts: ReplicationOptions, out: Findings
                        ) -> None:
     in_recovery = bool(await con.fetchval("SELECT pg_is_in_recovery()"))
-    out.add(IN_RECOVERY, 1 if in_recovery else 0)
-    out.add(LAG_TARGET, opts.max_replay_lag)
+    out.measure(IN_RECOVERY, 1 if in_recovery else 0)
+    out.measure(LAG_TARGET, opts.max_replay_lag)
     role = "replica" if in_recovery else "primary"
     if opts.role != "auto" and opts.role != role:
         out.problems.append(f"server is a {role}, expected {opts.role}")
@@ -231,7 +220,7 @@ async def _replication(con: asyncpg.Connection, opts: ReplicationOptions, out: _
         await _primary(con, opts, out)
 
 
-async def _primary(con: asyncpg.Connection, opts: ReplicationOptions, out: _Findings) -> None:
+async def _primary(con: asyncpg.Connection, opts: ReplicationOptions, out: Findings) -> None:
     rows = await con.fetch(
         "SELECT application_name, state,"
         " coalesce(extract(epoch FROM replay_lag),"
@@ -239,14 +228,14 @@ async def _primary(con: asyncpg.Connection, opts: ReplicationOptions, out: _Find
         " FROM pg_stat_replication ORDER BY application_name"
     )
     streaming = [row for row in rows if row["state"] == "streaming"]
-    out.add(REPLICAS, len(streaming))
-    out.add(REPLICAS_MIN, opts.min_replicas)
+    out.measure(REPLICAS, len(streaming))
+    out.measure(REPLICAS_MIN, opts.min_replicas)
     lagging: list[str] = []
     for row in streaming:
         if row["lag"] is None:
             continue
         name = row["application_name"] or "unnamed"
-        out.add(REPLICA_LAG, row["lag"], application_name=name)
+        out.measure(REPLICA_LAG, row["lag"], application_name=name)
         if row["lag"] > opts.max_replay_lag:
             lagging.append(f"{name} {row['lag']:.0f}s")
     if len(streaming) < opts.min_replicas:
@@ -257,7 +246,7 @@ async def _primary(con: asyncpg.Connection, opts: ReplicationOptions, out: _Find
         out.notes.append(f"{len(streaming)} streaming replicas")
 
 
-async def _replica(con: asyncpg.Connection, opts: ReplicationOptions, out: _Findings) -> None:
+async def _replica(con: asyncpg.Connection, opts: ReplicationOptions, out: Findings) -> None:
     row = await con.fetchrow(
         "SELECT (SELECT status FROM pg_stat_wal_receiver) AS status,"
         " extract(epoch FROM pg_last_xact_replay_timestamp())::float8 AS replayed_at,"
@@ -265,16 +254,16 @@ async def _replica(con: asyncpg.Connection, opts: ReplicationOptions, out: _Find
         " extract(epoch FROM now())::float8 AS now"
     )
     streaming = row["status"] == "streaming"
-    out.add(WAL_RECEIVER, 1 if streaming else 0)
+    out.measure(WAL_RECEIVER, 1 if streaming else 0)
     lag: float | None = None
     if row["replayed_at"] is not None:
-        out.add(REPLAY_TS, row["replayed_at"])
+        out.measure(REPLAY_TS, row["replayed_at"])
     if row["caught_up"]:
         lag = 0.0
     elif row["replayed_at"] is not None:
         lag = max(0.0, row["now"] - row["replayed_at"])
     if lag is not None:
-        out.add(REPLAY_LAG, lag)
+        out.measure(REPLAY_LAG, lag)
     if not streaming:
         out.problems.append(f"replica WAL receiver not streaming ({row['status'] or 'absent'})")
     elif lag is not None and lag > opts.max_replay_lag:
@@ -284,7 +273,7 @@ async def _replica(con: asyncpg.Connection, opts: ReplicationOptions, out: _Find
 
 
 async def _archiving(con: asyncpg.Connection, opts: ArchivingOptions, now: float,
-                     out: _Findings) -> None:
+                     out: Findings) -> None:
     row = await con.fetchrow(
         "SELECT current_setting('archive_mode') AS mode, current_setting('wal_level') AS level,"
         " archived_count, failed_count,"
@@ -293,20 +282,20 @@ async def _archiving(con: asyncpg.Connection, opts: ArchivingOptions, now: float
         " FROM pg_stat_archiver"
     )
     mode, level = row["mode"], row["level"]
-    out.add(ARCHIVE_MODE, 1, mode=mode)
-    out.add(WAL_LEVEL, 1, level=level)
-    out.add(ARCHIVED, row["archived_count"])
-    out.add(FAILED, row["failed_count"])
+    out.measure(ARCHIVE_MODE, 1, mode=mode)
+    out.measure(WAL_LEVEL, 1, level=level)
+    out.measure(ARCHIVED, row["archived_count"])
+    out.measure(FAILED, row["failed_count"])
     archived_at, failed_at = row["archived_at"], row["failed_at"]
     if archived_at is not None:
-        out.add(ARCHIVED_TS, archived_at)
+        out.measure(ARCHIVED_TS, archived_at)
     if failed_at is not None:
-        out.add(FAILED_TS, failed_at)
+        out.measure(FAILED_TS, failed_at)
     ready: int | None = None
     try:
         ready = int(await con.fetchval(
             "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"))
-        out.add(READY, ready)
+        out.measure(READY, ready)
     except asyncpg.InsufficientPrivilegeError:
         out.notes.append(".ready backlog not readable (grant pg_monitor)")
     if mode == "off":
@@ -326,7 +315,7 @@ async def _archiving(con: asyncpg.Connection, opts: ArchivingOptions, now: float
         out.notes.append(f"archiving healthy ({row['archived_count']} archived)")
 
 
-async def _tls(con: asyncpg.Connection, opts: TlsOptions, out: _Findings) -> None:
+async def _tls(con: asyncpg.Connection, opts: TlsOptions, out: Findings) -> None:
     rows = await con.fetch(
         "SELECT s.ssl, count(*) AS n FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
         " WHERE a.backend_type = 'client backend' AND a.client_addr IS NOT NULL GROUP BY s.ssl"
@@ -335,10 +324,10 @@ async def _tls(con: asyncpg.Connection, opts: TlsOptions, out: _Findings) -> Non
     with_tls, without = counts.get(True, 0), counts.get(False, 0)
     total = with_tls + without
     share = with_tls / total if total else 1.0
-    out.add(TLS_CONNS, with_tls, ssl="true")
-    out.add(TLS_CONNS, without, ssl="false")
-    out.add(TLS_SHARE, share)
-    out.add(TLS_TARGET, opts.min_share)
+    out.measure(TLS_CONNS, with_tls, ssl="true")
+    out.measure(TLS_CONNS, without, ssl="false")
+    out.measure(TLS_SHARE, share)
+    out.measure(TLS_TARGET, opts.min_share)
     text = f"{with_tls}/{total} TCP client connections use TLS"
     if share < opts.min_share:
         out.problems.append(text)
@@ -357,11 +346,11 @@ async def run(spec: PostgresCheck, ctx: ProbeContext) -> Outcome:
     if not _configured(spec):
         return Outcome.errored(Reason.CONFIG, "nothing to check: configure min_version_num, "
                                "settings, max_connections_used, replication, archiving or tls")
-    out = _Findings()
+    out = Findings()
 
     async def work(con: asyncpg.Connection) -> None:
         nonlocal out
-        out = _Findings()  # a retried run starts afresh
+        out = Findings()  # a retried run starts afresh
         if spec.min_version_num is not None:
             await _version(con, spec, out)
         if spec.settings:
@@ -378,11 +367,9 @@ async def run(spec: PostgresCheck, ctx: ProbeContext) -> Outcome:
     try:
         await with_connection(ctx, spec.connection, work)
     except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message, tuple(out.measurements))
-    measurements = tuple(out.measurements)
-    if out.problems:
-        return Outcome.failed("; ".join(out.problems), measurements)
-    return Outcome.passed("; ".join(out.notes) or "ok", measurements)
+        return out.error(exc)
+    return Outcome(out.outcome().status, "; ".join(out.problems or out.notes) or "ok",
+                   tuple(out.measurements))
 
 
 KIND: ProbeKind[Any] = ProbeKind(

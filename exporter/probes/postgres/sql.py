@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import Field
@@ -22,6 +22,7 @@ from exporter.model import (
     Measurement,
     MetricFamily,
     Outcome,
+    PostgresConnectionName,
     ProbeContext,
     ProbeError,
     ProbeKind,
@@ -37,8 +38,8 @@ class SqlCheck(CheckSpec):
     """`kind: sql` options."""
 
     kind: Literal["sql"]
-    connection: str = Field(description="name of a `kind: postgres` connection")
-    connection_fields: ClassVar[dict[str, str]] = {"connection": "postgres"}
+    connection: PostgresConnectionName = Field(description="name of a `kind: postgres` "
+                                               "connection")
     query: str = Field(min_length=1, description="read-only SELECT returning one value")
     op: Op = Field(default="==", description="comparison: value <op> threshold passes")
     threshold: float = Field(description="right-hand side of the comparison")

@@ -30,7 +30,7 @@ def pg_connection(cluster: PgCluster, user: str = "postgres", database: str = "p
     """A `postgres` connection spec for a throw-away cluster."""
     return PostgresConnection(kind="postgres", host="127.0.0.1", port=cluster.port,
                               user=user, database=database, password_env=password_env,
-                              sslmode="disable", min_size=0, max_size=3)
+                              tls="disable", min_size=0, max_size=3)
 
 
 def pg_dump(cluster: PgCluster, database: str, target: Path, fmt: str) -> Path:
