@@ -18,7 +18,8 @@ import trustme
 from exporter import config
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
-from exporter.probes.redis_probe import KIND, RedisCheck, run
+from exporter.probes.redis.probe import KIND, RedisCheck, run
+from exporter.transport.redis import REDIS, RedisClient, RedisConnection, RedisOptions
 from tests.support.servers import RedisServer, free_port, redis_server, start_redis
 
 PASSWORD = "pw-Zq81-never-shown"
@@ -77,6 +78,13 @@ def assert_secret_absent(secret: str, outcomes: Iterable[Outcome],
     for record in caplog.records:
         assert secret not in record.getMessage()
         assert secret not in repr(record.__dict__)
+
+
+async def shared_client(ctx: RuntimeContext, name: str = "cache") -> RedisClient:
+    """The runtime's client of connection `name` (what the probe uses)."""
+    declared = await ctx.connection(name)
+    assert isinstance(declared, RedisConnection)
+    return await ctx.client(REDIS, RedisOptions(name, declared))
 
 
 def conn(server: RedisServer, **extra: Any) -> dict[str, Any]:
@@ -186,7 +194,7 @@ async def test_wrong_password_is_error_auth_and_never_shown(
                                    ttl={"time_budget": 1}))
     for outcome in outcomes:
         assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.AUTH), outcome
-        assert "authentication failed" in outcome.message
+        assert f"127.0.0.1:{secured.port} rejected the credentials" in outcome.message
     missing = await run_once(conn(secured), tmp_path, aspect="ping")
     assert (missing.status, missing.reason) == (Status.ERROR, Reason.AUTH)
     good = await run_once(conn(secured, password="${REDIS_TEST_PASSWORD}"), tmp_path,
@@ -220,7 +228,8 @@ async def test_env_fields_are_read_when_connecting(
     monkeypatch.setenv("RT_REDIS_PORT", "not-a-port")
     bad = await run_once(env_conn, tmp_path, aspect="ping")
     assert (bad.status, bad.reason) == (Status.ERROR, Reason.CONFIG)
-    assert bad.message == "RT_REDIS_PORT is not a port number"
+    assert bad.message == ("connections.cache.port_env: RT_REDIS_PORT is not a port number "
+                           "(set it to one)")
     assert_secret_absent(PASSWORD, [unset, no_password, auth_only, good, bad], caplog)
     with pytest.raises(config.ConfigError) as err:
         build({**env_conn, "password": "${REDIS_TEST_PASSWORD}"}, aspect="ping")
@@ -259,14 +268,14 @@ async def test_server_stop_mid_run_and_back_recovers(tmp_path: Path) -> None:
         cfg, spec = build(conn(server), aspect="ping")
         async with runtime(cfg, tmp_path) as ctx:
             assert (await KIND.run(spec, ctx)).status is Status.PASS
-            client = (await ctx.connection("cache")).client
+            client = (await shared_client(ctx)).client
             server.stop()
             down = await KIND.run(spec, ctx)
             assert (down.status, down.reason) == (Status.ERROR, Reason.CONNECT), down
             server = start_redis(port=server.port, directory=server.dir)
             back = await KIND.run(spec, ctx)
             assert back.status is Status.PASS, back
-            assert (await ctx.connection("cache")).client is client  # same shared client
+            assert (await shared_client(ctx)).client is client  # same shared client
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
@@ -396,7 +405,7 @@ async def test_tls_ping_and_auth(tls_server: tuple[RedisServer, Path], tmp_path:
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     server, ca = tls_server
     monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
-    url = {"url": f"rediss://127.0.0.1:{server.port}/0", "ca_file": str(ca),
+    url = {"url": f"rediss://127.0.0.1:{server.port}/0", "tls": {"ca_file": str(ca)},
            "password": "${REDIS_TLS_PASSWORD}"}
     ping = await run_once(url, tmp_path, aspect="ping")
     assert ping.status is Status.PASS, ping
@@ -409,9 +418,9 @@ async def test_tls_untrusted_is_error_tls(tls_server: tuple[RedisServer, Path],
                                           tmp_path: Path) -> None:
     server, _ = tls_server
     for aspect in ("ping", "auth"):
-        outcome = await run_once({"port": server.port, "tls": True}, tmp_path, aspect=aspect)
+        outcome = await run_once({"port": server.port, "tls": {}}, tmp_path, aspect=aspect)
         assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.TLS), outcome
-        assert "certificate verify failed" in outcome.message
+        assert f"TLS certificate of 127.0.0.1:{server.port} rejected" in outcome.message
 
 
 # --------------------------------------------------------------------------- persistence
