@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trustme
 
-from exporter import config
+from exporter import config, lint
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.probes.redis.probe import KIND, RedisCheck, run
@@ -421,6 +421,98 @@ async def test_tls_untrusted_is_error_tls(tls_server: tuple[RedisServer, Path],
         outcome = await run_once({"port": server.port, "tls": {}}, tmp_path, aspect=aspect)
         assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.TLS), outcome
         assert f"TLS certificate of 127.0.0.1:{server.port} rejected" in outcome.message
+
+
+async def test_tls_server_name_is_sent_and_verified(tls_server: tuple[RedisServer, Path],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tls.server_name` is the name verified in the certificate (and sent as SNI)."""
+    server, ca = tls_server
+    monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
+    base = {"host": "127.0.0.1", "port": server.port, "password": "${REDIS_TLS_PASSWORD}"}
+    for aspect in ("ping", "auth"):
+        named = await run_once({**base, "tls": {"ca_file": str(ca), "server_name": "localhost"}},
+                               tmp_path, aspect=aspect)
+        assert named.status is Status.PASS, named
+        other = await run_once({**base, "tls": {"ca_file": str(ca),
+                                                "server_name": "cache.example"}},
+                               tmp_path, aspect=aspect)
+        assert (other.status, other.reason) == (Status.ERROR, Reason.TLS), other
+
+
+async def test_old_flat_tls_spelling_still_connects(tls_server: tuple[RedisServer, Path],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    server, ca = tls_server
+    monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
+    old = {"port": server.port, "tls": True, "ca_file": str(ca),
+           "password": "${REDIS_TLS_PASSWORD}"}
+    outcome = await run_once(old, tmp_path, aspect="ping")
+    assert outcome.status is Status.PASS, outcome
+
+
+def test_old_tls_spellings_load_with_deprecation_warnings(tmp_path: Path) -> None:
+    files = {name: str(tmp_path / f"{name}.pem") for name in ("ca_file", "cert_file",
+                                                              "key_file")}
+    cfg, _ = build({"port": 6380, "tls": True, **files}, aspect="ping")
+    declared = cfg.connections["cache"]
+    assert isinstance(declared, RedisConnection)
+    assert declared.tls is not None
+    assert (declared.tls.ca_file, declared.tls.cert_file, declared.tls.key_file) == (
+        tmp_path / "ca_file.pem", tmp_path / "cert_file.pem", tmp_path / "key_file.pem")
+    assert lint.config_warnings(cfg) == [
+        "connections.cache.tls: true|false is deprecated: write connections.cache.tls: "
+        "{...} (a TLS block; none for plain text) (the old name is accepted until the next "
+        "release)",
+        *(f"connections.cache.{name} is deprecated: write connections.cache.tls.{name} (the "
+          "old name is accepted until the next release)" for name in files)]
+    plain, _ = build({"port": 6379, "tls": False}, aspect="ping")
+    assert plain.connections["cache"].tls is None  # type: ignore[attr-defined]
+    modern, _ = build({"url": "rediss://127.0.0.1:6380/0", "tls": {"ca_file": files["ca_file"]}},
+                      aspect="ping")
+    assert lint.config_warnings(modern) == []
+    assert modern.connections["cache"].tls.ca_file == tmp_path / "ca_file.pem"  # type: ignore[attr-defined]
+    for bad, message in (
+            ({"tls": False, "ca_file": files["ca_file"]}, "tls: false with ca_file"),
+            ({"url": "redis://127.0.0.1:6379/0", "tls": {}}, "a tls block needs a rediss://"),
+            ({"tls": {"ca_file": files["ca_file"]}, "ca_file": files["ca_file"]},
+             "ca_file is the old spelling of tls.ca_file"),
+            ({"tls": {"cert_file": files["cert_file"]}}, "cert_file and key_file go together")):
+        with pytest.raises(config.ConfigError) as err:
+            build(bad, aspect="ping")
+        assert message in str(err.value), bad
+
+
+async def test_missing_tls_file_names_the_connection_option(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-ca.pem"
+    outcome = await run_once({"port": free_port(), "tls": {"ca_file": str(missing)}},
+                             tmp_path, aspect="ping")
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG), outcome
+    assert outcome.message.startswith(f"connections.cache.tls.ca_file: {missing} does not "
+                                      "exist")
+
+
+async def test_rotated_password_file_is_read_by_the_next_connection(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The password is read from its reference each time a connection is made: after a
+    rotation (new file content, server reconfigured, connections dropped) the next run
+    passes without restarting the exporter."""
+    caplog.set_level(logging.DEBUG)
+    secret_file = tmp_path / "redis-password"
+    secret_file.write_text(PASSWORD + "\n")
+    rotated = PASSWORD + "-rotated"
+    with redis_server(password=PASSWORD) as server:
+        cfg, spec = build(conn(server, password={"file": str(secret_file)}), aspect="ping")
+        async with runtime(cfg, tmp_path) as ctx:
+            first = await KIND.run(spec, ctx)
+            assert first.status is Status.PASS, first
+            cli(server, "CONFIG", "SET", "requirepass", rotated)
+            server.password = rotated
+            secret_file.write_text(rotated + "\n")
+            cli(server, "CLIENT", "KILL", "TYPE", "normal")
+            after = await KIND.run(spec, ctx)
+            assert after.status is Status.PASS, after
+    assert_secret_absent(rotated, [first, after], caplog)
 
 
 # --------------------------------------------------------------------------- persistence
