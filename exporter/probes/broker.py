@@ -22,6 +22,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -246,73 +247,99 @@ def _named(items: list[str], total: int) -> str:
     return shown + (f" and {total - _NAMED} more" if total > _NAMED else "")
 
 
+@dataclass
+class _QueueTally:
+    """What the queue aspects count, per vhost, while the pages stream by."""
+
+    spec: BrokerCheck
+    judged: Counter[str] = field(default_factory=Counter)
+    no_retention: Counter[str] = field(default_factory=Counter)
+    no_consumers: Counter[str] = field(default_factory=Counter)
+    over: Counter[str] = field(default_factory=Counter)
+    offenders: list[str] = field(default_factory=list)
+    backlog: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def selected(self, queue: dict[str, Any], include: re.Pattern[str],
+                 exclude: re.Pattern[str] | None) -> bool:
+        """Whether the queue is one the check judges."""
+        name = str(queue.get("name", ""))
+        if not include.search(name) or (exclude is not None and exclude.search(name)):
+            return False
+        return not queue.get("exclusive") or self.spec.include_exclusive
+
+    def add(self, queue: dict[str, Any]) -> None:
+        """Judge one selected queue."""
+        name, vhost = str(queue.get("name", "")), str(queue.get("vhost", ""))
+        self.judged[vhost] += 1
+        label = name if self.spec.vhost is not None else f"{vhost}/{name}"
+        if self.spec.aspect == "retention":
+            if not _has_retention(queue, self.spec.retention_keys):
+                self.no_retention[vhost] += 1
+                self.offenders.append(label)
+            return
+        ready = int(queue.get("messages_ready") or 0)
+        self.backlog.append((ready, vhost, name))
+        self.backlog.sort(key=lambda item: (-item[0], item[1], item[2]))
+        del self.backlog[self.spec.top_queues:]
+        problems = []
+        if self.spec.require_consumers and int(queue.get("consumers") or 0) == 0:
+            self.no_consumers[vhost] += 1
+            problems.append("no consumer")
+        if ready > self.spec.max_ready:
+            self.over[vhost] += 1
+            problems.append(f"{ready} ready")
+        if problems:
+            self.offenders.append(f"{label} ({', '.join(problems)})")
+
+    def measurements(self) -> tuple[Measurement, ...]:
+        """Per-vhost counts, and the largest backlogs for `consumers`."""
+        found = [Measurement(UP.name, 1.0)]
+        retention = self.spec.aspect == "retention"
+        for vhost in sorted(self.judged):
+            labels = {"vhost": vhost}
+            found.append(Measurement(QUEUES.name, float(self.judged[vhost]), labels))
+            if retention:
+                found.append(Measurement(NO_RETENTION.name, float(self.no_retention[vhost]),
+                                         labels))
+            else:
+                found.append(Measurement(NO_CONSUMERS.name, float(self.no_consumers[vhost]),
+                                         labels))
+                found.append(Measurement(OVER_BACKLOG.name, float(self.over[vhost]), labels))
+        if not retention:
+            found.append(Measurement(READY_TARGET.name, float(self.spec.max_ready)))
+            for ready, vhost, name in self.backlog:
+                found.append(Measurement(READY.name, float(ready),
+                                         {"vhost": vhost, "queue": name[:128]}))
+        return tuple(found)
+
+    def outcome(self) -> Outcome:
+        """The verdict of the aspect over every judged queue."""
+        measurements = self.measurements()
+        total = sum(self.judged.values())
+        offenders = self.offenders
+        if total == 0:
+            return Outcome.passed("no queues to judge", measurements)
+        if self.spec.aspect == "retention":
+            if offenders:
+                return Outcome.failed(f"{len(offenders)} of {total} queues without a "
+                                      f"retention policy: {_named(offenders, len(offenders))}",
+                                      measurements)
+            return Outcome.passed(f"all {total} queues have a retention policy", measurements)
+        if offenders:
+            return Outcome.failed(f"{len(offenders)} of {total} queues not kept up with: "
+                                  f"{_named(offenders, len(offenders))}", measurements)
+        return Outcome.passed(f"all {total} queues have consumers and at most "
+                              f"{self.spec.max_ready} ready messages", measurements)
+
+
 async def _queues(spec: BrokerCheck, api: _Api) -> Outcome:
     include = re.compile(spec.queues)
     exclude = re.compile(spec.exclude_queues) if spec.exclude_queues else None
-    judged: Counter[str] = Counter()
-    no_retention: Counter[str] = Counter()
-    no_consumers: Counter[str] = Counter()
-    over: Counter[str] = Counter()
-    offenders: list[str] = []
-    backlog: list[tuple[int, str, str]] = []
+    tally = _QueueTally(spec)
     async for queue in api.queues():
-        name, vhost = str(queue.get("name", "")), str(queue.get("vhost", ""))
-        if not include.search(name) or (exclude is not None and exclude.search(name)):
-            continue
-        if queue.get("exclusive") and not spec.include_exclusive:
-            continue
-        judged[vhost] += 1
-        label = name if spec.vhost is not None else f"{vhost}/{name}"
-        if spec.aspect == "retention":
-            if not _has_retention(queue, spec.retention_keys):
-                no_retention[vhost] += 1
-                offenders.append(label)
-            continue
-        ready = int(queue.get("messages_ready") or 0)
-        consumers = int(queue.get("consumers") or 0)
-        backlog.append((ready, vhost, name))
-        backlog.sort(key=lambda item: (-item[0], item[1], item[2]))
-        del backlog[spec.top_queues:]
-        problems = []
-        if spec.require_consumers and consumers == 0:
-            no_consumers[vhost] += 1
-            problems.append("no consumer")
-        if ready > spec.max_ready:
-            over[vhost] += 1
-            problems.append(f"{ready} ready")
-        if problems:
-            offenders.append(f"{label} ({', '.join(problems)})")
-
-    measurements = [Measurement(UP.name, 1.0)]
-    for vhost in sorted(judged):
-        labels = {"vhost": vhost}
-        measurements.append(Measurement(QUEUES.name, float(judged[vhost]), labels))
-        if spec.aspect == "retention":
-            measurements.append(Measurement(NO_RETENTION.name, float(no_retention[vhost]),
-                                            labels))
-        else:
-            measurements.append(Measurement(NO_CONSUMERS.name, float(no_consumers[vhost]),
-                                            labels))
-            measurements.append(Measurement(OVER_BACKLOG.name, float(over[vhost]), labels))
-    if spec.aspect == "consumers":
-        measurements.append(Measurement(READY_TARGET.name, float(spec.max_ready)))
-        for ready, vhost, name in backlog:
-            measurements.append(Measurement(READY.name, float(ready),
-                                            {"vhost": vhost, "queue": name[:128]}))
-    total = sum(judged.values())
-    if total == 0:
-        return Outcome.passed("no queues to judge", tuple(measurements))
-    if spec.aspect == "retention":
-        if offenders:
-            return Outcome.failed(f"{len(offenders)} of {total} queues without a retention "
-                                  f"policy: {_named(offenders, len(offenders))}",
-                                  tuple(measurements))
-        return Outcome.passed(f"all {total} queues have a retention policy", tuple(measurements))
-    if offenders:
-        return Outcome.failed(f"{len(offenders)} of {total} queues not kept up with: "
-                              f"{_named(offenders, len(offenders))}", tuple(measurements))
-    return Outcome.passed(f"all {total} queues have consumers and at most {spec.max_ready} "
-                          "ready messages", tuple(measurements))
+        if tally.selected(queue, include, exclude):
+            tally.add(queue)
+    return tally.outcome()
 
 
 def _password(spec: BrokerCheck) -> str:
