@@ -21,6 +21,7 @@ from exporter.model import Outcome, Reason, Status
 from exporter.probes.redis.probe import KIND, RedisCheck, run
 from exporter.transport.redis import REDIS, RedisClient, RedisConnection, RedisOptions
 from tests.support.servers import RedisServer, free_port, redis_server, start_redis
+from tests.transport.kv_servers import redis_tls
 
 PASSWORD = "pw-Zq81-never-shown"
 
@@ -383,22 +384,8 @@ async def test_auth_with_acl_unreadable_still_judges_noauth(tmp_path: Path,
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, Path]]:
     certs = tmp_path_factory.mktemp("redis-tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(certs / "ca.pem"))
-    leaf.cert_chain_pems[0].write_to_path(str(certs / "cert.pem"))
-    leaf.private_key_pem.write_to_path(str(certs / "key.pem"))
-    port = free_port()
-    server = start_redis(["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no",
-                          "--tls-cert-file", str(certs / "cert.pem"),
-                          "--tls-key-file", str(certs / "key.pem"),
-                          "--tls-ca-cert-file", str(certs / "ca.pem")],
-                         password=PASSWORD, port=port)
-    try:
+    with redis_tls(trustme.CA(), certs, PASSWORD) as server:
         yield server, certs / "ca.pem"
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 async def test_tls_ping_and_auth(tls_server: tuple[RedisServer, Path], tmp_path: Path,
@@ -674,3 +661,39 @@ async def test_least_privilege_user_from_the_docs_runs_every_aspect(
     assert outcomes["ttl"].status is Status.PASS, outcomes
     assert value(outcomes["ttl"], "readiness_redis_ttl_keys_sampled") >= 1
     cli(secured, "DEL", "lp:1")
+
+
+async def test_a_command_the_user_may_not_run_is_error_auth(secured: RedisServer,
+                                                            tmp_path: Path) -> None:
+    """NOPERM (an ACL user without +info) is the same reason as a rejected password."""
+    cli(secured, "ACL", "SETUSER", "pingonly", "on", f">{PASSWORD}", "+ping",
+        "+client|setname", "~*")
+    who = conn(secured, username="pingonly", password="${REDIS_TEST_PASSWORD}")
+    outcome = await run_once(who, tmp_path, aspect="ping")
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.AUTH), outcome
+    assert outcome.message == (f"PING: 127.0.0.1:{secured.port}: the user lacks permission "
+                               "for this command")
+    assert value(outcome, "readiness_redis_up") == 0
+
+
+# --------------------------------------------------------------------------- client lifetime
+
+
+def _exporter_clients(server: RedisServer) -> int:
+    return cli(server, "CLIENT", "LIST").count("name=readiness-exporter")
+
+
+async def test_clients_belong_to_the_runtime(plain: RedisServer, tmp_path: Path) -> None:
+    """Each runtime has its own client (no module state); closing it closes its sockets."""
+    cfg, spec = build(conn(plain), aspect="ping")
+    async with runtime(cfg, tmp_path) as first, runtime(cfg, tmp_path) as second:
+        assert (await KIND.run(spec, first)).status is Status.PASS
+        assert (await KIND.run(spec, second)).status is Status.PASS
+        one, two = await shared_client(first), await shared_client(second)
+        assert one.client is not two.client
+        assert one.client is (await shared_client(first)).client
+        assert _exporter_clients(plain) == 2
+    deadline = time.monotonic() + 5
+    while _exporter_clients(plain) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert _exporter_clients(plain) == 0
