@@ -36,11 +36,21 @@ __all__ = [
     "CONNECTION",
     "REDIS",
     "REDIS_ERRORS",
+    "PermissionDenied",
+    "Redis",
     "RedisClient",
     "RedisConnection",
     "RedisOptions",
     "RedisTransport",
+    "ReplyError",
 ]
+
+Redis = aioredis.Redis
+"""The client type a `RedisClient` holds (probes annotate with it, not with redis-py)."""
+ReplyError = rexc.ResponseError
+"""An error reply of the server (`-ERR ...`, `-NOPERM ...`): what a probe may judge."""
+PermissionDenied = rexc.NoPermissionError
+"""The `-NOPERM` reply: the ACL user may not run the command."""
 
 _ERROR_CODE = re.compile(r"^[A-Z][A-Z_]{1,31}\b")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar, Literal
 
-import redis.exceptions as rexc
 from pydantic import Field, model_validator
 
 from exporter.model import (
@@ -34,6 +33,7 @@ from exporter.transport.redis import (
     RedisClient,
     RedisConnection,
     RedisOptions,
+    ReplyError,
 )
 
 __all__ = ["CONNECTION", "KIND", "RedisCheck", "run"]
@@ -117,7 +117,7 @@ async def _default_user_nopass(handle: RedisClient) -> bool | None:
     """Whether the ACL default user is nopass; None when ACLs cannot be read."""
     try:
         user: Any = await handle.client.acl_getuser("default")
-    except rexc.ResponseError:  # NOPERM, ACL renamed, or Redis < 6
+    except ReplyError:  # NOPERM, ACL renamed, or Redis < 6
         return None
     if not user:
         return None
