@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -425,6 +426,24 @@ async def test_tls_server_name_is_sent_and_verified(tls_server: tuple[RedisServe
                                                 "server_name": "cache.example"}},
                                tmp_path, aspect=aspect)
         assert (other.status, other.reason) == (Status.ERROR, Reason.TLS), other
+
+
+async def test_a_rotated_ca_file_reopens_the_client(tls_server: tuple[RedisServer, Path],
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    server, ca = tls_server
+    rotated = tmp_path / "ca.pem"
+    shutil.copy(ca, rotated)
+    monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
+    cfg, spec = build({"port": server.port, "password": "${REDIS_TLS_PASSWORD}",
+                       "tls": {"ca_file": str(rotated)}}, aspect="ping")
+    async with runtime(cfg, tmp_path) as ctx:
+        assert (await KIND.run(spec, ctx)).status is Status.PASS
+        before = await shared_client(ctx)
+        assert (await shared_client(ctx)) is before
+        os.utime(rotated, (time.time() + 60, time.time() + 60))  # a new CA bundle lands
+        assert (await KIND.run(spec, ctx)).status is Status.PASS
+        assert (await shared_client(ctx)) is not before
 
 
 async def test_old_flat_tls_spelling_still_connects(tls_server: tuple[RedisServer, Path],
