@@ -14,6 +14,7 @@ import hashlib
 import heapq
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,11 +394,8 @@ def s3_options(source: S3Source, option_path: str = "source") -> S3Options:
                      option_path=option_path)
 
 
-def scan_s3(client: Any, source: S3Source) -> Listing:
-    """List the bucket prefix and inspect the newest object. Blocking (boto3): run it
-    through `S3Client.call`, which maps botocore's errors."""
-    candidates: list[tuple[float, str, int]] = []
-    count = 0
+def _s3_objects(client: Any, source: S3Source) -> Iterator[tuple[float, str, int]]:
+    """(completion time, key, size) of every matching object, one page at a time."""
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=source.bucket, Prefix=source.prefix):
         for obj in page.get("Contents", []):
@@ -408,17 +406,20 @@ def scan_s3(client: Any, source: S3Source) -> Listing:
             if source.time_from == "name":
                 assert source.name_format is not None
                 when = time_from_name(name, source.name_format)
-                if when is None:
-                    continue
             else:
-                when = obj["LastModified"].timestamp()
-            count += 1
-            item = (when, key, int(obj.get("Size", 0)))
-            if len(candidates) < 2:
-                heapq.heappush(candidates, item)
-            elif item[:2] > candidates[0][:2]:
-                heapq.heapreplace(candidates, item)
-    newest = sorted(candidates, reverse=True)
+                when = float(obj["LastModified"].timestamp())
+            if when is not None:
+                yield when, key, int(obj.get("Size", 0))
+
+
+def scan_s3(client: Any, source: S3Source) -> Listing:
+    """List the bucket prefix and inspect the newest object. Blocking (boto3): run it
+    through `S3Client.call`, which maps botocore's errors."""
+    newest: list[tuple[float, str, int]] = []
+    count = 0
+    for found in _s3_objects(client, source):
+        count += 1
+        newest = heapq.nlargest(2, [*newest, found])
     items = [BackupItem(name=key.rsplit("/", 1)[-1], completed=when, size=size,
                         location=key) for when, key, size in newest]
     if items and source.inspect:
