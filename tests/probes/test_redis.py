@@ -716,3 +716,22 @@ async def test_clients_belong_to_the_runtime(plain: RedisServer, tmp_path: Path)
     while _exporter_clients(plain) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert _exporter_clients(plain) == 0
+
+
+def test_validate_prints_the_deprecation_of_flat_tls_options(tmp_path: Path) -> None:
+    """The real command: an old spelling loads (exit 0) and says what to write instead."""
+    from tests.core.conftest import EXE
+
+    path = tmp_path / "old.yaml"
+    path.write_text("""
+connections:
+  cache: {kind: redis, host: cache.internal, tls: true, ca_file: /etc/ssl/redis-ca.pem}
+checks:
+  - {id: "3.2.1", section: "3.2", title: Redis deployed, kind: redis, connection: cache}
+""", encoding="utf-8")
+    done = subprocess.run([str(EXE), "validate", "--config.file", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ("warning: connections.cache.ca_file is deprecated: write "
+            "connections.cache.tls.ca_file") in done.stderr
+    assert "warning: connections.cache.tls: true|false is deprecated" in done.stderr
