@@ -1,11 +1,14 @@
 """The Redis transport: one redis.asyncio client per connection per runtime.
 
-`await ctx.client(REDIS, RedisOptions(name, connection))` gives a `RedisClient`: a
-pooled client (a connection broken by a server restart is replaced on the next command,
-one retry), its TLS context from the shared `TlsClientOptions`, the password resolved
+`await redis_client(ctx, name)` gives the `RedisClient` of a declared connection
+(`ctx.client(REDIS, RedisOptions(name, connection))` underneath): a pooled client (a
+connection broken by a server restart is replaced on the next command, one retry), its
+TLS context from the shared `TlsClientOptions`, the password resolved
 under the one secret policy each time a connection is made (a rotated secret is used by
 the next connection), and `error()` turning any redis-py failure into a bounded
 `ProbeError` through `REDIS_ERRORS`. Messages name `host:port`, never the password.
+There is one client per connection name; a reload that changes the declaration closes
+the old client.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
-from exporter.model import ConnectionKind, ProbeError, Reason
+from exporter.model import ConnectionKind, ProbeContext, ProbeError, Reason
 from exporter.transport.base import Transport, TransportRuntime
 from exporter.transport.errors import BASE_ERRORS, ErrorRow, ErrorTable
 from exporter.transport.redis_connection import RedisConnection
@@ -43,6 +46,7 @@ __all__ = [
     "RedisOptions",
     "RedisTransport",
     "ReplyError",
+    "redis_client",
 ]
 
 Redis = aioredis.Redis
@@ -222,6 +226,11 @@ class RedisTransport(Transport[RedisOptions, RedisClient]):
     name: ClassVar[str] = "redis"
     errors: ClassVar[ErrorTable] = REDIS_ERRORS
 
+    def key(self, options: RedisOptions) -> str:
+        # One client per connection name: a reload that changes the declaration
+        # replaces the client instead of leaving the old one open (see `redis_client`).
+        return options.name
+
     async def open(self, options: RedisOptions, runtime: TransportRuntime) -> RedisClient:
         spec = options.connection
         host, port = _target(options)
@@ -260,6 +269,24 @@ class RedisTransport(Transport[RedisOptions, RedisClient]):
 
 REDIS = RedisTransport()
 """The Redis transport (`await ctx.client(REDIS, RedisOptions(name, connection))`)."""
+
+
+async def redis_client(ctx: ProbeContext, name: str) -> RedisClient:
+    """The runtime's client of the `kind: redis` connection `name`.
+
+    When a reload changed the connection's declaration, the client opened for the old
+    one is closed and a new one opened. `ProbeError(config)` when `name` is not a redis
+    connection.
+    """
+    declared = await ctx.connection(name)
+    if not isinstance(declared, RedisConnection):
+        raise ProbeError(Reason.CONFIG, f"connection: {name} is not a redis connection")
+    options = RedisOptions(name, declared)
+    handle = await ctx.client(REDIS, options)
+    if handle.connection != declared:
+        await ctx.refresh_client(REDIS, options)
+        handle = await ctx.client(REDIS, options)
+    return handle
 
 
 async def _declared(spec: RedisConnection) -> RedisConnection:

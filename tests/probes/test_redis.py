@@ -712,10 +712,7 @@ async def test_clients_belong_to_the_runtime(plain: RedisServer, tmp_path: Path)
         assert one.client is not two.client
         assert one.client is (await shared_client(first)).client
         assert _exporter_clients(plain) == 2
-    deadline = time.monotonic() + 5
-    while _exporter_clients(plain) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert _exporter_clients(plain) == 0
+    assert await _until_no_exporter_clients(plain) == 0
 
 
 def test_validate_prints_the_deprecation_of_flat_tls_options(tmp_path: Path) -> None:
@@ -735,3 +732,26 @@ checks:
     assert ("warning: connections.cache.ca_file is deprecated: write "
             "connections.cache.tls.ca_file") in done.stderr
     assert "warning: connections.cache.tls: true|false is deprecated" in done.stderr
+
+
+async def _until_no_exporter_clients(server: RedisServer) -> int:
+    deadline = time.monotonic() + 5
+    while _exporter_clients(server) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return _exporter_clients(server)
+
+
+async def test_a_reloaded_connection_replaces_its_client(tmp_path: Path) -> None:
+    """A reload that points `cache` elsewhere closes the old server's sockets."""
+    with redis_server() as before, redis_server() as after:
+        cfg, spec = build(conn(before), aspect="ping")
+        async with runtime(cfg, tmp_path) as ctx:
+            assert (await KIND.run(spec, ctx)).status is Status.PASS
+            assert _exporter_clients(before) == 1
+            reloaded, _ = build(conn(after), aspect="ping")
+            await ctx.update_connections(reloaded.connections)
+            outcome = await KIND.run(spec, ctx)
+            assert outcome.status is Status.PASS, outcome
+            assert f"127.0.0.1:{after.port}" in outcome.message
+            assert await _until_no_exporter_clients(before) == 0
+            assert _exporter_clients(after) == 1

@@ -27,14 +27,7 @@ from exporter.model import (
 )
 from exporter.probes.redis import persistence as redis_persistence
 from exporter.probes.redis import ttl as redis_ttl
-from exporter.transport.redis import (
-    CONNECTION,
-    REDIS,
-    RedisClient,
-    RedisConnection,
-    RedisOptions,
-    ReplyError,
-)
+from exporter.transport.redis import CONNECTION, RedisClient, ReplyError, redis_client
 
 __all__ = ["CONNECTION", "KIND", "RedisCheck", "run"]
 
@@ -83,14 +76,6 @@ DEFAULT_NOPASS = MetricFamily(
 )
 
 _MESSAGE_OFFENDERS = 3
-
-
-async def _client(spec: RedisCheck, ctx: ProbeContext) -> RedisClient:
-    declared = await ctx.connection(spec.connection)
-    if not isinstance(declared, RedisConnection):
-        raise ProbeError(Reason.CONFIG, f"connection: {spec.connection} is not a redis "
-                         "connection")
-    return await ctx.client(REDIS, RedisOptions(spec.connection, declared))
 
 
 async def _ping(handle: RedisClient) -> Outcome:
@@ -196,7 +181,7 @@ async def _ttl(spec: RedisCheck, handle: RedisClient) -> Outcome:
 async def run(spec: RedisCheck, ctx: ProbeContext) -> Outcome:
     """Run the configured aspect against the shared client."""
     try:
-        handle = await _client(spec, ctx)
+        handle = await redis_client(ctx, spec.connection)
     except ProbeError as exc:
         return exc.outcome()
     if spec.aspect == "ping":
