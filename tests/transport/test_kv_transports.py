@@ -15,9 +15,11 @@ from botocore import exceptions as boto_errors
 from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 
+from exporter import registry
 from exporter.context import RuntimeContext
-from exporter.model import ProbeError, Reason
+from exporter.model import ProbeError, Reason, Status
 from exporter.probes.backup.sources import S3Source, list_backups, s3_options
+from exporter.runner import run_check
 from exporter.transport.redis import REDIS
 from exporter.transport.s3 import S3
 from tests.support.servers import free_port, wait_for_port
@@ -160,3 +162,24 @@ async def test_s3_insecure_skip_verify_skips_verification(
             assert skipped.value.reason is not Reason.TLS
     finally:
         await context.aclose()
+
+
+async def test_s3_errors_name_where_the_source_is_configured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`newer_than` is a second source: its unset key names `newer_than.…`, not `source.…`."""
+    monkeypatch.setenv("KV_S3_KEY", "AKIAKVTRANSPORT0001")
+    monkeypatch.setenv("KV_S3_SECRET", "kv-transport-secret")
+    monkeypatch.delenv("KV_S3_UNSET", raising=False)
+    reference = {"type": "s3", "bucket": "models", "endpoint_url": "http://127.0.0.1:9",
+                 "access_key_id": "${KV_S3_KEY}", "secret_access_key": "${KV_S3_UNSET}"}
+    spec = registry.probe_kind("backup").spec.model_validate({
+        "id": "10.1.3", "section": "10.1", "title": "artifacts", "kind": "backup",
+        "source": {"type": "directory", "path": str(tmp_path)}, "newer_than": reference})
+    context = RuntimeContext(state_dir=tmp_path / "state")
+    try:
+        outcome, _ = await run_check(spec, context)
+    finally:
+        await context.aclose()
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG), outcome
+    assert outcome.message.startswith("newer_than.secret_access_key: environment variable "
+                                      "KV_S3_UNSET is not set")

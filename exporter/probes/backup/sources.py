@@ -386,12 +386,14 @@ def parse_pgbackrest(data: Any, source: PgBackRestSource) -> Listing:
 # --------------------------------------------------------------------------- S3
 
 
-def s3_options(source: S3Source, option_path: str = "source") -> S3Options:
-    """The S3 transport options of `source` (one client per endpoint and credentials)."""
+def s3_options(source: S3Source, option_path: str = "source",
+               request_timeout: float = 30.0) -> S3Options:
+    """The S3 transport options of `source` (one client per endpoint and credentials);
+    `option_path` is where the source is configured, for error messages."""
     return S3Options(endpoint_url=source.endpoint_url, region=source.region,
                      access_key_id=source.access_key_id,
                      secret_access_key=source.secret_access_key, tls=source.tls,
-                     option_path=option_path)
+                     timeout=request_timeout, option_path=option_path)
 
 
 def _s3_objects(client: Any, source: S3Source) -> Iterator[tuple[float, str, int]]:
@@ -432,8 +434,9 @@ def scan_s3(client: Any, source: S3Source) -> Listing:
     return Listing(tuple(items), count)
 
 
-async def _list_s3(source: S3Source, ctx: ProbeContext) -> Listing:
-    options = s3_options(source)
+async def _list_s3(source: S3Source, ctx: ProbeContext, option_path: str,
+                   request_timeout: float) -> Listing:
+    options = s3_options(source, option_path, request_timeout)
     s3 = await ctx.client(S3, options)
     try:
         return await s3.call(lambda client: scan_s3(client, source))
@@ -447,10 +450,15 @@ async def _list_s3(source: S3Source, ctx: ProbeContext) -> Listing:
 
 
 async def list_backups(source: DirectorySource | PgBackRestSource | S3Source,
-                       ctx: ProbeContext) -> Listing:
-    """The newest backups of `source`; raises `ProbeError` when it cannot be read."""
+                       ctx: ProbeContext, *, option_path: str = "source",
+                       request_timeout: float = 30.0) -> Listing:
+    """The newest backups of `source`; raises `ProbeError` when it cannot be read.
+
+    For an S3 source, `option_path` is where it is configured (errors name
+    `<option_path>.secret_access_key`) and `request_timeout` bounds each request.
+    """
     if isinstance(source, DirectorySource):
         return await _list_directory(source, ctx)
     if isinstance(source, PgBackRestSource):
         return parse_pgbackrest(await _pgbackrest_json(source, ctx), source)
-    return await _list_s3(source, ctx)
+    return await _list_s3(source, ctx, option_path, request_timeout)
