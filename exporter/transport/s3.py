@@ -13,7 +13,6 @@ endpoint's `host:port`, never a key, a signature or a presigned URL.
 from __future__ import annotations
 
 import re
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -179,9 +178,10 @@ class S3Transport(Transport[S3Options, S3Client]):
         if options.tls.server_name is not None:
             raise ProbeError(Reason.CONFIG, f"{prefix}.tls.server_name: not supported for "
                              "S3 (botocore sends the endpoint's host name); remove it")
-        if options.tls.files():  # a missing or bad file is error/config naming the option
-            context: ssl.SSLContext = await runtime.ssl_context(options.tls, f"{prefix}.tls")
-            del context
+        if options.tls.files():
+            # botocore loads the files itself; building the shared context first turns a
+            # missing or bad file into error/config naming the option.
+            await runtime.ssl_context(options.tls, f"{prefix}.tls")
         key_id = resolve_optional(options.access_key_id, f"{prefix}.access_key_id")
         secret = resolve_optional(options.secret_access_key, f"{prefix}.secret_access_key")
         client = await runtime.run_blocking(
