@@ -34,7 +34,8 @@ import redis  # noqa: E402
 
 from exporter import config  # noqa: E402
 from exporter.context import RuntimeContext  # noqa: E402
-from exporter.probes.redis_probe import KIND, RedisCheck  # noqa: E402
+from exporter.probes.redis.probe import KIND, RedisCheck  # noqa: E402
+from exporter.transport.redis import REDIS, RedisOptions  # noqa: E402
 from tests.support.servers import start_redis  # noqa: E402
 
 WITH_TTL = 600_000
@@ -103,7 +104,8 @@ async def one(port: int, ttl: dict[str, Any], admin: redis.Redis) -> dict[str, A
     pinger = Pinger(port)
     ctx = RuntimeContext(cfg.connections, state_dir=Path("/tmp/readiness-bench-state"))
     try:
-        handle = await ctx.connection("cache")  # warm the shared client first
+        declared = await ctx.connection("cache")  # warm the shared client first
+        handle = await ctx.client(REDIS, RedisOptions("cache", declared))
         await handle.client.ping()
         pinger.start()
         time.sleep(0.2)

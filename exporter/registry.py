@@ -30,7 +30,7 @@ PROBE_KINDS: dict[str, str] = {
     "sql": "exporter.probes.postgres.sql:KIND",
     "alembic": "exporter.probes.postgres.alembic:KIND",
     "ciphertext": "exporter.probes.postgres.ciphertext:KIND",
-    "redis": "exporter.probes.redis_probe:KIND",
+    "redis": "exporter.probes.redis.probe:KIND",
     "broker": "exporter.probes.broker:KIND",
     # issue 5: backups and recovery
     "backup": "exporter.probes.backup.probe:KIND",
@@ -51,7 +51,7 @@ PROBE_KINDS: dict[str, str] = {
 # connection kind name -> "module:attribute"
 CONNECTION_KINDS: dict[str, str] = {
     "postgres": "exporter.probes.postgres.connection:CONNECTION",  # issue 4
-    "redis": "exporter.probes.redis_probe:CONNECTION",  # issue 4
+    "redis": "exporter.probes.redis.probe:CONNECTION",  # issue 4, 15
     "kubernetes": "exporter.probes.kubernetes.connection:CONNECTION",  # issue 6
 }
 

@@ -1,7 +1,8 @@
 """`broker`: RabbitMQ is healthy, queues have retention, consumers keep up (3.3.1-3.3.3).
 
-Everything comes from the RabbitMQ management HTTP API through the shared aiohttp
-session, with a monitoring user (tag `monitoring` is enough). Three aspects:
+Everything comes from the RabbitMQ management HTTP API through the HTTP transport
+(`exporter.transport.http`: the shared `tls:` options, one error table), with a
+monitoring user (tag `monitoring` is enough). Three aspects:
 
 - `health`: the API answers, every node is running, no memory or disk alarm is in
   effect (`/api/health/checks/alarms`, evaluated live by the broker).
@@ -17,16 +18,14 @@ Labels are bounded: vhost, node, and queue only for the `top_queues` largest bac
 from __future__ import annotations
 
 import base64
-import os
+import json
 import re
-import ssl
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from exporter.model import (
@@ -38,16 +37,23 @@ from exporter.model import (
     ProbeError,
     ProbeKind,
     Reason,
+    SecretRef,
     SecretReference,
 )
+from exporter.transport.http import HTTP, HttpClient, HttpOptions, reject_credentials
+from exporter.transport.secrets import resolve_secret
+from exporter.transport.spellings import RenamedOptions
+from exporter.transport.tls import TlsClientOptions
 
 _QUEUE_COLUMNS = "name,vhost,arguments,effective_policy_definition,exclusive,consumers," \
     "messages_ready"
 _NAMED = 3
 
 
-class BrokerCheck(CheckSpec):
+class BrokerCheck(CheckSpec, RenamedOptions):
     """`kind: broker` options."""
+
+    renamed = {"ca_file": "tls.ca_file"}
 
     kind: Literal["broker"]
     url: str = Field(default="http://127.0.0.1:15672",
@@ -77,7 +83,10 @@ class BrokerCheck(CheckSpec):
     top_queues: int = Field(default=10, ge=0, le=100,
                             description="queues with a per-queue backlog label")
     page_size: int = Field(default=500, gt=0, le=10_000, description="queues per API page")
-    ca_file: Path | None = Field(default=None, description="CA bundle for an https url")
+    tls: TlsClientOptions = Field(
+        default_factory=TlsClientOptions,
+        description="TLS options of an https url (ca_file, cert_file, key_file, "
+        "server_name, insecure_skip_verify); was the flat ca_file")
 
     @field_validator("queues", "exclude_queues")
     @classmethod
@@ -138,55 +147,31 @@ METRICS = (UP, INFO, NODE_RUNNING, NODE_ALARM, NODE_MEM, NODE_MEM_LIMIT, NODE_DI
 
 
 class _Api:
-    """GET JSON from the management API with mapped errors."""
+    """GET JSON from the management API through the HTTP transport."""
 
-    def __init__(self, spec: BrokerCheck, ctx: ProbeContext, tls: ssl.SSLContext | None,
-                 password: str) -> None:
+    def __init__(self, spec: BrokerCheck, client: HttpClient, password: str) -> None:
         self.spec = spec
-        self.session = ctx.http
-        self.tls = tls
+        self.client = client
         token = base64.b64encode(f"{spec.user}:{password}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
 
     async def get(self, path: str, *, accept: tuple[int, ...] = (200,)) -> tuple[int, Any]:
         url = f"{self.spec.url}{path}"
+        response = await self.client.request("GET", url, budget=self.spec.timeout,
+                                             headers=self._headers)
+        status = response.status
+        if status in (401, 403):
+            raise reject_credentials(url, status)
+        if status == 404 and self.spec.vhost is not None and "/queues/" in path:
+            raise ProbeError(Reason.CONFIG, f"vhost: {self.spec.vhost!r} not found on the "
+                             "broker (change vhost)")
+        if status not in accept:
+            raise ProbeError(Reason.PROTOCOL, f"{path.split('?')[0]}: HTTP {status}")
         try:
-            async with self.session.get(
-                url, headers=self._headers, ssl=self.tls if self.tls is not None else True,
-                timeout=aiohttp.ClientTimeout(total=self.spec.timeout),
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                if status in (401, 403):
-                    raise ProbeError(Reason.AUTH, f"management API refused user "
-                                     f"{self.spec.user!r} (HTTP {status})")
-                if status == 404 and self.spec.vhost is not None and "/queues/" in path:
-                    raise ProbeError(Reason.CONFIG, f"vhost {self.spec.vhost!r} not found")
-                if status not in accept:
-                    raise ProbeError(Reason.PROTOCOL, f"{path.split('?')[0]}: HTTP {status}")
-                try:
-                    return status, await response.json(content_type=None)
-                except ValueError:
-                    raise ProbeError(Reason.PROTOCOL, f"{path.split('?')[0]}: "
-                                     "not a JSON answer") from None
-        except ProbeError:
-            raise
-        except aiohttp.ClientConnectorCertificateError:
-            raise ProbeError(Reason.TLS, f"{self._where()}: certificate verify failed") from None
-        except aiohttp.ClientSSLError:
-            raise ProbeError(Reason.TLS, f"{self._where()}: TLS handshake failed") from None
-        except aiohttp.ClientConnectorDNSError:
-            raise ProbeError(Reason.DNS, f"cannot resolve {self._where()}") from None
-        except aiohttp.ClientConnectorError:
-            raise ProbeError(Reason.CONNECT, f"connection to {self._where()} refused") from None
-        except TimeoutError:
-            raise ProbeError(Reason.TIMEOUT, f"{self._where()}: timed out") from None
-        except aiohttp.ClientError as exc:
-            raise ProbeError(Reason.PROTOCOL,
-                             f"{self._where()}: {type(exc).__name__}") from None
-
-    def _where(self) -> str:
-        return self.spec.url.split("//", 1)[1].split("/", 1)[0]
+            return status, json.loads(response.body)
+        except ValueError:
+            raise ProbeError(Reason.PROTOCOL, f"{path.split('?')[0]}: "
+                             "not a JSON answer") from None
 
     async def queues(self) -> AsyncIterator[dict[str, Any]]:
         """Every queue of the selected vhost(s), one API page at a time."""
@@ -204,10 +189,6 @@ class _Api:
             if page >= int(body.get("page_count") or 0):
                 return
             page += 1
-
-
-def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
 async def _health(api: _Api) -> Outcome:
@@ -266,99 +247,131 @@ def _named(items: list[str], total: int) -> str:
     return shown + (f" and {total - _NAMED} more" if total > _NAMED else "")
 
 
+@dataclass
+class _QueueTally:
+    """What the queue aspects count, per vhost, while the pages stream by."""
+
+    spec: BrokerCheck
+    judged: Counter[str] = field(default_factory=Counter)
+    no_retention: Counter[str] = field(default_factory=Counter)
+    no_consumers: Counter[str] = field(default_factory=Counter)
+    over: Counter[str] = field(default_factory=Counter)
+    offenders: list[str] = field(default_factory=list)
+    backlog: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def selected(self, queue: dict[str, Any], include: re.Pattern[str],
+                 exclude: re.Pattern[str] | None) -> bool:
+        """Whether the queue is one the check judges."""
+        name = str(queue.get("name", ""))
+        if not include.search(name) or (exclude is not None and exclude.search(name)):
+            return False
+        return not queue.get("exclusive") or self.spec.include_exclusive
+
+    def add(self, queue: dict[str, Any]) -> None:
+        """Judge one selected queue."""
+        name, vhost = str(queue.get("name", "")), str(queue.get("vhost", ""))
+        self.judged[vhost] += 1
+        label = name if self.spec.vhost is not None else f"{vhost}/{name}"
+        if self.spec.aspect == "retention":
+            if not _has_retention(queue, self.spec.retention_keys):
+                self.no_retention[vhost] += 1
+                self.offenders.append(label)
+            return
+        ready = int(queue.get("messages_ready") or 0)
+        self.backlog.append((ready, vhost, name))
+        self.backlog.sort(key=lambda item: (-item[0], item[1], item[2]))
+        del self.backlog[self.spec.top_queues:]
+        problems = []
+        if self.spec.require_consumers and int(queue.get("consumers") or 0) == 0:
+            self.no_consumers[vhost] += 1
+            problems.append("no consumer")
+        if ready > self.spec.max_ready:
+            self.over[vhost] += 1
+            problems.append(f"{ready} ready")
+        if problems:
+            self.offenders.append(f"{label} ({', '.join(problems)})")
+
+    def measurements(self) -> tuple[Measurement, ...]:
+        """Per-vhost counts, and the largest backlogs for `consumers`."""
+        found = [Measurement(UP.name, 1.0)]
+        retention = self.spec.aspect == "retention"
+        for vhost in sorted(self.judged):
+            labels = {"vhost": vhost}
+            found.append(Measurement(QUEUES.name, float(self.judged[vhost]), labels))
+            if retention:
+                found.append(Measurement(NO_RETENTION.name, float(self.no_retention[vhost]),
+                                         labels))
+            else:
+                found.append(Measurement(NO_CONSUMERS.name, float(self.no_consumers[vhost]),
+                                         labels))
+                found.append(Measurement(OVER_BACKLOG.name, float(self.over[vhost]), labels))
+        if not retention:
+            found.append(Measurement(READY_TARGET.name, float(self.spec.max_ready)))
+            for ready, vhost, name in self.backlog:
+                found.append(Measurement(READY.name, float(ready),
+                                         {"vhost": vhost, "queue": name[:128]}))
+        return tuple(found)
+
+    def outcome(self) -> Outcome:
+        """The verdict of the aspect over every judged queue."""
+        measurements = self.measurements()
+        total = sum(self.judged.values())
+        offenders = self.offenders
+        if total == 0:
+            return Outcome.passed("no queues to judge", measurements)
+        if self.spec.aspect == "retention":
+            if offenders:
+                return Outcome.failed(f"{len(offenders)} of {total} queues without a "
+                                      f"retention policy: {_named(offenders, len(offenders))}",
+                                      measurements)
+            return Outcome.passed(f"all {total} queues have a retention policy", measurements)
+        if offenders:
+            return Outcome.failed(f"{len(offenders)} of {total} queues not kept up with: "
+                                  f"{_named(offenders, len(offenders))}", measurements)
+        return Outcome.passed(f"all {total} queues have consumers and at most "
+                              f"{self.spec.max_ready} ready messages", measurements)
+
+
 async def _queues(spec: BrokerCheck, api: _Api) -> Outcome:
     include = re.compile(spec.queues)
     exclude = re.compile(spec.exclude_queues) if spec.exclude_queues else None
-    judged: Counter[str] = Counter()
-    no_retention: Counter[str] = Counter()
-    no_consumers: Counter[str] = Counter()
-    over: Counter[str] = Counter()
-    offenders: list[str] = []
-    backlog: list[tuple[int, str, str]] = []
+    tally = _QueueTally(spec)
     async for queue in api.queues():
-        name, vhost = str(queue.get("name", "")), str(queue.get("vhost", ""))
-        if not include.search(name) or (exclude is not None and exclude.search(name)):
-            continue
-        if queue.get("exclusive") and not spec.include_exclusive:
-            continue
-        judged[vhost] += 1
-        label = name if spec.vhost is not None else f"{vhost}/{name}"
-        if spec.aspect == "retention":
-            if not _has_retention(queue, spec.retention_keys):
-                no_retention[vhost] += 1
-                offenders.append(label)
-            continue
-        ready = int(queue.get("messages_ready") or 0)
-        consumers = int(queue.get("consumers") or 0)
-        backlog.append((ready, vhost, name))
-        backlog.sort(key=lambda item: (-item[0], item[1], item[2]))
-        del backlog[spec.top_queues:]
-        problems = []
-        if spec.require_consumers and consumers == 0:
-            no_consumers[vhost] += 1
-            problems.append("no consumer")
-        if ready > spec.max_ready:
-            over[vhost] += 1
-            problems.append(f"{ready} ready")
-        if problems:
-            offenders.append(f"{label} ({', '.join(problems)})")
+        if tally.selected(queue, include, exclude):
+            tally.add(queue)
+    return tally.outcome()
 
-    measurements = [Measurement(UP.name, 1.0)]
-    for vhost in sorted(judged):
-        labels = {"vhost": vhost}
-        measurements.append(Measurement(QUEUES.name, float(judged[vhost]), labels))
-        if spec.aspect == "retention":
-            measurements.append(Measurement(NO_RETENTION.name, float(no_retention[vhost]),
-                                            labels))
-        else:
-            measurements.append(Measurement(NO_CONSUMERS.name, float(no_consumers[vhost]),
-                                            labels))
-            measurements.append(Measurement(OVER_BACKLOG.name, float(over[vhost]), labels))
-    if spec.aspect == "consumers":
-        measurements.append(Measurement(READY_TARGET.name, float(spec.max_ready)))
-        for ready, vhost, name in backlog:
-            measurements.append(Measurement(READY.name, float(ready),
-                                            {"vhost": vhost, "queue": name[:128]}))
-    total = sum(judged.values())
-    if total == 0:
-        return Outcome.passed("no queues to judge", tuple(measurements))
-    if spec.aspect == "retention":
-        if offenders:
-            return Outcome.failed(f"{len(offenders)} of {total} queues without a retention "
-                                  f"policy: {_named(offenders, len(offenders))}",
-                                  tuple(measurements))
-        return Outcome.passed(f"all {total} queues have a retention policy", tuple(measurements))
-    if offenders:
-        return Outcome.failed(f"{len(offenders)} of {total} queues not kept up with: "
-                              f"{_named(offenders, len(offenders))}", tuple(measurements))
-    return Outcome.passed(f"all {total} queues have consumers and at most {spec.max_ready} "
-                          "ready messages", tuple(measurements))
+
+def _password(spec: BrokerCheck) -> str:
+    """The management password, resolved now under the secret policy."""
+    if spec.password is not None:
+        return resolve_secret(spec.password, "password").get_secret_value()
+    if spec.password_env is not None:
+        value = resolve_secret(SecretRef(env=spec.password_env), "password_env")
+        if value.get_secret_value():
+            return value.get_secret_value()
+        raise ProbeError(Reason.CONFIG, f"password_env: {spec.password_env} is empty (set "
+                         "it, or change password_env)")
+    raise ProbeError(Reason.CONFIG, "no password configured for the management API (set "
+                     "password or password_env)")
 
 
 async def run(spec: BrokerCheck, ctx: ProbeContext) -> Outcome:
     """Run the configured aspect against the management API."""
-    if spec.password is not None:
-        try:
-            password = spec.password.resolve().get_secret_value()
-        except LookupError as exc:
-            return Outcome.errored(Reason.CONFIG, f"broker password: {exc}")
-    elif spec.password_env is not None:
-        password = os.environ.get(spec.password_env, "")
-        if not password:
-            return Outcome.errored(Reason.CONFIG, f"{spec.password_env} is not set")
-    else:
-        return Outcome.errored(Reason.CONFIG, "no password configured for the management API")
     try:
-        tls = await ctx.run_blocking(_tls_context, spec.ca_file) \
-            if spec.ca_file is not None else None
-        api = _Api(spec, ctx, tls, password)
+        password = _password(spec)
+        client = await ctx.client(HTTP, HttpOptions(tls=spec.tls))
+    except ProbeError as exc:
+        return exc.outcome()
+    try:
+        api = _Api(spec, client, password)
         if spec.aspect == "health":
             return await _health(api)
         return await _queues(spec, api)
     except ProbeError as exc:
         unreachable = exc.reason in (Reason.CONNECT, Reason.DNS, Reason.TLS, Reason.TIMEOUT)
-        return Outcome.errored(exc.reason, exc.message,
-                               (Measurement(UP.name, 0.0 if unreachable else 1.0),))
+        return exc.with_measurements((Measurement(UP.name, 0.0 if unreachable else 1.0),)) \
+            .outcome()
 
 
 KIND = ProbeKind(

@@ -28,7 +28,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from exporter import config
+from exporter import config, lint
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.probes.broker import KIND, BrokerCheck
@@ -229,7 +229,7 @@ async def test_wrong_password_is_error_auth_and_never_shown(
                 for aspect in ("health", "retention", "consumers")]
     for outcome in outcomes:
         assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.AUTH), outcome
-        assert "HTTP 401" in outcome.message
+        assert "127.0.0.1:15672 rejected the credentials (HTTP 401)" in outcome.message
         assert WRONG not in repr(outcome)
     for record in caplog.records:
         assert WRONG not in record.getMessage() and WRONG not in repr(record.__dict__)
@@ -250,7 +250,8 @@ async def test_password_env_is_read_at_run_time(ctx: RuntimeContext,
     spec = build(password=None, password_env="BROKER_RUNTIME_PASSWORD")  # loads while unset
     unset = await KIND.run(spec, ctx)
     assert (unset.status, unset.reason) == (Status.ERROR, Reason.CONFIG)
-    assert unset.message == "BROKER_RUNTIME_PASSWORD is not set"
+    assert unset.message == ("password_env: environment variable BROKER_RUNTIME_PASSWORD is "
+                             "not set (set it, or change password_env)")
     monkeypatch.setenv("BROKER_RUNTIME_PASSWORD", "guest")
     # Retried: under a full parallel suite the management API can answer slowly.
     passed = await until(spec, ctx, lambda o: o.status is Status.PASS)
@@ -360,11 +361,39 @@ async def test_https_url_verifies_with_ca_file(ctx: RuntimeContext, tmp_path: Pa
         untrusted = await KIND.run(build(url=f"https://127.0.0.1:{port}"), ctx)
         assert (untrusted.status, untrusted.reason) == (Status.ERROR, Reason.TLS), untrusted
         trusted = await KIND.run(build(url=f"https://127.0.0.1:{port}",
-                                       ca_file=str(tmp_path / "ca.pem")), ctx)
+                                       tls={"ca_file": str(tmp_path / "ca.pem")}), ctx)
         assert (trusted.status, trusted.reason) == (Status.ERROR, Reason.PROTOCOL), trusted
         assert trusted.message == "/api/overview: HTTP 404"
+        # the flat ca_file of earlier releases still works for one release
+        old = build(url=f"https://127.0.0.1:{port}", ca_file=str(tmp_path / "ca.pem"))
+        assert old.tls.ca_file == tmp_path / "ca.pem"
+        assert (await KIND.run(old, ctx)).message == "/api/overview: HTTP 404"
     finally:
         await runner.cleanup()
+
+
+def test_flat_ca_file_is_deprecated_with_a_warning(tmp_path: Path) -> None:
+    raw = {"id": "3.3.1", "section": "3.3", "title": "broker", "kind": "broker",
+           "url": "https://rabbit:15671", "user": "monitor",
+           "password": "${BROKER_TEST_PASSWORD}", "ca_file": str(tmp_path / "ca.pem")}
+    cfg = config.build({"checks": [raw]}, "test")
+    assert lint.config_warnings(cfg) == [
+        "checks (id 3.3.1).ca_file is deprecated: write checks (id 3.3.1).tls.ca_file (the "
+        "old name is accepted until the next release)"]
+    with pytest.raises(config.ConfigError) as err:
+        config.build({"checks": [{**raw, "tls": {"ca_file": "/other.pem"}}]}, "test")
+    assert "ca_file is the old spelling of tls.ca_file" in str(err.value)
+    modern_raw = {key: value for key, value in raw.items() if key != "ca_file"}
+    modern = config.build({"checks": [{**modern_raw, "tls": {
+        "ca_file": str(tmp_path / "ca.pem")}}]}, "test")
+    assert lint.config_warnings(modern) == []
+
+
+async def test_missing_ca_file_names_the_option(ctx: RuntimeContext, tmp_path: Path) -> None:
+    spec = build(url="https://127.0.0.1:15671", tls={"ca_file": str(tmp_path / "no.pem")})
+    outcome = await KIND.run(spec, ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG), outcome
+    assert outcome.message.startswith(f"tls.ca_file: {tmp_path / 'no.pem'} does not exist")
 
 
 async def test_monitoring_user_without_resource_rights_is_enough(vhost: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 import trustme
 
-from exporter import config
+from exporter import config, lint
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
-from exporter.probes.redis_probe import KIND, RedisCheck, run
+from exporter.probes.redis.probe import KIND, RedisCheck, run
+from exporter.transport.redis import REDIS, RedisClient, RedisConnection, RedisOptions
 from tests.support.servers import RedisServer, free_port, redis_server, start_redis
+from tests.transport.kv_servers import redis_tls
 
 PASSWORD = "pw-Zq81-never-shown"
 
@@ -77,6 +80,13 @@ def assert_secret_absent(secret: str, outcomes: Iterable[Outcome],
     for record in caplog.records:
         assert secret not in record.getMessage()
         assert secret not in repr(record.__dict__)
+
+
+async def shared_client(ctx: RuntimeContext, name: str = "cache") -> RedisClient:
+    """The runtime's client of connection `name` (what the probe uses)."""
+    declared = await ctx.connection(name)
+    assert isinstance(declared, RedisConnection)
+    return await ctx.client(REDIS, RedisOptions(name, declared))
 
 
 def conn(server: RedisServer, **extra: Any) -> dict[str, Any]:
@@ -186,7 +196,7 @@ async def test_wrong_password_is_error_auth_and_never_shown(
                                    ttl={"time_budget": 1}))
     for outcome in outcomes:
         assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.AUTH), outcome
-        assert "authentication failed" in outcome.message
+        assert f"127.0.0.1:{secured.port} rejected the credentials" in outcome.message
     missing = await run_once(conn(secured), tmp_path, aspect="ping")
     assert (missing.status, missing.reason) == (Status.ERROR, Reason.AUTH)
     good = await run_once(conn(secured, password="${REDIS_TEST_PASSWORD}"), tmp_path,
@@ -220,7 +230,8 @@ async def test_env_fields_are_read_when_connecting(
     monkeypatch.setenv("RT_REDIS_PORT", "not-a-port")
     bad = await run_once(env_conn, tmp_path, aspect="ping")
     assert (bad.status, bad.reason) == (Status.ERROR, Reason.CONFIG)
-    assert bad.message == "RT_REDIS_PORT is not a port number"
+    assert bad.message == ("connections.cache.port_env: RT_REDIS_PORT is not a port number "
+                           "(set it to one)")
     assert_secret_absent(PASSWORD, [unset, no_password, auth_only, good, bad], caplog)
     with pytest.raises(config.ConfigError) as err:
         build({**env_conn, "password": "${REDIS_TEST_PASSWORD}"}, aspect="ping")
@@ -259,14 +270,14 @@ async def test_server_stop_mid_run_and_back_recovers(tmp_path: Path) -> None:
         cfg, spec = build(conn(server), aspect="ping")
         async with runtime(cfg, tmp_path) as ctx:
             assert (await KIND.run(spec, ctx)).status is Status.PASS
-            client = (await ctx.connection("cache")).client
+            client = (await shared_client(ctx)).client
             server.stop()
             down = await KIND.run(spec, ctx)
             assert (down.status, down.reason) == (Status.ERROR, Reason.CONNECT), down
             server = start_redis(port=server.port, directory=server.dir)
             back = await KIND.run(spec, ctx)
             assert back.status is Status.PASS, back
-            assert (await ctx.connection("cache")).client is client  # same shared client
+            assert (await shared_client(ctx)).client is client  # same shared client
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
@@ -374,29 +385,15 @@ async def test_auth_with_acl_unreadable_still_judges_noauth(tmp_path: Path,
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, Path]]:
     certs = tmp_path_factory.mktemp("redis-tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(certs / "ca.pem"))
-    leaf.cert_chain_pems[0].write_to_path(str(certs / "cert.pem"))
-    leaf.private_key_pem.write_to_path(str(certs / "key.pem"))
-    port = free_port()
-    server = start_redis(["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no",
-                          "--tls-cert-file", str(certs / "cert.pem"),
-                          "--tls-key-file", str(certs / "key.pem"),
-                          "--tls-ca-cert-file", str(certs / "ca.pem")],
-                         password=PASSWORD, port=port)
-    try:
+    with redis_tls(trustme.CA(), certs, PASSWORD) as server:
         yield server, certs / "ca.pem"
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 async def test_tls_ping_and_auth(tls_server: tuple[RedisServer, Path], tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     server, ca = tls_server
     monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
-    url = {"url": f"rediss://127.0.0.1:{server.port}/0", "ca_file": str(ca),
+    url = {"url": f"rediss://127.0.0.1:{server.port}/0", "tls": {"ca_file": str(ca)},
            "password": "${REDIS_TLS_PASSWORD}"}
     ping = await run_once(url, tmp_path, aspect="ping")
     assert ping.status is Status.PASS, ping
@@ -409,9 +406,119 @@ async def test_tls_untrusted_is_error_tls(tls_server: tuple[RedisServer, Path],
                                           tmp_path: Path) -> None:
     server, _ = tls_server
     for aspect in ("ping", "auth"):
-        outcome = await run_once({"port": server.port, "tls": True}, tmp_path, aspect=aspect)
+        outcome = await run_once({"port": server.port, "tls": {}}, tmp_path, aspect=aspect)
         assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.TLS), outcome
-        assert "certificate verify failed" in outcome.message
+        assert f"TLS certificate of 127.0.0.1:{server.port} rejected" in outcome.message
+
+
+async def test_tls_server_name_is_sent_and_verified(tls_server: tuple[RedisServer, Path],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tls.server_name` is the name verified in the certificate (and sent as SNI)."""
+    server, ca = tls_server
+    monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
+    base = {"host": "127.0.0.1", "port": server.port, "password": "${REDIS_TLS_PASSWORD}"}
+    for aspect in ("ping", "auth"):
+        named = await run_once({**base, "tls": {"ca_file": str(ca), "server_name": "localhost"}},
+                               tmp_path, aspect=aspect)
+        assert named.status is Status.PASS, named
+        other = await run_once({**base, "tls": {"ca_file": str(ca),
+                                                "server_name": "cache.example"}},
+                               tmp_path, aspect=aspect)
+        assert (other.status, other.reason) == (Status.ERROR, Reason.TLS), other
+
+
+async def test_a_rotated_ca_file_reopens_the_client(tls_server: tuple[RedisServer, Path],
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    server, ca = tls_server
+    rotated = tmp_path / "ca.pem"
+    shutil.copy(ca, rotated)
+    monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
+    cfg, spec = build({"port": server.port, "password": "${REDIS_TLS_PASSWORD}",
+                       "tls": {"ca_file": str(rotated)}}, aspect="ping")
+    async with runtime(cfg, tmp_path) as ctx:
+        assert (await KIND.run(spec, ctx)).status is Status.PASS
+        before = await shared_client(ctx)
+        assert (await shared_client(ctx)) is before
+        os.utime(rotated, (time.time() + 60, time.time() + 60))  # a new CA bundle lands
+        assert (await KIND.run(spec, ctx)).status is Status.PASS
+        assert (await shared_client(ctx)) is not before
+
+
+async def test_old_flat_tls_spelling_still_connects(tls_server: tuple[RedisServer, Path],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    server, ca = tls_server
+    monkeypatch.setenv("REDIS_TLS_PASSWORD", PASSWORD)
+    old = {"port": server.port, "tls": True, "ca_file": str(ca),
+           "password": "${REDIS_TLS_PASSWORD}"}
+    outcome = await run_once(old, tmp_path, aspect="ping")
+    assert outcome.status is Status.PASS, outcome
+
+
+def test_old_tls_spellings_load_with_deprecation_warnings(tmp_path: Path) -> None:
+    files = {name: str(tmp_path / f"{name}.pem") for name in ("ca_file", "cert_file",
+                                                              "key_file")}
+    cfg, _ = build({"port": 6380, "tls": True, **files}, aspect="ping")
+    declared = cfg.connections["cache"]
+    assert isinstance(declared, RedisConnection)
+    assert declared.tls is not None
+    assert (declared.tls.ca_file, declared.tls.cert_file, declared.tls.key_file) == (
+        tmp_path / "ca_file.pem", tmp_path / "cert_file.pem", tmp_path / "key_file.pem")
+    assert lint.config_warnings(cfg) == [
+        "connections.cache.tls: true|false is deprecated: write connections.cache.tls: "
+        "{...} (a TLS block; none for plain text) (the old name is accepted until the next "
+        "release)",
+        *(f"connections.cache.{name} is deprecated: write connections.cache.tls.{name} (the "
+          "old name is accepted until the next release)" for name in files)]
+    plain, _ = build({"port": 6379, "tls": False}, aspect="ping")
+    assert plain.connections["cache"].tls is None  # type: ignore[attr-defined]
+    modern, _ = build({"url": "rediss://127.0.0.1:6380/0", "tls": {"ca_file": files["ca_file"]}},
+                      aspect="ping")
+    assert lint.config_warnings(modern) == []
+    assert modern.connections["cache"].tls.ca_file == tmp_path / "ca_file.pem"  # type: ignore[attr-defined]
+    for bad, message in (
+            ({"tls": False, "ca_file": files["ca_file"]}, "tls: false with ca_file"),
+            ({"url": "redis://127.0.0.1:6379/0", "tls": {}}, "a tls block needs a rediss://"),
+            ({"tls": {"ca_file": files["ca_file"]}, "ca_file": files["ca_file"]},
+             "ca_file is the old spelling of tls.ca_file"),
+            ({"tls": {"cert_file": files["cert_file"]}}, "cert_file and key_file go together")):
+        with pytest.raises(config.ConfigError) as err:
+            build(bad, aspect="ping")
+        assert message in str(err.value), bad
+
+
+async def test_missing_tls_file_names_the_connection_option(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-ca.pem"
+    outcome = await run_once({"port": free_port(), "tls": {"ca_file": str(missing)}},
+                             tmp_path, aspect="ping")
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG), outcome
+    assert outcome.message.startswith(f"connections.cache.tls.ca_file: {missing} does not "
+                                      "exist")
+
+
+async def test_rotated_password_file_is_read_by_the_next_connection(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The password is read from its reference each time a connection is made: after a
+    rotation (new file content, server reconfigured, connections dropped) the next run
+    passes without restarting the exporter."""
+    caplog.set_level(logging.DEBUG)
+    secret_file = tmp_path / "redis-password"
+    secret_file.write_text(PASSWORD + "\n")
+    rotated = PASSWORD + "-rotated"
+    with redis_server(password=PASSWORD) as server:
+        cfg, spec = build(conn(server, password={"file": str(secret_file)}), aspect="ping")
+        async with runtime(cfg, tmp_path) as ctx:
+            first = await KIND.run(spec, ctx)
+            assert first.status is Status.PASS, first
+            cli(server, "CONFIG", "SET", "requirepass", rotated)
+            server.password = rotated
+            secret_file.write_text(rotated + "\n")
+            cli(server, "CLIENT", "KILL", "TYPE", "normal")
+            after = await KIND.run(spec, ctx)
+            assert after.status is Status.PASS, after
+    assert_secret_absent(rotated, [first, after], caplog)
 
 
 # --------------------------------------------------------------------------- persistence
@@ -573,3 +680,78 @@ async def test_least_privilege_user_from_the_docs_runs_every_aspect(
     assert outcomes["ttl"].status is Status.PASS, outcomes
     assert value(outcomes["ttl"], "readiness_redis_ttl_keys_sampled") >= 1
     cli(secured, "DEL", "lp:1")
+
+
+async def test_a_command_the_user_may_not_run_is_error_auth(secured: RedisServer,
+                                                            tmp_path: Path) -> None:
+    """NOPERM (an ACL user without +info) is the same reason as a rejected password."""
+    cli(secured, "ACL", "SETUSER", "pingonly", "on", f">{PASSWORD}", "+ping",
+        "+client|setname", "~*")
+    who = conn(secured, username="pingonly", password="${REDIS_TEST_PASSWORD}")
+    outcome = await run_once(who, tmp_path, aspect="ping")
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.AUTH), outcome
+    assert outcome.message == (f"PING: 127.0.0.1:{secured.port}: the user lacks permission "
+                               "for this command")
+    assert value(outcome, "readiness_redis_up") == 0
+
+
+# --------------------------------------------------------------------------- client lifetime
+
+
+def _exporter_clients(server: RedisServer) -> int:
+    return cli(server, "CLIENT", "LIST").count("name=readiness-exporter")
+
+
+async def test_clients_belong_to_the_runtime(plain: RedisServer, tmp_path: Path) -> None:
+    """Each runtime has its own client (no module state); closing it closes its sockets."""
+    cfg, spec = build(conn(plain), aspect="ping")
+    async with runtime(cfg, tmp_path) as first, runtime(cfg, tmp_path) as second:
+        assert (await KIND.run(spec, first)).status is Status.PASS
+        assert (await KIND.run(spec, second)).status is Status.PASS
+        one, two = await shared_client(first), await shared_client(second)
+        assert one.client is not two.client
+        assert one.client is (await shared_client(first)).client
+        assert _exporter_clients(plain) == 2
+    assert await _until_no_exporter_clients(plain) == 0
+
+
+def test_validate_prints_the_deprecation_of_flat_tls_options(tmp_path: Path) -> None:
+    """The real command: an old spelling loads (exit 0) and says what to write instead."""
+    from tests.core.conftest import EXE
+
+    path = tmp_path / "old.yaml"
+    path.write_text("""
+connections:
+  cache: {kind: redis, host: cache.internal, tls: true, ca_file: /etc/ssl/redis-ca.pem}
+checks:
+  - {id: "3.2.1", section: "3.2", title: Redis deployed, kind: redis, connection: cache}
+""", encoding="utf-8")
+    done = subprocess.run([str(EXE), "validate", "--config.file", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ("warning: connections.cache.ca_file is deprecated: write "
+            "connections.cache.tls.ca_file") in done.stderr
+    assert "warning: connections.cache.tls: true|false is deprecated" in done.stderr
+
+
+async def _until_no_exporter_clients(server: RedisServer) -> int:
+    deadline = time.monotonic() + 5
+    while _exporter_clients(server) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return _exporter_clients(server)
+
+
+async def test_a_reloaded_connection_replaces_its_client(tmp_path: Path) -> None:
+    """A reload that points `cache` elsewhere closes the old server's sockets."""
+    with redis_server() as before, redis_server() as after:
+        cfg, spec = build(conn(before), aspect="ping")
+        async with runtime(cfg, tmp_path) as ctx:
+            assert (await KIND.run(spec, ctx)).status is Status.PASS
+            assert _exporter_clients(before) == 1
+            reloaded, _ = build(conn(after), aspect="ping")
+            await ctx.update_connections(reloaded.connections)
+            outcome = await KIND.run(spec, ctx)
+            assert outcome.status is Status.PASS, outcome
+            assert f"127.0.0.1:{after.port}" in outcome.message
+            assert await _until_no_exporter_clients(before) == 0
+            assert _exporter_clients(after) == 1

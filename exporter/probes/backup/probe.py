@@ -92,8 +92,9 @@ class BackupCheck(CheckSpec):
 async def run(spec: BackupCheck, ctx: ProbeContext) -> Outcome:
     """Find the newest backup and judge it."""
     try:
-        listing = await list_backups(spec.source, ctx)
-        reference = (await list_backups(spec.newer_than, ctx)
+        listing = await list_backups(spec.source, ctx, request_timeout=spec.timeout)
+        reference = (await list_backups(spec.newer_than, ctx, option_path="newer_than",
+                                        request_timeout=spec.timeout)
                      if spec.newer_than is not None else None)
     except ProbeError as exc:
         return Outcome.errored(exc.reason, exc.message)

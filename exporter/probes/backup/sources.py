@@ -2,7 +2,8 @@
 
 Every source answers the same question: which backups exist, and for the newest one
 (and the one before it) when it completed, how large it is and whether it is
-encrypted. Blocking work (directory walks, hashing, boto3) runs in the thread pool.
+encrypted. Blocking work (directory walks, hashing) runs in the thread pool; the S3
+source talks through the S3 transport (`exporter.transport.s3`), which runs boto3 there.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import heapq
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from exporter.model import Duration, ProbeContext, ProbeError, Reason, SecretReference
 from exporter.probes.backup import encryption
 from exporter.probes.backup.encryption import Format
+from exporter.transport.s3 import S3, S3Options
+from exporter.transport.tls import TlsClientOptions
 
 SIDECAR_SUFFIXES = (".sha256", ".sha512", ".md5")
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".inprogress")
@@ -138,11 +142,18 @@ class S3Source(_Source):
         default=True,
         description="read the newest object's first 512 bytes to tell its format",
     )
+    tls: TlsClientOptions = Field(
+        default_factory=TlsClientOptions,
+        description="TLS options of an https endpoint_url (ca_file, cert_file, key_file, "
+        "insecure_skip_verify; server_name is not supported by botocore)")
 
     @model_validator(mode="after")
     def _checks(self) -> S3Source:
         if self.time_from == "name" and not self.name_format:
             raise ValueError("time_from: name needs name_format")
+        if self.tls.server_name is not None:
+            raise ValueError("tls.server_name is not supported for S3 (botocore sends the "
+                             "endpoint's host name): remove it")
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ValueError("give both access_key_id and secret_access_key, or neither")
         return self
@@ -374,103 +385,80 @@ def parse_pgbackrest(data: Any, source: PgBackRestSource) -> Listing:
 
 # --------------------------------------------------------------------------- S3
 
-_S3_CLIENTS: dict[tuple[Any, ...], Any] = {}
+
+def s3_options(source: S3Source, option_path: str = "source",
+               request_timeout: float = 30.0) -> S3Options:
+    """The S3 transport options of `source` (one client per endpoint and credentials);
+    `option_path` is where the source is configured, for error messages."""
+    return S3Options(endpoint_url=source.endpoint_url, region=source.region,
+                     access_key_id=source.access_key_id,
+                     secret_access_key=source.secret_access_key, tls=source.tls,
+                     timeout=request_timeout, option_path=option_path)
 
 
-def _s3_client(source: S3Source) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    key = (source.endpoint_url, source.region, source.access_key_id,
-           source.secret_access_key)
-    client = _S3_CLIENTS.get(key)
-    if client is None:
-        kwargs: dict[str, Any] = {}
-        if source.access_key_id is not None and source.secret_access_key is not None:
-            kwargs["aws_access_key_id"] = source.access_key_id.resolve().get_secret_value()
-            kwargs["aws_secret_access_key"] = (
-                source.secret_access_key.resolve().get_secret_value())
-        client = boto3.session.Session().client(
-            "s3", endpoint_url=source.endpoint_url, region_name=source.region or "us-east-1",
-            config=Config(retries={"max_attempts": 2, "mode": "standard"},
-                          connect_timeout=5, read_timeout=30),
-            **kwargs)
-        _S3_CLIENTS[key] = client
-    return client
-
-
-def _s3_error(exc: Exception, source: S3Source) -> ProbeError:
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-
-    where = f"s3://{source.bucket}"
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                    "ExpiredToken", "403"}:
-            return ProbeError(Reason.AUTH, f"{where}: access denied ({code})")
-        if code in {"NoSuchBucket", "404"}:
-            return ProbeError(Reason.CONFIG, f"{where}: no such bucket")
-        return ProbeError(Reason.PROTOCOL, f"{where}: S3 error {code[:40]}")
-    if isinstance(exc, EndpointConnectionError):
-        return ProbeError(Reason.CONNECT, f"{where}: cannot connect to the endpoint")
-    if isinstance(exc, BotoCoreError):
-        return ProbeError(Reason.PROTOCOL, f"{where}: {type(exc).__name__}")
-    return ProbeError(Reason.INTERNAL, f"{where}: {type(exc).__name__}")
-
-
-def scan_s3(source: S3Source) -> Listing:
-    """List the bucket prefix and inspect the newest object. Blocking (boto3)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    client = _s3_client(source)
-    candidates: list[tuple[float, str, int]] = []
-    count = 0
-    try:
-        paginator = client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=source.bucket, Prefix=source.prefix):
-            for obj in page.get("Contents", []):
-                key = str(obj["Key"])
-                name = key.rsplit("/", 1)[-1]
-                if not name or _skip_name(name) or not fnmatch.fnmatchcase(name,
-                                                                           source.pattern):
-                    continue
-                if source.time_from == "name":
-                    assert source.name_format is not None
-                    when = time_from_name(name, source.name_format)
-                    if when is None:
-                        continue
-                else:
-                    when = obj["LastModified"].timestamp()
-                count += 1
-                item = (when, key, int(obj.get("Size", 0)))
-                if len(candidates) < 2:
-                    heapq.heappush(candidates, item)
-                elif item[:2] > candidates[0][:2]:
-                    heapq.heapreplace(candidates, item)
-        newest = sorted(candidates, reverse=True)
-        items = [BackupItem(name=key.rsplit("/", 1)[-1], completed=when, size=size,
-                            location=key) for when, key, size in newest]
-        if items and source.inspect:
-            if items[0].size == 0:
-                head = b""
+def _s3_objects(client: Any, source: S3Source) -> Iterator[tuple[float, str, int]]:
+    """(completion time, key, size) of every matching object, one page at a time."""
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=source.bucket, Prefix=source.prefix):
+        for obj in page.get("Contents", []):
+            key = str(obj["Key"])
+            name = key.rsplit("/", 1)[-1]
+            if not name or _skip_name(name) or not fnmatch.fnmatchcase(name, source.pattern):
+                continue
+            if source.time_from == "name":
+                assert source.name_format is not None
+                when = time_from_name(name, source.name_format)
             else:
-                response = client.get_object(Bucket=source.bucket, Key=items[0].location,
-                                             Range=f"bytes=0-{encryption.HEAD_BYTES - 1}")
-                head = response["Body"].read()
-            items[0] = replace(items[0], format=encryption.detect(head))
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(exc, source) from None
+                when = float(obj["LastModified"].timestamp())
+            if when is not None:
+                yield when, key, int(obj.get("Size", 0))
+
+
+def scan_s3(client: Any, source: S3Source) -> Listing:
+    """List the bucket prefix and inspect the newest object. Blocking (boto3): run it
+    through `S3Client.call`, which maps botocore's errors."""
+    newest: list[tuple[float, str, int]] = []
+    count = 0
+    for found in _s3_objects(client, source):
+        count += 1
+        newest = heapq.nlargest(2, [*newest, found])
+    items = [BackupItem(name=key.rsplit("/", 1)[-1], completed=when, size=size,
+                        location=key) for when, key, size in newest]
+    if items and source.inspect:
+        head = b""
+        if items[0].size > 0:
+            response = client.get_object(Bucket=source.bucket, Key=items[0].location,
+                                         Range=f"bytes=0-{encryption.HEAD_BYTES - 1}")
+            head = response["Body"].read()
+        items[0] = replace(items[0], format=encryption.detect(head))
     return Listing(tuple(items), count)
+
+
+async def _list_s3(source: S3Source, ctx: ProbeContext, option_path: str,
+                   request_timeout: float) -> Listing:
+    options = s3_options(source, option_path, request_timeout)
+    s3 = await ctx.client(S3, options)
+    try:
+        return await s3.call(lambda client: scan_s3(client, source))
+    except ProbeError as exc:
+        if exc.reason is Reason.AUTH:  # read the keys again next run (rotation)
+            await ctx.refresh_client(S3, options)
+        raise
 
 
 # --------------------------------------------------------------------------- entry point
 
 
 async def list_backups(source: DirectorySource | PgBackRestSource | S3Source,
-                       ctx: ProbeContext) -> Listing:
-    """The newest backups of `source`; raises `ProbeError` when it cannot be read."""
+                       ctx: ProbeContext, *, option_path: str = "source",
+                       request_timeout: float = 30.0) -> Listing:
+    """The newest backups of `source`; raises `ProbeError` when it cannot be read.
+
+    For an S3 source, `option_path` is where it is configured (errors name
+    `<option_path>.secret_access_key`) and `request_timeout` bounds each request.
+    """
     if isinstance(source, DirectorySource):
         return await _list_directory(source, ctx)
     if isinstance(source, PgBackRestSource):
         return parse_pgbackrest(await _pgbackrest_json(source, ctx), source)
-    return await ctx.run_blocking(scan_s3, source)
+    return await _list_s3(source, ctx, option_path, request_timeout)

@@ -14,10 +14,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.model import Duration, Measurement, MetricFamily
+from exporter.transport.redis import Redis
 
 NO_PREFIX = "(none)"
 OTHER = "other"
@@ -104,7 +104,7 @@ def prefix_of(key: bytes | str, separator: bytes) -> str:
     return head.decode("utf-8", "backslashreplace")[:_MAX_LABEL_CHARS]
 
 
-async def sample(client: aioredis.Redis, options: TtlOptions) -> TtlSample:
+async def sample(client: Redis, options: TtlOptions) -> TtlSample:
     """Walk the keyspace within the bounds and count keys with and without TTL."""
     result = TtlSample()
     separator = options.separator.encode()

@@ -2,24 +2,21 @@
 
 One kind with an `aspect`: `ping` (PING answered, version and role), `auth` (a fresh
 unauthenticated connection is refused with NOAUTH; the ACL `default` user is not
-`nopass` where ACL GETUSER may be read), `persistence` (see redis_persistence) and
-`ttl` (see redis_ttl). Every aspect except the unauthenticated probe uses the shared
-client of the named `redis` connection.
+`nopass` where ACL GETUSER may be read), `persistence` (see `persistence`) and
+`ttl` (see `ttl`). Every aspect except the unauthenticated probe uses the runtime's
+client of the named `redis` connection (`exporter.transport.redis`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ssl
 import time
 from typing import Any, ClassVar, Literal
 
-import redis.exceptions as rexc
 from pydantic import Field, model_validator
 
 from exporter.model import (
     CheckSpec,
+    Findings,
     Measurement,
     MetricFamily,
     Outcome,
@@ -28,13 +25,9 @@ from exporter.model import (
     ProbeKind,
     Reason,
 )
-from exporter.probes import redis_persistence, redis_ttl
-from exporter.probes.redis_connection import (
-    CONNECTION,
-    RedisHandle,
-    probe_error,
-    ssl_context,
-)
+from exporter.probes.redis import persistence as redis_persistence
+from exporter.probes.redis import ttl as redis_ttl
+from exporter.transport.redis import CONNECTION, RedisClient, ReplyError, redis_client
 
 __all__ = ["CONNECTION", "KIND", "RedisCheck", "run"]
 
@@ -85,14 +78,7 @@ DEFAULT_NOPASS = MetricFamily(
 _MESSAGE_OFFENDERS = 3
 
 
-async def _handle(spec: RedisCheck, ctx: ProbeContext) -> RedisHandle:
-    handle = await ctx.connection(spec.connection)
-    if not isinstance(handle, RedisHandle):
-        raise ProbeError(Reason.CONFIG, f"connection {spec.connection} is not a redis connection")
-    return handle
-
-
-async def _ping(handle: RedisHandle) -> Outcome:
+async def _ping(handle: RedisClient) -> Outcome:
     client = handle.client
     try:
         started = time.perf_counter()
@@ -101,8 +87,8 @@ async def _ping(handle: RedisHandle) -> Outcome:
         info: dict[str, Any] = await client.info("server")
         replication: dict[str, Any] = await client.info("replication")
     except Exception as exc:
-        err = probe_error(exc, handle, "PING")
-        return Outcome.errored(err.reason, err.message, (Measurement(UP.name, 0.0),))
+        return handle.error(exc, "PING").with_measurements((Measurement(UP.name, 0.0),)) \
+            .outcome()
     version = str(info.get("redis_version", "unknown"))[:32]
     role = str(replication.get("role", "unknown"))[:16]
     return Outcome.passed(
@@ -112,32 +98,11 @@ async def _ping(handle: RedisHandle) -> Outcome:
     )
 
 
-async def _unauthenticated_reply(handle: RedisHandle, context: ssl.SSLContext | None) -> str:
-    """Send PING on a new connection without credentials; return the first reply line."""
-    conn = handle.spec
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(handle.host, handle.port, ssl=context,
-                                server_hostname=handle.host if context else None),
-        conn.connect_timeout,
-    )
-    try:
-        writer.write(b"*1\r\n$4\r\nPING\r\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), conn.command_timeout)
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-    if not line:
-        raise ProbeError(Reason.PROTOCOL, f"{handle.address} closed the connection without reply")
-    return line.decode("utf-8", "replace").strip()
-
-
-async def _default_user_nopass(handle: RedisHandle) -> bool | None:
+async def _default_user_nopass(handle: RedisClient) -> bool | None:
     """Whether the ACL default user is nopass; None when ACLs cannot be read."""
     try:
         user: Any = await handle.client.acl_getuser("default")
-    except rexc.ResponseError:  # NOPERM, ACL renamed, or Redis < 6
+    except ReplyError:  # NOPERM, ACL renamed, or Redis < 6
         return None
     if not user:
         return None
@@ -145,25 +110,23 @@ async def _default_user_nopass(handle: RedisHandle) -> bool | None:
     return "nopass" in flags and "off" not in flags
 
 
-async def _auth(handle: RedisHandle, ctx: ProbeContext) -> Outcome:
-    conn = handle.spec
+async def _auth(handle: RedisClient) -> Outcome:
     try:
-        context = await ctx.run_blocking(ssl_context, conn) if conn.tls else None
-        reply = await _unauthenticated_reply(handle, context)
+        reply = await handle.unauthenticated_reply()
     except Exception as exc:
-        err = probe_error(exc, handle, "unauthenticated PING")
-        return Outcome.errored(err.reason, err.message)
+        return handle.error(exc, "unauthenticated PING").outcome()
     upper = reply.upper()
     refused = upper.startswith("-NOAUTH") or "AUTHENTICATION REQUIRED" in upper
-    measurements = [Measurement(AUTH_REQUIRED.name, 1.0 if refused else 0.0)]
-    problems: list[str] = []
+    findings = Findings()
+    findings.measure(AUTH_REQUIRED, 1.0 if refused else 0.0)
     if upper.startswith("-DENIED"):
-        problems.append("no password set (server is in protected mode)")
+        findings.problem("no password set (server is in protected mode)")
     elif not refused and upper.startswith("+PONG"):
-        problems.append("an unauthenticated PING was answered: no password required")
+        findings.problem("an unauthenticated PING was answered: no password required")
     elif not refused:
-        return Outcome.errored(Reason.PROTOCOL, f"unexpected reply to an unauthenticated PING "
-                               f"from {handle.address}", tuple(measurements))
+        return findings.error(ProbeError(
+            Reason.PROTOCOL, f"unexpected reply to an unauthenticated PING from "
+            f"{handle.address}"))
 
     nopass: bool | None = None
     acl_note = "ACL not checked (the connection has no credentials)"
@@ -171,38 +134,33 @@ async def _auth(handle: RedisHandle, ctx: ProbeContext) -> Outcome:
         try:
             nopass = await _default_user_nopass(handle)
         except Exception as exc:
-            err = probe_error(exc, handle, "ACL GETUSER default")
-            return Outcome.errored(err.reason, err.message, tuple(measurements))
+            return findings.error(handle.error(exc, "ACL GETUSER default"))
         acl_note = "ACL not readable" if nopass is None else "default user has a password"
     if nopass is not None:
-        measurements.append(Measurement(DEFAULT_NOPASS.name, 1.0 if nopass else 0.0))
+        findings.measure(DEFAULT_NOPASS, 1.0 if nopass else 0.0)
         if nopass:
-            problems.append("ACL default user is nopass")
-    if problems:
-        return Outcome.failed("; ".join(problems), tuple(measurements))
-    return Outcome.passed(f"unauthenticated access refused (NOAUTH); {acl_note}",
-                          tuple(measurements))
+            findings.problem("ACL default user is nopass")
+    findings.note(f"unauthenticated access refused (NOAUTH); {acl_note}")
+    return findings.outcome()
 
 
-async def _persistence(spec: RedisCheck, handle: RedisHandle, ctx: ProbeContext) -> Outcome:
+async def _persistence(spec: RedisCheck, handle: RedisClient, ctx: ProbeContext) -> Outcome:
     try:
         verdict = await redis_persistence.review(handle.client, spec.persistence, ctx.now())
     except Exception as exc:
-        err = probe_error(exc, handle, "persistence review")
-        return Outcome.errored(err.reason, err.message)
+        return handle.error(exc, "persistence review").outcome()
     if verdict.problems:
         return Outcome.failed(f"{'; '.join(verdict.problems)} [{verdict.summary}]",
                               verdict.measurements)
     return Outcome.passed(verdict.summary, verdict.measurements)
 
 
-async def _ttl(spec: RedisCheck, handle: RedisHandle) -> Outcome:
+async def _ttl(spec: RedisCheck, handle: RedisClient) -> Outcome:
     try:
         dbsize = int(await handle.client.dbsize())
         found = await redis_ttl.sample(handle.client, spec.ttl)
     except Exception as exc:
-        err = probe_error(exc, handle, "TTL review")
-        return Outcome.errored(err.reason, err.message)
+        return handle.error(exc, "TTL review").outcome()
     verdict = redis_ttl.judge(found, spec.ttl, dbsize)
     scope = "all" if found.complete else f"a sample of {found.sampled} of ~{dbsize}"
     if found.sampled == 0:
@@ -223,13 +181,13 @@ async def _ttl(spec: RedisCheck, handle: RedisHandle) -> Outcome:
 async def run(spec: RedisCheck, ctx: ProbeContext) -> Outcome:
     """Run the configured aspect against the shared client."""
     try:
-        handle = await _handle(spec, ctx)
+        handle = await redis_client(ctx, spec.connection)
     except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+        return exc.outcome()
     if spec.aspect == "ping":
         return await _ping(handle)
     if spec.aspect == "auth":
-        return await _auth(handle, ctx)
+        return await _auth(handle)
     if spec.aspect == "persistence":
         return await _persistence(spec, handle, ctx)
     return await _ttl(spec, handle)

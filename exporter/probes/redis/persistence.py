@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
-import redis.exceptions as rexc
 from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.model import Duration, Measurement, MetricFamily
+from exporter.transport.redis import PermissionDenied, Redis, ReplyError
 
 
 class PersistenceOptions(BaseModel):
@@ -67,15 +66,15 @@ class PersistenceVerdict:
     measurements: tuple[Measurement, ...]
 
 
-async def _config(client: aioredis.Redis) -> dict[str, str] | None:
+async def _config(client: Redis) -> dict[str, str] | None:
     """`save` and `appendonly` from CONFIG GET, or None when CONFIG cannot be used."""
     try:
         save = await client.config_get("save")
         appendonly = await client.config_get("appendonly")
-    except rexc.ResponseError as exc:  # renamed ("unknown command") or NOPERM
+    except ReplyError as exc:  # renamed ("unknown command") or NOPERM
         text = str(exc).lower()
         if "unknown command" in text or "no permissions" in text or \
-                isinstance(exc, rexc.NoPermissionError):
+                isinstance(exc, PermissionDenied):
             return None
         raise
     merged = {**_text(save), **_text(appendonly)}
@@ -97,7 +96,7 @@ def _int(info: dict[str, Any], name: str, default: int = 0) -> int:
         return default
 
 
-async def review(client: aioredis.Redis, options: PersistenceOptions,
+async def review(client: Redis, options: PersistenceOptions,
                  now: float) -> PersistenceVerdict:
     """Read the settings and status and judge them against `options`."""
     config = await _config(client)
