@@ -14,7 +14,8 @@ from exporter.model import Status
 
 FRAGMENTS = ("60-reports.yaml", "61-attestations.yaml")
 EXPECTED_ITEMS = {"1.1.1", "1.1.2", "1.1.3", "1.1.4", "1.1.5", "1.2.1", "1.2.2", "2.3.1",
-                  "4.4.2", "5.2.1", "5.4.3", "5.4.4", "11.1.x", "11.2.x", "11.3.4", "12"}
+                  "4.4.2", "5.2.1", "5.4.3", "5.4.4", "10.3.3", "11.1.x", "11.2.x", "11.3.4",
+                  "12"}
 
 
 def _fragments() -> dict[str, list[object]]:
