@@ -20,6 +20,7 @@ class CheckState:
     runs: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # reason -> count
     status_since: float | None = None
+    first_result: float | None = None  # wall-clock end of the first run
 
     @property
     def status(self) -> Status | None:
@@ -34,6 +35,11 @@ class CheckState:
 
 
 Listener = Callable[[CheckState], None]
+
+
+def _summarises(spec: CheckSpec) -> bool:
+    """The check's verdict is made of other checks' results (`aggregate`)."""
+    return bool(getattr(type(spec), "summarises_other_checks", False))
 
 
 class Store:
@@ -74,6 +80,8 @@ class Store:
         state.last_run = finished
         state.duration = duration
         state.runs += 1
+        if state.first_result is None:
+            state.first_result = finished
         if outcome.status is Status.ERROR:
             reason = outcome.reason.value if outcome.reason is not None else "internal"
             state.errors[reason] = state.errors.get(reason, 0) + 1
@@ -105,8 +113,15 @@ class Store:
         ]
 
     def first_round_complete(self) -> bool:
-        """Every enabled check has a result."""
-        return all(s.outcome is not None for s in self._states.values() if s.spec.enabled)
+        """Every enabled check has a result, and every check that summarises others
+        (an aggregate) has one from after the others' first results."""
+        enabled = [s for s in self._states.values() if s.spec.enabled]
+        if any(s.outcome is None for s in enabled):
+            return False
+        summaries = [s for s in enabled if _summarises(s.spec)]
+        inputs_done = max((s.first_result or 0.0 for s in enabled if not _summarises(s.spec)),
+                          default=0.0)
+        return all((s.last_run or 0.0) >= inputs_done for s in summaries)
 
     def blockers(self, now: float | None = None) -> list[CheckState]:
         """Enabled critical checks that do not pass or whose result is stale."""

@@ -68,6 +68,8 @@ class ReportCheck(CheckSpec):
     max_files: int = Field(default=500, gt=0, description="more files in one run is an error")
     release: str | None = Field(default=None, min_length=1, description="release each report "
                                 "must name (default: settings.release; unset: not required)")
+    require_release: bool = Field(default=False, description="error unless a release is "
+                                  "known (release or settings.release) to bind to")
     release_properties: list[str] = Field(
         default=["release", "version", "app.version", "release.version"], min_length=1,
         description="JUnit <property> names whose value may name the release")
@@ -195,6 +197,9 @@ async def run(spec: ReportCheck, ctx: ProbeContext) -> Outcome:
     except aiohttp.ClientError as exc:
         return Outcome.errored(Reason.PROTOCOL, f"fetching the report: {type(exc).__name__}")
     release = spec.release if spec.release is not None else ctx.release
+    if release is None and spec.require_release:
+        return Outcome.errored(Reason.CONFIG, "release being deployed is unknown: set "
+                               "settings.release, or release on the check")
     return judge(spec, parsed, release, ctx.now())
 
 

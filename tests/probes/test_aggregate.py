@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,45 @@ def test_spec_validation() -> None:
         spec(severities=["urgent"])
     with pytest.raises(ValidationError):
         spec(severities=["critical"], max_age="-1s")
+
+
+async def test_require_any_passes_on_one_alternative(board_ctx: Any) -> None:
+    board, ctx = board_ctx
+    alternatives = spec(id="11.1.x-staging", ids=["e2e", "attested"], require="any")
+    board.views = [view("e2e", Status.FAIL), view("attested", Status.PASS)]
+    outcome = await KIND.run(alternatives, ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert outcome.message.startswith("attested passes (1 of 2 alternatives)")
+    board.views = [view("e2e", Status.FAIL), view("attested", Status.ERROR)]
+    outcome = await KIND.run(alternatives, ctx)
+    assert outcome.status is Status.FAIL
+    assert outcome.message == "none of 2 alternatives passes: e2e (fail), attested (error)"
+    # One alternative passing decides at once, whatever the other has not yet reported.
+    board.views = [view("e2e", None), view("attested", Status.PASS)]
+    started = time.monotonic()
+    outcome = await KIND.run(alternatives, ctx)
+    assert outcome.status is Status.PASS and time.monotonic() - started < 0.5
+
+
+async def test_waits_for_first_results_then_reports_skipped_not_fail(board_ctx: Any) -> None:
+    board, ctx = board_ctx
+    board.views = [view("5.1.1", Status.PASS), view("5.1.2", None)]
+    check = spec(severities=["critical"], timeout=2, first_result_wait=0.3)
+    outcome = await KIND.run(check, ctx)
+    assert outcome.status is Status.SKIPPED, outcome.message
+    assert outcome.message == "waiting for first results of 5.1.2"
+
+    async def arrives() -> None:
+        await asyncio.sleep(0.2)
+        board.views = [view("5.1.1", Status.PASS), view("5.1.2", Status.PASS)]
+
+    board.views = [view("5.1.1", Status.PASS), view("5.1.2", None)]
+    late = asyncio.create_task(arrives())
+    outcome = await KIND.run(spec(severities=["critical"], timeout=5), ctx)
+    await late
+    assert outcome.status is Status.PASS, outcome.message
+
+
+def test_wait_must_stay_below_the_timeout() -> None:
+    with pytest.raises(ValidationError, match="first_result_wait"):
+        spec(severities=["critical"], timeout=2, first_result_wait=2)
