@@ -148,7 +148,7 @@ def names_release(path: str, release: str, properties: tuple[str, ...]) -> str |
         return "property"
     if release_pattern(release).search(path.replace(os.sep, "/")):
         return "file name"
-    stated = sidecar_release(path)
+    stated = None if "://" in path else sidecar_release(path)
     if stated is not None and stated in (release, f"v{release}"):
         return "sidecar"
     return None
