@@ -8,10 +8,10 @@ as dotted prefixes, `severities`) and is not in `exclude`; the aggregate never s
 itself. Disabled checks are left out. A result older than `max_age` counts as not
 passing.
 
-At start-up the aggregate may run before the checks it summarises: while the verdict
-depends on a selected check that has not run yet, it waits for that first result (up
-to `first_result_wait`, polling the store), and if it is still missing it reports
-`skipped` ("waiting for first results"), never a `fail` it has not seen.
+At start-up the aggregate may run before the checks it summarises: while a selected
+check has not run yet, it waits for that first result (up to `first_result_wait`,
+polling the store), and if one is still missing it reports `skipped` ("waiting for first
+results"), never a `fail` it has not seen.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class AggregateCheck(CheckSpec):
     summarises_other_checks: ClassVar[bool] = True  # `check` runs it after the others
 
     kind: Literal["aggregate"]
+    # An aggregate does no I/O; its run may wait for the first results of the checks it
+    # summarises (up to `first_result_wait`), so its default timeout covers their first
+    # round (the preset's slowest input, 1.2.2, has a 5-minute timeout).
+    timeout: Duration = Field(default=420.0, gt=0, description="run time limit; the wait "
+                              "for first results is 80 % of it unless first_result_wait is set")
     ids: list[str] = Field(default=[], description="only these check ids (empty: any)")
     sections: list[str] = Field(
         default=[], description="only checks in these sections or below ('5' selects 5.1, "
@@ -129,19 +134,9 @@ def _state(spec: AggregateCheck, view: CheckView, now: float) -> str:
 _POLL_SECONDS = 0.1
 
 
-def _undecided(spec: AggregateCheck, views: list[CheckView], now: float) -> list[str]:
-    """Selected checks without a first result whose result would change the verdict."""
-    states = {view.id: _state(spec, view, now) for view in selected(spec, views)}
-    waiting = [check_id for check_id, state in states.items() if state == "not_run"]
-    if not waiting:
-        return []
-    passing = _passing_states(spec)
-    if spec.require == "any" and any(state in passing for state in states.values()):
-        return []  # one pass decides "any"
-    if spec.require == "all" and any(state not in passing and state != "not_run"
-                                     for state in states.values()):
-        return []  # one failure decides "all"
-    return waiting
+def _waiting(spec: AggregateCheck, views: list[CheckView]) -> list[str]:
+    """Selected checks without a first result yet."""
+    return [view.id for view in selected(spec, views) if view.status is None]
 
 
 def _passing_states(spec: AggregateCheck) -> set[str]:
@@ -150,13 +145,15 @@ def _passing_states(spec: AggregateCheck) -> set[str]:
 
 async def _first_results(spec: AggregateCheck, ctx: ProbeContext) -> tuple[list[CheckView],
                                                                             list[str]]:
-    """The views once the verdict no longer depends on a missing first result, or the
-    ids still missing after `first_result_wait`."""
+    """The views once every selected check has a first result, or the ids still
+    missing after the wait. The verdict waits for all of them even when one result
+    would decide it: `/readyz` counts an aggregate ready only after its inputs' first
+    results, and the message then lists every input's real state."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + spec.wait_seconds
     while True:
         views = ctx.checks()
-        waiting = _undecided(spec, views, ctx.now())
+        waiting = _waiting(spec, views)
         if not waiting or loop.time() >= deadline:
             return views, waiting
         await asyncio.sleep(_POLL_SECONDS)

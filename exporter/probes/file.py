@@ -25,6 +25,8 @@ from exporter.model import (
 )
 from exporter.probes.document_sections import Section, sections
 
+DEFAULT_READ_LIMIT = 10 * 1024 * 1024
+
 
 class FileCheck(CheckSpec):
     """`kind: file` options."""
@@ -37,10 +39,12 @@ class FileCheck(CheckSpec):
     required_sections: list[str] = Field(
         default=[], description="regular expressions (case-insensitive); each must match the "
         "title of a Markdown/reStructuredText section whose body has min_section_bytes")
-    min_section_bytes: int = Field(default=1, ge=1, description="smallest body (non-blank "
-                                   "text, subsections included) a required section may have")
-    max_read_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="with "
-                                "required_sections: larger files are refused")
+    min_section_bytes: int | None = Field(default=None, ge=1, description="smallest body "
+                                          "(non-blank text, subsections included) a required "
+                                          "section may have (default 1)")
+    max_read_bytes: int | None = Field(default=None, gt=0, description="with "
+                                       "required_sections: larger files are refused "
+                                       "(default 10 MiB)")
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> FileCheck:
@@ -51,6 +55,16 @@ class FileCheck(CheckSpec):
                 raise ValueError(f"required_sections[{index}]: not a regular expression: "
                                  f"{exc}") from None
         return self
+
+    @property
+    def section_min_bytes(self) -> int:
+        """The effective `min_section_bytes`."""
+        return self.min_section_bytes or 1
+
+    @property
+    def read_limit(self) -> int:
+        """The effective `max_read_bytes`."""
+        return self.max_read_bytes or DEFAULT_READ_LIMIT
 
     @field_validator("sha256")
     @classmethod
@@ -118,7 +132,7 @@ def _missing_sections(spec: FileCheck, found: tuple[Section, ...],
     for pattern in spec.required_sections:
         wanted = re.compile(pattern, re.IGNORECASE)
         matching = [s for s in found if wanted.search(s.title)]
-        ok = any(s.body_bytes >= spec.min_section_bytes for s in matching)
+        ok = any(s.body_bytes >= spec.section_min_bytes for s in matching)
         measurements.append(Measurement(SECTION_OK.name, 1.0 if ok else 0.0,
                                         {"section": pattern}))
         if not matching:
@@ -126,7 +140,7 @@ def _missing_sections(spec: FileCheck, found: tuple[Section, ...],
         elif not ok:
             largest = max(s.body_bytes for s in matching)
             missing.append(f"section {matching[0].title!r} has {largest} B "
-                           f"(min_section_bytes {spec.min_section_bytes})")
+                           f"(min_section_bytes {spec.section_min_bytes})")
     return missing
 
 
@@ -134,10 +148,10 @@ async def run(spec: FileCheck, ctx: ProbeContext) -> Outcome:
     """Inspect the file."""
     try:
         facts = await ctx.run_blocking(_read_facts, spec.path, spec.sha256 is not None,
-                                       spec.max_read_bytes if spec.required_sections else None)
+                                       spec.read_limit if spec.required_sections else None)
     except _TooLarge as exc:
         return Outcome.errored(Reason.CONFIG, f"{spec.path} is {exc.args[0]} bytes, over "
-                               f"max_read_bytes {spec.max_read_bytes}")
+                               f"max_read_bytes {spec.read_limit}")
     except FileNotFoundError:
         return Outcome.failed(f"{spec.path} does not exist", (Measurement(PRESENT.name, 0.0),))
     except IsADirectoryError:
