@@ -42,6 +42,14 @@ def _summarises(spec: CheckSpec) -> bool:
     return bool(getattr(type(spec), "summarises_other_checks", False))
 
 
+def _inputs(spec: CheckSpec, views: list[CheckView]) -> list[str]:
+    """The ids a summarising check reads (its `selected_ids(views)`, else every check)."""
+    pick = getattr(spec, "selected_ids", None)
+    if callable(pick):
+        return list(pick(views))
+    return [view.id for view in views]
+
+
 class Store:
     """Holds a `CheckState` per configured check; notifies listeners on each record."""
 
@@ -114,14 +122,21 @@ class Store:
 
     def first_round_complete(self) -> bool:
         """Every enabled check has a result, and every check that summarises others
-        (an aggregate) has one from after the others' first results."""
+        (an aggregate) has one from after its inputs' first results."""
         enabled = [s for s in self._states.values() if s.spec.enabled]
         if any(s.outcome is None for s in enabled):
             return False
         summaries = [s for s in enabled if _summarises(s.spec)]
-        inputs_done = max((s.first_result or 0.0 for s in enabled if not _summarises(s.spec)),
-                          default=0.0)
-        return all((s.last_run or 0.0) >= inputs_done for s in summaries)
+        if not summaries:
+            return True
+        views = self.views()
+        for summary in summaries:
+            inputs = [self._states[i] for i in _inputs(summary.spec, views)
+                      if i in self._states and i != summary.spec.id]
+            done = max((s.first_result or 0.0 for s in inputs), default=0.0)
+            if (summary.last_run or 0.0) < done:
+                return False
+        return True
 
     def blockers(self, now: float | None = None) -> list[CheckState]:
         """Enabled critical checks that do not pass or whose result is stale."""

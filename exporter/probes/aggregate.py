@@ -82,6 +82,10 @@ class AggregateCheck(CheckSpec):
                              f"below timeout ({self.timeout:g} s)")
         return self
 
+    def selected_ids(self, views: list[CheckView]) -> list[str]:
+        """Ids of the checks this aggregate reads (the store's /readyz rule uses it)."""
+        return [view.id for view in selected(self, views)]
+
     @property
     def wait_seconds(self) -> float:
         """How long a run may wait for first results."""

@@ -96,3 +96,15 @@ def test_store_rule_counts_only_aggregate_results_after_the_inputs(
     store.record("11.3.1", Outcome.passed("all 1 selected checks pass"), now + 2, 0.1)
     assert store.first_round_complete()
     assert store.get("11.3.1").status is Status.PASS
+
+
+def test_store_rule_ignores_checks_the_aggregate_does_not_read(
+        behaviour_kind: None) -> None:
+    warning = {**slow("docs", 0.0), "severity": "warning"}
+    cfg = config.build({"checks": [slow("db", 0.0), warning, aggregate()]}, "test", {})
+    store = Store(cfg.checks)
+    now = time.time()
+    store.record("db", Outcome.passed("ok"), now, 0.1)
+    store.record("11.3.1", Outcome.passed("all 1 selected checks pass"), now + 1, 0.1)
+    store.record("docs", Outcome.failed("late, and not critical"), now + 2, 0.1)
+    assert store.first_round_complete()  # 11.3.1 reads critical checks only
