@@ -46,6 +46,7 @@ PROBE_KINDS: dict[str, str] = {
     "prometheus_query": "exporter.probes.prometheus_query:KIND",
     "alertmanager": "exporter.probes.alertmanager:KIND",
     "aggregate": "exporter.probes.aggregate:KIND",
+    "docker": "exporter.probes.docker:KIND",  # issue 11 (7.2)
 }
 
 # connection kind name -> "module:attribute"

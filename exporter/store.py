@@ -21,6 +21,7 @@ class CheckState:
     errors: dict[str, int] = field(default_factory=dict)  # reason -> count
     skipped: dict[str, int] = field(default_factory=dict)  # skip reason -> count
     status_since: float | None = None
+    first_result: float | None = None  # wall-clock end of the first run
 
     @property
     def status(self) -> Status | None:
@@ -35,6 +36,19 @@ class CheckState:
 
 
 Listener = Callable[[Sequence[CheckState]], None]
+
+
+def _summarises(spec: CheckSpec) -> bool:
+    """The check's verdict is made of other checks' results (`aggregate`)."""
+    return bool(getattr(type(spec), "summarises_other_checks", False))
+
+
+def _inputs(spec: CheckSpec, views: list[CheckView]) -> list[str]:
+    """The ids a summarising check reads (its `selected_ids(views)`, else every check)."""
+    pick = getattr(spec, "selected_ids", None)
+    if callable(pick):
+        return list(pick(views))
+    return [view.id for view in views]
 
 
 class Store:
@@ -79,6 +93,8 @@ class Store:
         state.last_run = finished
         state.duration = duration
         state.runs += 1
+        if state.first_result is None:
+            state.first_result = finished
         if outcome.status is Status.ERROR:
             reason = outcome.reason.value if outcome.reason is not None else "internal"
             state.errors[reason] = state.errors.get(reason, 0) + 1
@@ -127,8 +143,22 @@ class Store:
         ]
 
     def first_round_complete(self) -> bool:
-        """Every enabled check has a result."""
-        return all(s.outcome is not None for s in self._states.values() if s.spec.enabled)
+        """Every enabled check has a result, and every check that summarises others
+        (an aggregate) has one from after its inputs' first results."""
+        enabled = [s for s in self._states.values() if s.spec.enabled]
+        if any(s.outcome is None for s in enabled):
+            return False
+        summaries = [s for s in enabled if _summarises(s.spec)]
+        if not summaries:
+            return True
+        views = self.views()
+        for summary in summaries:
+            inputs = [self._states[i] for i in _inputs(summary.spec, views)
+                      if i in self._states and i != summary.spec.id]
+            done = max((s.first_result or 0.0 for s in inputs), default=0.0)
+            if (summary.last_run or 0.0) < done:
+                return False
+        return True
 
     def blockers(self, now: float | None = None) -> list[CheckState]:
         """Enabled critical checks that do not pass or whose result is stale."""

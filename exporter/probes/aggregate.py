@@ -1,14 +1,22 @@
-"""`aggregate`: passes when a selected set of other checks passes (11.3.1).
+"""`aggregate`: passes when a selected set of other checks passes (11.3.1), or with
+`require: any` when at least one of them does (an "either of two" item such as 11.1.x
+staging validated: a staging report or a signed attestation).
 
 Reads the latest result of every configured check through `ctx.checks()`; it never runs
 them. A check is selected when it matches every filter that is given (`ids`, `sections`
 as dotted prefixes, `severities`) and is not in `exclude`; the aggregate never selects
-itself. Disabled checks are left out. A selected check that has not run yet, or whose
-result is older than `max_age`, counts as not passing.
+itself. Disabled checks are left out. A result older than `max_age` counts as not
+passing.
+
+At start-up the aggregate may run before the checks it summarises: while a selected
+check has not run yet, it waits for that first result (up to `first_result_wait`,
+polling the store), and if one is still missing it reports `skipped` ("waiting for first
+results"), never a `fail` it has not seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -40,6 +48,11 @@ class AggregateCheck(CheckSpec):
     summarises_other_checks: ClassVar[bool] = True  # `check` runs it after the others
 
     kind: Literal["aggregate"]
+    # An aggregate does no I/O; its run may wait for the first results of the checks it
+    # summarises (up to `first_result_wait`), so its default timeout covers their first
+    # round (the preset's slowest input, 1.2.2, has a 5-minute timeout).
+    timeout: Duration = Field(default=420.0, gt=0, description="run time limit; the wait "
+                              "for first results is 80 % of it unless first_result_wait is set")
     ids: list[str] = Field(default=[], description="only these check ids (empty: any)")
     sections: list[str] = Field(
         default=[], description="only checks in these sections or below ('5' selects 5.1, "
@@ -52,6 +65,11 @@ class AggregateCheck(CheckSpec):
         default=None, gt=0, description="a result older than this counts as not passing")
     require_listed: bool = Field(
         default=True, description="an id in `ids` that is not configured fails the check")
+    require: Literal["all", "any"] = Field(
+        default="all", description="all: every selected check passes; any: at least one")
+    first_result_wait: Duration | None = Field(
+        default=None, ge=0, description="how long a run waits for selected checks' first "
+        "results before reporting `skipped` (default: 80 % of timeout; below timeout)")
 
     @model_validator(mode="after")
     def _selects_something(self) -> AggregateCheck:
@@ -59,7 +77,21 @@ class AggregateCheck(CheckSpec):
             raise ValueError("select checks with at least one of ids, sections, severities")
         if self.id in self.ids:
             raise ValueError("an aggregate cannot include itself in ids")
+        if self.first_result_wait is not None and self.first_result_wait >= self.timeout:
+            raise ValueError(f"first_result_wait ({self.first_result_wait:g} s) must be "
+                             f"below timeout ({self.timeout:g} s)")
         return self
+
+    def selected_ids(self, views: list[CheckView]) -> list[str]:
+        """Ids of the checks this aggregate reads (the store's /readyz rule uses it)."""
+        return [view.id for view in selected(self, views)]
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long a run may wait for first results."""
+        if self.first_result_wait is not None:
+            return self.first_result_wait
+        return self.timeout * 0.8
 
 
 CHECKS = MetricFamily(
@@ -103,9 +135,37 @@ def _state(spec: AggregateCheck, view: CheckView, now: float) -> str:
     return str(view.status.value)
 
 
+_POLL_SECONDS = 0.1
+
+
+def _waiting(spec: AggregateCheck, views: list[CheckView]) -> list[str]:
+    """Selected checks without a first result yet."""
+    return [view.id for view in selected(spec, views) if view.status is None]
+
+
+def _passing_states(spec: AggregateCheck) -> set[str]:
+    return {Status.PASS.value} | ({Status.SKIPPED.value} if spec.allow_skipped else set())
+
+
+async def _first_results(spec: AggregateCheck, ctx: ProbeContext) -> tuple[list[CheckView],
+                                                                            list[str]]:
+    """The views once every selected check has a first result, or the ids still
+    missing after the wait. The verdict waits for all of them even when one result
+    would decide it: `/readyz` counts an aggregate ready only after its inputs' first
+    results, and the message then lists every input's real state."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + spec.wait_seconds
+    while True:
+        views = ctx.checks()
+        waiting = _waiting(spec, views)
+        if not waiting or loop.time() >= deadline:
+            return views, waiting
+        await asyncio.sleep(_POLL_SECONDS)
+
+
 async def run(spec: AggregateCheck, ctx: ProbeContext) -> Outcome:
     """Summarise the latest results of the selected checks."""
-    views = ctx.checks()
+    views, waiting = await _first_results(spec, ctx)
     chosen = selected(spec, views)
     known = {view.id for view in views}
     unknown = [check_id for check_id in spec.ids if check_id not in known]
@@ -113,12 +173,14 @@ async def run(spec: AggregateCheck, ctx: ProbeContext) -> Outcome:
 
     counts = dict.fromkeys(STATES, 0)
     failing: list[str] = []
-    passing_states = {Status.PASS.value} | ({Status.SKIPPED.value} if spec.allow_skipped
-                                           else set())
+    passing_states = _passing_states(spec)
+    passing: list[str] = []
     for view in chosen:
         state = _state(spec, view, now)
         counts[state] += 1
-        if state not in passing_states:
+        if state in passing_states:
+            passing.append(view.id)
+        else:
             failing.append(f"{view.id} ({state.replace('_', ' ')})")
     measurements = [Measurement(CHECKS.name, float(count), {"state": state})
                     for state, count in counts.items()]
@@ -129,6 +191,15 @@ async def run(spec: AggregateCheck, ctx: ProbeContext) -> Outcome:
     if not chosen:
         return Outcome.errored(Reason.CONFIG, "the selection matches no enabled check",
                                tuple(measurements))
+    if waiting:
+        return Outcome.skipped(f"waiting for first results of {_short(waiting)}",
+                               tuple(measurements))
+    if spec.require == "any":
+        if passing:
+            return Outcome.passed(f"{_short(passing)} passes ({len(passing)} of "
+                                  f"{len(chosen)} alternatives)", tuple(measurements))
+        return Outcome.failed(f"none of {len(chosen)} alternatives passes: {_short(failing)}",
+                              tuple(measurements))
     if failing:
         return Outcome.failed(f"{len(failing)} of {len(chosen)} not passing: {_short(failing)}",
                               tuple(measurements))
@@ -145,6 +216,7 @@ KIND = ProbeKind(
     name="aggregate",
     spec=AggregateCheck,
     run=run,
-    summary="Passes when every selected check (by id, section, severity) passes.",
+    summary="Passes when every selected check (by id, section, severity) passes, or with "
+    "require: any when one of them does; waits for their first results.",
     metrics=(CHECKS, SELECTED),
 )

@@ -1,15 +1,17 @@
-"""`file`: a file exists, has the expected sha256 and is recent enough (1.2.1, 10.3.3)."""
+"""`file`: a file exists, has the expected sha256, is recent enough and, for a document
+such as a runbook, has the required sections with content (1.2.1, 10.3.3)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.model import (
     CheckSpec,
@@ -21,6 +23,9 @@ from exporter.model import (
     ProbeKind,
     Reason,
 )
+from exporter.probes.document_sections import Section, sections
+
+DEFAULT_READ_LIMIT = 10 * 1024 * 1024
 
 
 class FileCheck(CheckSpec):
@@ -31,6 +36,35 @@ class FileCheck(CheckSpec):
     sha256: str | None = Field(default=None, description="expected hex digest")
     max_age: Duration | None = Field(default=None, gt=0, description="mtime younger than")
     min_size: int = Field(default=1, ge=0, description="smallest acceptable size in bytes")
+    required_sections: list[str] = Field(
+        default=[], description="regular expressions (case-insensitive); each must match the "
+        "title of a Markdown/reStructuredText section whose body has min_section_bytes")
+    min_section_bytes: int | None = Field(default=None, ge=1, description="smallest body "
+                                          "(non-blank text, subsections included) a required "
+                                          "section may have (default 1)")
+    max_read_bytes: int | None = Field(default=None, gt=0, description="with "
+                                       "required_sections: larger files are refused "
+                                       "(default 10 MiB)")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> FileCheck:
+        for index, pattern in enumerate(self.required_sections):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"required_sections[{index}]: not a regular expression: "
+                                 f"{exc}") from None
+        return self
+
+    @property
+    def section_min_bytes(self) -> int:
+        """The effective `min_section_bytes`."""
+        return self.min_section_bytes or 1
+
+    @property
+    def read_limit(self) -> int:
+        """The effective `max_read_bytes`."""
+        return self.max_read_bytes or DEFAULT_READ_LIMIT
 
     @field_validator("sha256")
     @classmethod
@@ -49,6 +83,7 @@ class FileFacts:
     size: int
     mtime: float
     sha256: str | None
+    sections: tuple[Section, ...] | None = None  # read when sections are required
 
 
 PRESENT = MetricFamily("readiness_file_present", "1 when the file exists, else 0.")
@@ -59,9 +94,18 @@ MODIFIED = MetricFamily(
 DIGEST_OK = MetricFamily(
     "readiness_file_digest_match", "1 when the file's sha256 equals the expected digest."
 )
+SECTION_OK = MetricFamily(
+    "readiness_file_section_present",
+    "1 when a section matching the required title pattern has enough content, else 0.",
+    ("section",),
+)
 
 
-def _read_facts(path: Path, want_digest: bool) -> FileFacts:
+class _TooLarge(Exception):
+    pass
+
+
+def _read_facts(path: Path, want_digest: bool, read_limit: int | None) -> FileFacts:
     stat = os.stat(path)
     if stat.st_mode & 0o170000 == 0o040000:
         raise IsADirectoryError(path)
@@ -72,13 +116,42 @@ def _read_facts(path: Path, want_digest: bool) -> FileFacts:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 hasher.update(block)
         digest = hasher.hexdigest()
-    return FileFacts(stat.st_size, stat.st_mtime, digest)
+    found = None
+    if read_limit is not None:
+        if stat.st_size > read_limit:
+            raise _TooLarge(stat.st_size)
+        with open(path, "rb") as handle:
+            text = handle.read(read_limit + 1).decode("utf-8", errors="replace")
+        found = tuple(sections(text))
+    return FileFacts(stat.st_size, stat.st_mtime, digest, found)
+
+
+def _missing_sections(spec: FileCheck, found: tuple[Section, ...],
+                      measurements: list[Measurement]) -> list[str]:
+    missing = []
+    for pattern in spec.required_sections:
+        wanted = re.compile(pattern, re.IGNORECASE)
+        matching = [s for s in found if wanted.search(s.title)]
+        ok = any(s.body_bytes >= spec.section_min_bytes for s in matching)
+        measurements.append(Measurement(SECTION_OK.name, 1.0 if ok else 0.0,
+                                        {"section": pattern}))
+        if not matching:
+            missing.append(f"no section /{pattern}/")
+        elif not ok:
+            largest = max(s.body_bytes for s in matching)
+            missing.append(f"section {matching[0].title!r} has {largest} B "
+                           f"(min_section_bytes {spec.section_min_bytes})")
+    return missing
 
 
 async def run(spec: FileCheck, ctx: ProbeContext) -> Outcome:
     """Inspect the file."""
     try:
-        facts = await ctx.run_blocking(_read_facts, spec.path, spec.sha256 is not None)
+        facts = await ctx.run_blocking(_read_facts, spec.path, spec.sha256 is not None,
+                                       spec.read_limit if spec.required_sections else None)
+    except _TooLarge as exc:
+        return Outcome.errored(Reason.CONFIG, f"{spec.path} is {exc.args[0]} bytes, over "
+                               f"max_read_bytes {spec.read_limit}")
     except FileNotFoundError:
         return Outcome.failed(f"{spec.path} does not exist", (Measurement(PRESENT.name, 0.0),))
     except IsADirectoryError:
@@ -100,6 +173,8 @@ async def run(spec: FileCheck, ctx: ProbeContext) -> Outcome:
         measurements.append(Measurement(DIGEST_OK.name, 1.0 if match else 0.0))
         if not match:
             problems.append("sha256 differs from the expected digest")
+    if facts.sections is not None:
+        problems.extend(_missing_sections(spec, facts.sections, measurements))
     if spec.max_age is not None:
         age = time.time() - facts.mtime
         if age > spec.max_age:
@@ -107,13 +182,21 @@ async def run(spec: FileCheck, ctx: ProbeContext) -> Outcome:
                             f"(max {spec.max_age / 86400:.1f})")
     if problems:
         return Outcome.failed(f"{spec.path}: {'; '.join(problems)}", tuple(measurements))
-    return Outcome.passed(f"{spec.path} present ({facts.size} bytes)", tuple(measurements))
+    claims = [f"{facts.size} bytes"]
+    if spec.required_sections:
+        claims.append(f"{len(spec.required_sections)} required sections with content")
+    if spec.sha256 is not None:
+        claims.append("sha256 matches")
+    if spec.max_age is not None:
+        claims.append(f"modified within {spec.max_age / 86400:g} days")
+    return Outcome.passed(f"{spec.path} present ({', '.join(claims)})", tuple(measurements))
 
 
 KIND = ProbeKind(
     name="file",
     spec=FileCheck,
     run=run,
-    summary="A file exists, matches an expected sha256 and is younger than a max age.",
-    metrics=(PRESENT, SIZE, MODIFIED, DIGEST_OK),
+    summary="A file exists, matches an expected sha256, is younger than a max age and has "
+    "the required sections with content.",
+    metrics=(PRESENT, SIZE, MODIFIED, DIGEST_OK, SECTION_OK),
 )

@@ -1,17 +1,17 @@
 """`report`: CI artefacts as checks: JUnit test reports and vulnerability scans (1.1.x).
 
-Reads the newest file matching a path or glob, or fetches a URL, then applies the
-rules of its format: tests (0 failures/errors, at least `min_tests`), or findings per
-severity against `max_findings`. The report's own timestamp (else the file time or
-HTTP Last-Modified) must be younger than `max_age`.
+Reads every file of the newest run a path or glob matches (`report_runs`), or fetches a
+URL (one report), then applies the rules of its format to all of them
+(`report_verdict`): tests (0 failures/errors, at least `min_tests`), or findings per
+severity against `max_findings`. Each report's own timestamp (else the file time or
+HTTP Last-Modified) must be younger than `max_age`, and with a release to bind to, each
+report must name it.
 """
 
 from __future__ import annotations
 
-import glob
-import os
+import re
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -19,9 +19,7 @@ from pydantic import Field, model_validator
 from exporter.model import (
     CheckSpec,
     Duration,
-    Findings,
     Measurement,
-    MetricFamily,
     Outcome,
     ProbeContext,
     ProbeError,
@@ -30,7 +28,6 @@ from exporter.model import (
     SecretReference,
 )
 from exporter.probes.report_formats import (
-    SEVERITIES,
     ReportError,
     TestCounts,
     VulnCounts,
@@ -38,6 +35,15 @@ from exporter.probes.report_formats import (
     parse_junit,
     parse_vulnerabilities,
 )
+from exporter.probes.report_runs import (
+    NoReport,
+    ReportFile,
+    RunBy,
+    RunConfigError,
+    RunSelection,
+    newest_run,
+)
+from exporter.probes.report_verdict import MAX_AGE, METRICS, ParsedReport, judge
 from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials
 from exporter.transport.http_auth import HttpUrl, credential_headers
@@ -54,7 +60,26 @@ class ReportCheck(CheckSpec):
     format: Format = Field(description="junit, trivy, grype, osv, pip_audit, or "
                            "vulnerabilities (any of the four scanners, detected)")
     path: str | None = Field(default=None, min_length=1,
-                             description="file or glob (`**` allowed); the newest match is read")
+                             description="file or glob (`**` allowed); every file of the "
+                             "newest run is read")
+    run_by: RunBy = Field(default="directory", description="what makes a run: `directory` "
+                          "(files beside the newest match), `run_id` (same run_id_pattern "
+                          "group), `mtime_window` (modified within run_window of the newest)")
+    run_id_pattern: str | None = Field(default=None, min_length=1, description="run_by "
+                                       "run_id: regular expression searched in the path; "
+                                       "its first group (else the match) is the run id")
+    run_window: Duration = Field(default=1800.0, gt=0, description="run_by mtime_window: "
+                                 "files modified this long before the newest belong to its run")
+    max_files: int = Field(default=500, gt=0, description="more files in one run is an error")
+    release: str | None = Field(default=None, min_length=1, description="release each report "
+                                "must name (default: settings.release; unset: not required)")
+    require_release: bool = Field(default=False, description="error unless a release is "
+                                  "known (release or settings.release) to bind to")
+    release_properties: list[str] = Field(
+        default=["release", "version", "app.version", "release.version"], min_length=1,
+        description="JUnit <property> names whose value may name the release")
+    require_image_scan: bool = Field(default=False, description="vulnerabilities: the run "
+                                     "must include a container image scan (Trivy or Grype)")
     url: HttpUrl | None = Field(default=None, description="fetch the report over HTTP instead")
     bearer_token: SecretReference | None = Field(
         default=None, description="token sent as `Authorization: Bearer` to `url`")
@@ -69,8 +94,8 @@ class ReportCheck(CheckSpec):
     max_findings: dict[SeverityName, int] = Field(
         default={"critical": 0}, description="vulnerabilities: allowed findings per severity")
     unknown_as: SeverityName = Field(
-        default="unknown", description="severity given to findings without one (all "
-        "pip-audit findings)")
+        default="critical", description="severity given to findings without one (all "
+        "pip-audit findings): unrated counts as critical unless set otherwise")
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="larger reports "
                            "are refused")
 
@@ -82,49 +107,18 @@ class ReportCheck(CheckSpec):
             raise ValueError("bearer_token is only used with url")
         if "tls" in self.model_fields_set and self.url is None:
             raise ValueError("tls is only used with url")
+        if self.run_by == "run_id":
+            if self.run_id_pattern is None:
+                raise ValueError("run_by run_id needs run_id_pattern")
+            try:
+                re.compile(self.run_id_pattern)
+            except re.error as exc:
+                raise ValueError(f"run_id_pattern is not a regular expression: {exc}") from None
         return self
-
-
-TESTS = MetricFamily("readiness_report_tests",
-                     "Test cases in the newest JUnit report, by result.", ("result",))
-FINDINGS = MetricFamily("readiness_report_vulnerabilities",
-                        "Findings in the newest vulnerability report, by severity.",
-                        ("severity",))
-ALLOWED = MetricFamily("readiness_report_vulnerabilities_allowed",
-                       "Findings allowed per severity (the objective beside the count).",
-                       ("severity",))
-TIMESTAMP = MetricFamily("readiness_report_timestamp_seconds",
-                         "When the report was produced (its own timestamp, else file or "
-                         "Last-Modified time).")
-MAX_AGE = MetricFamily("readiness_report_max_age_seconds",
-                       "Maximum accepted report age (the objective).")
-METRICS = (TESTS, FINDINGS, ALLOWED, TIMESTAMP, MAX_AGE)
 
 
 class _Missing(Exception):
     """No report exists (the check fails: nothing shows the item is done)."""
-
-
-def _newest(pattern: str, max_bytes: int) -> tuple[bytes, float, str]:
-    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
-    files = []
-    for name in matches:
-        try:
-            stat = os.stat(name)
-        except OSError:
-            continue
-        if os.path.isfile(name):
-            files.append((stat.st_mtime, name, stat.st_size))
-    if not files:
-        raise _Missing(f"no report matches {pattern}")
-    mtime, name, size = max(files)
-    if size > max_bytes:
-        raise ReportError(f"{name} is {size} bytes, over max_bytes {max_bytes}")
-    with open(name, "rb") as handle:
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ReportError(f"{name} is over max_bytes {max_bytes}")
-    return data, mtime, name
 
 
 async def _fetch(spec: ReportCheck, ctx: ProbeContext) -> tuple[bytes, float | None, str]:
@@ -157,87 +151,54 @@ def _parse(spec: ReportCheck, data: bytes) -> TestCounts | VulnCounts:
     return parse_vulnerabilities(data, fmt, spec.unknown_as)
 
 
-def _age_problem(spec: ReportCheck, produced: float | None, now: float) -> str | None:
-    if spec.max_age is None:
-        return None
-    if produced is None:
-        return "report has no timestamp and no file time"
-    age = now - produced
-    if age > spec.max_age:
-        return f"report is {age / 3600:.1f} h old (max {spec.max_age / 3600:.1f} h)"
-    return None
+def _parse_all(spec: ReportCheck, files: list[ReportFile]) -> list[ParsedReport]:
+    parsed = []
+    for report in files:
+        try:
+            counts = _parse(spec, report.data)
+        except ReportError as exc:
+            raise ReportError(f"{report.path}: {exc}") from None
+        produced = counts.timestamp if counts.timestamp is not None else report.mtime
+        parsed.append(ParsedReport(report.path, produced, counts))
+    return parsed
+
+
+async def _read_run(spec: ReportCheck, ctx: ProbeContext) -> list[ReportFile]:
+    if spec.path is not None:
+        selection = RunSelection(spec.path, spec.run_by, spec.run_id_pattern, spec.run_window,
+                                 spec.max_bytes, spec.max_files)
+        return await ctx.run_blocking(newest_run, selection)
+    data, modified, origin = await _fetch(spec, ctx)
+    return [ReportFile(origin, modified, data)]
 
 
 async def run(spec: ReportCheck, ctx: ProbeContext) -> Outcome:
-    """Read the newest report and apply its rules."""
-    file_time: float | None
+    """Read every report of the newest run and apply the rules to all of them."""
     try:
-        if spec.path is not None:
-            data, file_time, origin = await ctx.run_blocking(_newest, spec.path, spec.max_bytes)
-        else:
-            data, file_time, origin = await _fetch(spec, ctx)
-        parsed = await ctx.run_blocking(_parse, spec, data)
-    except _Missing as exc:
+        files = await _read_run(spec, ctx)
+        parsed = await ctx.run_blocking(_parse_all, spec, files)
+    except (_Missing, NoReport) as exc:
         return Outcome.failed(str(exc))
     except ProbeError as exc:  # the objective is kept beside the error
         objective = [] if spec.max_age is None else [Measurement(MAX_AGE.name, spec.max_age)]
         return exc.with_measurements(objective).outcome()
+    except RunConfigError as exc:
+        return Outcome.errored(Reason.CONFIG, str(exc))
     except ReportError as exc:
         return Outcome.errored(Reason.PROTOCOL, str(exc))
-
-    name = Path(origin).name if spec.path is not None else origin
-    produced = parsed.timestamp if parsed.timestamp is not None else file_time
-    findings = Findings()
-    if produced is not None:
-        findings.measure(TIMESTAMP, produced)
-    if spec.max_age is not None:
-        findings.measure(MAX_AGE, spec.max_age)
-    if isinstance(parsed, TestCounts):
-        summary = _judge_tests(spec, parsed, findings)
-    else:
-        summary = _judge_findings(spec, parsed, findings)
-    age = _age_problem(spec, produced, ctx.now())
-    if age:
-        findings.problem(age)
-    message = f"{name}: {summary}"
-    measurements = tuple(findings.measurements)
-    if findings.failed:
-        return Outcome.failed(f"{message}; " + "; ".join(findings.problems), measurements)
-    return Outcome.passed(message, measurements)
-
-
-def _judge_tests(spec: ReportCheck, parsed: TestCounts, findings: Findings) -> str:
-    """JUnit rules; returns the summary."""
-    for result, value in (("passed", parsed.passed), ("failed", parsed.failures),
-                          ("errored", parsed.errors), ("skipped", parsed.skipped)):
-        findings.measure(TESTS, value, result=result)
-    if parsed.failures + parsed.errors > spec.max_failures:
-        findings.problem(f"{parsed.failures + parsed.errors} failed or errored "
-                         f"(max {spec.max_failures})")
-    if parsed.tests < spec.min_tests:
-        findings.problem(f"{parsed.tests} tests (min {spec.min_tests})")
-    return (f"{parsed.tests} tests, {parsed.failures} failed, {parsed.errors} errors, "
-            f"{parsed.skipped} skipped")
-
-
-def _judge_findings(spec: ReportCheck, parsed: VulnCounts, findings: Findings) -> str:
-    """Vulnerability rules; returns the summary."""
-    for severity in SEVERITIES:
-        findings.measure(FINDINGS, parsed.by_severity[severity], severity=severity)
-    for severity, allowed in spec.max_findings.items():
-        findings.measure(ALLOWED, allowed, severity=severity)
-        if parsed.by_severity[severity] > allowed:
-            findings.problem(f"{parsed.by_severity[severity]} {severity} (max {allowed})")
-    shown = ", ".join(f"{parsed.by_severity[s]} {s}" for s in SEVERITIES
-                      if parsed.by_severity[s])
-    return f"{parsed.format.value}: {shown or 'no findings'}"
+    release = spec.release if spec.release is not None else ctx.release
+    if release is None and spec.require_release:
+        return Outcome.errored(Reason.CONFIG, "release being deployed is unknown: set "
+                               "settings.release, or release on the check")
+    return judge(spec, parsed, release, ctx.now())
 
 
 KIND = ProbeKind(
     name="report",
     spec=ReportCheck,
     run=run,
-    summary="Newest JUnit or vulnerability-scan report (Trivy, Grype, OSV-Scanner, "
-    "pip-audit) passes its rules and is younger than max_age.",
+    summary="Every JUnit or vulnerability-scan report (Trivy, Grype, OSV-Scanner, "
+    "pip-audit) of the newest CI run passes its rules, is younger than max_age and names "
+    "the release.",
     metrics=METRICS,
 )

@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
+from cvss import CVSS2, CVSS3, CVSS4  # type: ignore[import-untyped]
+from cvss.exceptions import CVSSError  # type: ignore[import-untyped]
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
@@ -44,6 +46,7 @@ class TestCounts:
     errors: int
     skipped: int
     timestamp: float | None  # newest suite timestamp, if the report has one
+    properties: tuple[tuple[str, str], ...] = ()  # <property name= value=> pairs
 
     @property
     def passed(self) -> int:
@@ -57,6 +60,7 @@ class VulnCounts:
     format: VulnFormat
     by_severity: dict[str, int]
     timestamp: float | None
+    target: str = "dependencies"  # "image" for a container image scan
 
 
 def parse_timestamp(text: str) -> float | None:
@@ -136,8 +140,10 @@ def parse_junit(data: bytes) -> TestCounts:
     root_stamp = parse_timestamp(root.get("timestamp", ""))
     if root_stamp is not None:
         stamps.append(root_stamp)
+    properties = tuple((p.get("name", ""), p.get("value", "").strip())
+                       for p in root.iter("property") if p.get("name"))
     return TestCounts(totals[0], totals[1], totals[2], totals[3],
-                      max(stamps) if stamps else None)
+                      max(stamps) if stamps else None, properties)
 
 
 # --------------------------------------------------------------------------- vulnerabilities
@@ -196,6 +202,31 @@ def _dict(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def cvss_base_score(kind: str, vector: str) -> float | None:
+    """Base score of a CVSS v2, v3.x or v4.0 vector (the `cvss` library), None when the
+    vector cannot be read."""
+    try:
+        if vector.startswith("CVSS:4") or kind == "CVSS_V4":
+            return float(CVSS4(vector).base_score)
+        if vector.startswith("CVSS:3") or kind == "CVSS_V3":
+            return float(CVSS3(vector).base_score)
+        if kind == "CVSS_V2" or vector.startswith("AV:"):
+            return float(CVSS2(vector).base_score)
+    except (CVSSError, ValueError, KeyError, IndexError):
+        return None
+    return None
+
+
+def _target(doc: dict[str, Any], fmt: VulnFormat) -> str:
+    """"image" when the report scanned a container image."""
+    if fmt is VulnFormat.TRIVY and doc.get("ArtifactType") == "container_image":
+        return "image"
+    source = doc.get("source")
+    if fmt is VulnFormat.GRYPE and isinstance(source, dict) and source.get("type") == "image":
+        return "image"
+    return "dependencies"
+
+
 def _trivy(doc: dict[str, Any], counts: Counter[str]) -> float | None:
     for result in _list(doc.get("Results"), "Results"):
         for vuln in _list(_dict(result, "Results[]").get("Vulnerabilities"), "Vulnerabilities"):
@@ -213,7 +244,28 @@ def _grype(doc: dict[str, Any], counts: Counter[str]) -> float | None:
     return parse_timestamp(stamp) if isinstance(stamp, str) else None
 
 
+def _most_severe(ratings: list[str]) -> str:
+    ranked = [s for s in SEVERITIES if s in ratings]
+    return ranked[0] if ranked else "unknown"
+
+
+def _osv_vector_severity(vuln: dict[str, Any]) -> str:
+    """Rating from the advisory's CVSS vectors (the base score computed from each
+    vector; the most severe counts), "unknown" without a readable vector."""
+    ratings = []
+    for entry in vuln.get("severity") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("score"), str):
+            score = cvss_base_score(str(entry.get("type", "")), entry["score"])
+            if score is not None:
+                ratings.append(_cvss_severity(score))
+    return _most_severe(ratings)
+
+
 def _osv_vuln_severity(vuln: dict[str, Any]) -> str:
+    """CVSS vector first; the database's own named rating only without one."""
+    from_vector = _osv_vector_severity(vuln)
+    if from_vector != "unknown":
+        return from_vector
     specific = vuln.get("database_specific")
     if isinstance(specific, dict) and specific.get("severity"):
         return _named_severity(specific["severity"])
@@ -238,12 +290,13 @@ def _osv(doc: dict[str, Any], counts: Counter[str]) -> float | None:
                     severity = _cvss_severity(float(raw)) if raw not in (None, "") else ""
                 except (TypeError, ValueError):
                     severity = ""
-                if not severity or severity == "unknown":
-                    # Fall back to the advisories' own ratings (GHSA database_specific).
-                    named = [_osv_vuln_severity(vulns[i]) for i in _list(group.get("ids"), "ids")
-                             if i in vulns]
-                    ranked = [s for s in SEVERITIES if s in named]
-                    severity = ranked[0] if ranked else "unknown"
+                members = [vulns[i] for i in _list(group.get("ids"), "ids") if i in vulns]
+                # The advisories' CVSS vectors count too (the most severe wins) ...
+                scored = [_osv_vector_severity(v) for v in members]
+                severity = _most_severe([severity, *scored])
+                if severity == "unknown":
+                    # ... and their named ratings (GHSA database_specific) only without any.
+                    severity = _most_severe([_osv_vuln_severity(v) for v in members])
                 counts[severity] += 1
     return None
 
@@ -274,4 +327,6 @@ def parse_vulnerabilities(data: bytes, fmt: VulnFormat | None,
         stamp = parser(doc, counts)
         if unknown_as != "unknown" and counts["unknown"]:
             counts[unknown_as] += counts.pop("unknown")
+        target = _target(doc, fmt)
+        return VulnCounts(fmt, {s: counts[s] for s in SEVERITIES}, stamp, target)
     return VulnCounts(fmt, {s: counts[s] for s in SEVERITIES}, stamp)

@@ -1,7 +1,9 @@
-"""`secret_strength`: a secret is long, random and not a placeholder (2.1.1, 6.1).
+"""`secret_strength`: a secret is long, hard to guess and not a placeholder (2.1.1, 6.1).
 
-The secret comes from an environment variable or a file. Only derived facts (length
-rule met, entropy estimate, which rule failed) leave the probe, never the value.
+The secret comes from an environment variable or a file. Its strength is estimated by
+`strength_estimate` (words, separators, years and keyboard runs count for what they
+are). Only derived facts (length rule met, strength estimate, which rule failed) leave
+the probe, never the value.
 """
 
 from __future__ import annotations
@@ -9,10 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import math
 import os
 import re
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +27,7 @@ from exporter.model import (
     ProbeContext,
     ProbeKind,
 )
+from exporter.probes.strength_estimate import estimate_bits
 
 PLACEHOLDERS = (
     "changeme", "change-me", "change_me", "secret", "password", "example", "default",
@@ -46,7 +47,8 @@ class SecretStrengthCheck(CheckSpec):
         "required key size in bytes after decoding (32 for AES-256)"))
     encoding: Literal["auto", "raw", "hex", "base64"] = Field(default="auto", description=(
         "how a key is written; auto accepts raw bytes, hex or base64 of exact_bytes"))
-    min_entropy_bits: float = Field(default=128.0, ge=0)
+    min_entropy_bits: float = Field(default=128.0, ge=0, description=(
+        "minimum strength estimate in bits (exported as bytes: bits / 8)"))
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretStrengthCheck:
@@ -65,12 +67,15 @@ class Assessment:
     decoded_bytes: int | None
 
 
+# Bytes, the base unit (promtool flags `_bits`): 16 bytes = 128 bits.
 ENTROPY = MetricFamily(
-    "readiness_secret_entropy_bits",
-    "Estimated entropy of the secret in bits (the value itself is never exported).",
+    "readiness_secret_entropy_bytes",
+    "Estimated strength of the secret (log2 of the guesses needed) in bytes, i.e. bits / 8 "
+    "(the value itself is never exported).",
 )
 ENTROPY_MIN = MetricFamily(
-    "readiness_secret_entropy_target_bits", "Minimum entropy the check requires, in bits."
+    "readiness_secret_entropy_target_bytes",
+    "Minimum strength the check requires (min_entropy_bits / 8), in bytes.",
 )
 PRESENT = MetricFamily("readiness_secret_present", "1 when the secret is set, else 0.")
 RULE = MetricFamily(
@@ -78,36 +83,6 @@ RULE = MetricFamily(
     "1 when the secret meets the rule (length, key_size, entropy, placeholder), else 0.",
     ("rule",),
 )
-
-
-def estimate_entropy_bits(value: str) -> float:
-    """Length times log2 of the alphabet the characters are drawn from.
-
-    The alphabet is the smallest of hex, base64/url-safe base64, or the union of the
-    character classes present; a value with few distinct characters is capped by
-    them, so `aaaa...` or `abab...` score low.
-    """
-    if not value:
-        return 0.0
-    chars = set(value)
-    if chars <= set(string.digits):
-        alphabet = 10
-    elif chars <= set(string.hexdigits):
-        alphabet = 16
-    elif chars <= set(string.ascii_letters + string.digits + "+/=-_"):
-        alphabet = 64
-    else:
-        alphabet = 0
-        if chars & set(string.ascii_lowercase):
-            alphabet += 26
-        if chars & set(string.ascii_uppercase):
-            alphabet += 26
-        if chars & set(string.digits):
-            alphabet += 10
-        if chars - set(string.ascii_letters + string.digits):
-            alphabet += 33
-    distinct_cap = max(len(chars), 2) ** 1.5
-    return len(value) * math.log2(max(2.0, min(alphabet, distinct_cap)))
 
 
 def _decoded_size(value: str, encoding: str, wanted: int) -> int | None:
@@ -150,12 +125,12 @@ def assess(value: str, spec: SecretStrengthCheck) -> Assessment:
         decoded = _decoded_size(value, spec.encoding, spec.exact_bytes)
         if decoded != spec.exact_bytes:
             problems.append(f"not a {spec.exact_bytes}-byte key ({spec.encoding})")
-    bits = estimate_entropy_bits(value)
+    bits = estimate_bits(value)
     placeholder = _looks_placeholder(value)
     if placeholder:
         problems.append(f"looks like {placeholder}")
     if bits < spec.min_entropy_bits:
-        problems.append(f"entropy estimate {bits:.0f} bits < {spec.min_entropy_bits:.0f}")
+        problems.append(f"strength estimate {bits:.0f} bits < {spec.min_entropy_bits:.0f}")
     return Assessment(len(value), bits, tuple(problems), decoded)
 
 
@@ -174,10 +149,10 @@ async def run(spec: SecretStrengthCheck, ctx: ProbeContext) -> Outcome:
     """Assess the secret's strength."""
     source = spec.env if spec.env is not None else str(spec.file)
     value = await ctx.run_blocking(_read, spec) if spec.file else _read(spec)
-    target = Measurement(ENTROPY_MIN.name, spec.min_entropy_bits)
+    target = Measurement(ENTROPY_MIN.name, spec.min_entropy_bits / 8)
     if value is None:
         return Outcome.failed(f"{source} is not set", (Measurement(PRESENT.name, 0.0), target))
-    result = assess(value, spec)
+    result = await ctx.run_blocking(assess, value, spec)  # zxcvbn is CPU work
     del value
     rules = {
         "length": result.length >= spec.min_length,
@@ -187,7 +162,7 @@ async def run(spec: SecretStrengthCheck, ctx: ProbeContext) -> Outcome:
     }
     measurements = (
         Measurement(PRESENT.name, 1.0),
-        Measurement(ENTROPY.name, round(result.entropy_bits, 1)),
+        Measurement(ENTROPY.name, round(result.entropy_bits / 8, 2)),
         target,
         *(Measurement(RULE.name, 1.0 if ok else 0.0, {"rule": rule}) for rule, ok in rules.items()),
     )
@@ -202,6 +177,7 @@ KIND = ProbeKind(
     name="secret_strength",
     spec=SecretStrengthCheck,
     run=run,
-    summary="A secret (env or file) is long, random, the right key size and no placeholder.",
+    summary="A secret (env or file) is long, hard to guess (structure-aware estimate), "
+    "the right key size and no placeholder.",
     metrics=(PRESENT, ENTROPY, ENTROPY_MIN, RULE),
 )

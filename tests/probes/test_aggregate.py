@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,20 @@ async def test_failure_error_and_not_run_count_as_not_passing(board_ctx: Any) ->
         view("5.1.3", Status.ERROR),
         view("5.1.4", None),
     ]
+    # A check without a first result is waited for, not judged (issue 11): skipped.
+    waiting = await KIND.run(spec(severities=["critical"], first_result_wait=0.2), ctx)
+    assert waiting.status == Status.SKIPPED
+    assert waiting.message == "waiting for first results of 5.1.4"
+    assert counts(waiting) == {"pass": 1, "fail": 1, "error": 1, "skipped": 0,
+                               "not_run": 1, "stale": 0}
+    board.views[3] = view("5.1.4", Status.FAIL)
     outcome = await KIND.run(spec(severities=["critical"]), ctx)
     assert outcome.status == Status.FAIL
     assert "3 of 4" in outcome.message
     for check_id in ("5.1.2", "5.1.3", "5.1.4"):
         assert check_id in outcome.message
-    assert "5.1.4 (not run)" in outcome.message
-    assert counts(outcome) == {"pass": 1, "fail": 1, "error": 1, "skipped": 0,
-                               "not_run": 1, "stale": 0}
+    assert counts(outcome) == {"pass": 1, "fail": 2, "error": 1, "skipped": 0,
+                               "not_run": 0, "stale": 0}
 
 
 async def test_section_prefix_is_dotted(board_ctx: Any) -> None:
@@ -159,3 +166,45 @@ def test_spec_validation() -> None:
         spec(severities=["urgent"])
     with pytest.raises(ValidationError):
         spec(severities=["critical"], max_age="-1s")
+
+
+async def test_require_any_passes_on_one_alternative(board_ctx: Any) -> None:
+    board, ctx = board_ctx
+    alternatives = spec(id="11.1.x-staging", ids=["e2e", "attested"], require="any")
+    board.views = [view("e2e", Status.FAIL), view("attested", Status.PASS)]
+    outcome = await KIND.run(alternatives, ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert outcome.message.startswith("attested passes (1 of 2 alternatives)")
+    board.views = [view("e2e", Status.FAIL), view("attested", Status.ERROR)]
+    outcome = await KIND.run(alternatives, ctx)
+    assert outcome.status is Status.FAIL
+    assert outcome.message == "none of 2 alternatives passes: e2e (fail), attested (error)"
+    # Still waits for the other's first result (bounded), then reports what it saw.
+    board.views = [view("e2e", None), view("attested", Status.PASS)]
+    outcome = await KIND.run(alternatives.model_copy(update={"first_result_wait": 0.2}), ctx)
+    assert outcome.status is Status.SKIPPED
+    assert outcome.message == "waiting for first results of e2e"
+
+
+async def test_waits_for_first_results_then_reports_skipped_not_fail(board_ctx: Any) -> None:
+    board, ctx = board_ctx
+    board.views = [view("5.1.1", Status.PASS), view("5.1.2", None)]
+    check = spec(severities=["critical"], timeout=2, first_result_wait=0.3)
+    outcome = await KIND.run(check, ctx)
+    assert outcome.status is Status.SKIPPED, outcome.message
+    assert outcome.message == "waiting for first results of 5.1.2"
+
+    async def arrives() -> None:
+        await asyncio.sleep(0.2)
+        board.views = [view("5.1.1", Status.PASS), view("5.1.2", Status.PASS)]
+
+    board.views = [view("5.1.1", Status.PASS), view("5.1.2", None)]
+    late = asyncio.create_task(arrives())
+    outcome = await KIND.run(spec(severities=["critical"], timeout=5), ctx)
+    await late
+    assert outcome.status is Status.PASS, outcome.message
+
+
+def test_wait_must_stay_below_the_timeout() -> None:
+    with pytest.raises(ValidationError, match="first_result_wait"):
+        spec(severities=["critical"], timeout=2, first_result_wait=2)

@@ -14,7 +14,8 @@ from exporter.model import Status
 
 FRAGMENTS = ("60-reports.yaml", "61-attestations.yaml")
 EXPECTED_ITEMS = {"1.1.1", "1.1.2", "1.1.3", "1.1.4", "1.1.5", "1.2.1", "1.2.2", "2.3.1",
-                  "4.4.2", "5.2.1", "5.4.3", "5.4.4", "11.1.x", "11.2.x", "11.3.4", "12"}
+                  "4.4.2", "5.2.1", "5.4.3", "5.4.4", "10.3.3", "11.1.x", "11.2.x", "11.3.4",
+                  "12"}
 
 
 def _fragments() -> dict[str, list[object]]:
@@ -33,7 +34,8 @@ async def test_fragments_load_in_an_empty_environment(tmp_path: Path,
     assert getattr(sign_off, "roles") == ["Engineering Lead", "Security Lead", "DevOps Lead",
                                          "Product Owner"]
     day_before = {c.id for c in config.checks if c.item_id == "11.1.x"}
-    assert day_before == {"11.1.x-code-freeze", "11.1.x-staging", "11.1.x-load-test",
+    assert day_before == {"11.1.x-code-freeze", "11.1.x-staging", "11.1.x-staging-e2e",
+                          "11.1.x-staging-attested", "11.1.x-load-test",
                           "11.1.x-security-scan", "11.1.x-runbooks", "11.1.x-on-call-briefed"}
     monkeypatch.chdir(tmp_path)
     context = RuntimeContext(state_dir=tmp_path / "state")

@@ -187,8 +187,8 @@ async def test_entity_expansion_bomb_rejected_without_memory_growth(
 async def test_vulnerability_formats(ctx: RuntimeContext, name: str, fmt: str,
                                      counts: dict[str, int], timestamp: float | None) -> None:
     for given in (fmt, "vulnerabilities"):  # explicit, and detected from the shape
-        outcome = await KIND.run(_spec(format=given, path=str(FIXTURES / name), max_age=None),
-                                 ctx)
+        outcome = await KIND.run(_spec(format=given, path=str(FIXTURES / name), max_age=None,
+                                       unknown_as="unknown"), ctx)
         assert _values(outcome, "readiness_report_vulnerabilities") == counts
         assert outcome.message.startswith(f"{name}: {fmt}:")
         expected = Status.FAIL if counts["critical"] else Status.PASS
@@ -197,7 +197,7 @@ async def test_vulnerability_formats(ctx: RuntimeContext, name: str, fmt: str,
         assert _values(outcome, "readiness_report_timestamp_seconds")[""] == pytest.approx(
             timestamp)
         aged = await KIND.run(_spec(format=fmt, path=str(FIXTURES / name), max_age="1d",
-                                    max_findings={"critical": 5}), ctx)
+                                    max_findings={"critical": 5}, unknown_as="unknown"), ctx)
         assert aged.status is Status.FAIL and "h old" in aged.message
 
 
@@ -207,12 +207,14 @@ async def test_pip_audit_unknown_rule_and_thresholds(ctx: RuntimeContext) -> Non
                                   unknown_as="critical"), ctx)
     assert strict.status is Status.FAIL and "2 critical (max 0)" in strict.message
     capped = await KIND.run(_spec(format="pip_audit", path=path, max_age=None,
-                                  max_findings={"critical": 0, "unknown": 1}), ctx)
+                                  max_findings={"critical": 0, "unknown": 1},
+                                  unknown_as="unknown"), ctx)
     assert capped.status is Status.FAIL and "2 unknown (max 1)" in capped.message
     assert _values(capped, "readiness_report_vulnerabilities_allowed") == {
         "critical": 0, "unknown": 1}
     high = await KIND.run(_spec(format="trivy", path=str(FIXTURES / "trivy.json"),
-                                max_age=None, max_findings={"critical": 1, "high": 0}), ctx)
+                                max_age=None, max_findings={"critical": 1, "high": 0},
+                                unknown_as="unknown"), ctx)
     assert high.status is Status.FAIL and "1 high (max 0)" in high.message
     assert "critical (max" not in high.message
 

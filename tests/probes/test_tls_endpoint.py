@@ -99,6 +99,7 @@ async def test_good_server_passes_with_facts(good: ts.Peer, ca_file: Path,
     outcome = await run(spec(good.port, ca_file), ctx)
     assert outcome.status is Status.PASS, outcome.message
     assert verification(outcome) == "ok"
+    assert "chain ok" in outcome.message
     assert versions(outcome) == {"1.0": "refused", "1.1": "refused", "1.2": "accepted",
                                  "1.3": "accepted"}
     negotiated = series(outcome, "readiness_tls_endpoint_negotiated_info")[0]
@@ -145,6 +146,9 @@ async def test_verification_failures_fail_and_keep_facts(
     assert series(outcome, "readiness_tls_endpoint_cert_not_after_timestamp_seconds")
     if make in ("wrong_host", "self_signed", "other_ca"):
         assert lenient.status is Status.PASS, lenient.message
+        # a pass never claims what was not required (issue 11)
+        assert "chain ok" not in lenient.message
+        assert f"verification {expected} (require_valid_chain: false)" in lenient.message
     else:  # the dates still fail the expiry rule
         assert lenient.status is Status.FAIL
 
@@ -387,6 +391,10 @@ async def test_check_expiry_off_still_exports_dates(ca: trustme.CA, ca_file: Pat
                                  check_expiry=False), ctx)
     assert outcome.status is Status.PASS, outcome.message
     assert verification(outcome) == "expired"
+    # an expired chain passes only because nothing was required: the message says so
+    assert "chain ok" not in outcome.message
+    assert "verification expired" in outcome.message
+    assert "dates not judged" in outcome.message
     dates = [m.value for m in outcome.measurements
              if m.family == "readiness_tls_endpoint_cert_not_after_timestamp_seconds"
              and m.labels["depth"] == "0"]

@@ -263,6 +263,11 @@ async def test_superseded_certificate_option(ca: trustme.CA, tmp_path: Path,
     assert default.status is Status.FAIL and "expired" in default.message
     ignoring = await run(spec(tmp_path / "both.pem", ignore_superseded=True), ctx)
     assert ignoring.status is Status.PASS, ignoring.message
+    # the pass claims only the certificate it judged (the old message said "2 ... valid")
+    assert ignoring.message.startswith("1 certificates in 1 files within their validity "
+                                       "dates")
+    assert "1 superseded not judged (ignore_superseded)" in ignoring.message
+    assert "chains not verified" in ignoring.message
     flags = sorted(c["superseded"] for c in certs_of(ignoring))
     assert flags == ["0", "1"]  # the old one is still exported, marked superseded
 

@@ -59,7 +59,8 @@ def _raised_while(outer: BaseException, inner: BaseException) -> BaseException:
      Reason.CONNECT, "cannot connect to cache:6379: connection refused"),
     (_raised_while(rexc.ConnectionError(f"Error 1 connecting to {LEAK}"),
                    ssl.SSLCertVerificationError(1, "certificate verify failed")),
-     Reason.TLS, "TLS certificate of cache:6379 rejected: verification failed"),
+     Reason.TLS, "TLS certificate of cache:6379 rejected: verification failed "
+         "(see tls.ca_file and tls.server_name)"),
     (rexc.ConnectionError(f"Connection closed by server {LEAK}"), Reason.CONNECT,
      "connection to cache:6379 failed"),
 ], ids=["wrongpass", "noperm", "err", "no-code", "loading", "timeout", "dns", "refused",

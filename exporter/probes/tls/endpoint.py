@@ -379,8 +379,16 @@ def _judge(spec: TlsEndpointCheck, ctx: ProbeContext, main: HandshakeResult,
         return Outcome.errored(Reason.TLS, "; ".join(unknown) + f" ({summary})",
                                tuple(measurements))
     accepted = ", ".join(v for v in ORDER if results.get(v) == "accepted")
-    return Outcome.passed(f"{summary}; chain ok; accepts {accepted or 'n/a'}{note}",
-                          tuple(measurements))
+    return Outcome.passed(f"{summary}; {_chain_claim(spec, verdict)}; accepts "
+                          f"{accepted or 'n/a'}{note}", tuple(measurements))
+
+
+def _chain_claim(spec: TlsEndpointCheck, verdict: str) -> str:
+    """What a pass may say about the chain: only what was verified and judged."""
+    if verdict == "ok":
+        return "chain ok"
+    judged = "dates judged" if spec.check_expiry else "dates not judged (check_expiry: false)"
+    return f"chain not judged: verification {verdict} (require_valid_chain: false); {judged}"
 
 
 KIND = ProbeKind(

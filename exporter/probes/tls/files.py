@@ -128,6 +128,7 @@ class _Chunk:
     problems: list[FileResult] = field(default_factory=list)
     unparsable: list[tuple[str, BadCertificate]] = field(default_factory=list)
     soonest: tuple[float, str] | None = None
+    superseded: int = 0  # counted in certs, dates not judged (ignore_superseded)
 
 
 def _superseded(certs: tuple[CertFacts, ...]) -> set[int]:
@@ -169,6 +170,7 @@ def _scan_chunk(paths: list[str], max_bytes: int, password: bytes | None, now: f
                 "superseded": "1" if index in superseded else "0",
             }))
             if index in superseded:
+                chunk.superseded += 1
                 continue
             name = f"{_who(facts)} ({path})"
             if facts.not_after <= now:
@@ -259,6 +261,7 @@ async def run(spec: TlsFileCheck, ctx: ProbeContext) -> Outcome:
         total.not_yet += part.not_yet
         total.problems += part.problems
         total.unparsable += part.unparsable
+        total.superseded += part.superseded
         if part.soonest and (total.soonest is None or part.soonest[0] < total.soonest[0]):
             total.soonest = part.soonest
     measurements.append(Measurement(CERT_COUNT.name, float(total.certs)))
@@ -298,8 +301,19 @@ def _verdict(spec: TlsFileCheck, total: _Chunk, now: float, n_files: int,
     if total.soonest is None:
         return Outcome.passed("no certificates to check", measurements)
     expiry, name = total.soonest
-    return Outcome.passed(f"{total.certs} certificates in {n_files} files valid; next expiry "
+    return Outcome.passed(_pass_text(spec, total, n_files) + f"; next expiry "
                           f"{label_text(name)} in {_days(expiry - now)}", measurements)
+
+
+def _pass_text(spec: TlsFileCheck, total: _Chunk, n_files: int) -> str:
+    """What a pass may claim: dates were judged (chains are not verified here), and
+    superseded certificates were not judged at all."""
+    judged = total.certs - total.superseded
+    text = (f"{judged} certificates in {n_files} files within their validity dates, none "
+            f"expiring within {spec.warn_days:g} d (dates only; chains not verified)")
+    if total.superseded:
+        text += f"; {total.superseded} superseded not judged (ignore_superseded)"
+    return text
 
 
 _CONFIG_PROBLEMS = {FileProblem.MISSING, FileProblem.NOT_REGULAR, FileProblem.UNREADABLE,
