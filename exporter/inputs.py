@@ -80,7 +80,8 @@ INPUTS: tuple[InputDef, ...] = (
              "public keys and roles of the signers (`readiness-exporter attest keygen`)"),
     InputDef("app_config_file", "config/qbitel.production.yaml",
              "the application's production configuration file (2.1.5, 2.4.4, 3.1.2, 9.3)"),
-    InputDef("migrations_dir", "ai_engine/alembic", "the application's Alembic migrations directory"),
+    InputDef("migrations_dir", "ai_engine/alembic",
+             "the application's Alembic migrations directory"),
     InputDef("prometheus_url", "http://prometheus:9090", "Prometheus base URL (5.1)",
              env="PROMETHEUS_URL", placeholder=True),
     InputDef("alertmanager_url", "http://alertmanager:9093", "Alertmanager base URL (5.4)",
@@ -95,7 +96,7 @@ INPUTS: tuple[InputDef, ...] = (
     InputDef("jaeger_url", "http://jaeger-query:16686", "Jaeger query base URL (5.3)",
              env="JAEGER_URL", placeholder=True),
     InputDef("siem_url", "https://splunk:8088", "SIEM endpoint base URL (2.4.2)",
-             env="SPLUNK_HEC_URL", placeholder=True),
+             env="SIEM_URL", placeholder=True),
 )
 
 BY_NAME: Mapping[str, InputDef] = {d.name: d for d in INPUTS}
