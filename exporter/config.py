@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from exporter import expand, registry, yamlload
+from exporter import expand, hints, registry, yamlload
 from exporter import inputs as preset_inputs
 from exporter.model import (
     MAX_TIMEOUT,
@@ -553,6 +553,7 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
 
     if errors:
         raise ConfigError(errors)
+    hints.install(hints.from_config(checks, connections, expanded.uses, expanded.table))
     return Config(settings=settings, connections=connections, checks=checks, source=source,
                   inputs=expanded.table, uses=tuple(expanded.uses))
 

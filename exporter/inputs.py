@@ -28,6 +28,8 @@ class InputDef:
     """True when the default is a stand-in that no real deployment has."""
     backup: bool = False
     """A backup source: a mapping, or a directory path as a shorthand."""
+    producer: str | None = None
+    """Who writes the evidence found there (for messages about missing files)."""
 
 
 INPUTS: tuple[InputDef, ...] = (
@@ -60,24 +62,32 @@ INPUTS: tuple[InputDef, ...] = (
     InputDef("broker_url", "http://rabbitmq:15672", "RabbitMQ management API base URL",
              env="RABBITMQ_MANAGEMENT_URL", placeholder=True),
     InputDef("backup_db", {"type": "directory", "path": "/var/backups/qbitel/db"},
-             "backup source of the database (2.3.3, 3.1.4, 10.1.1, 10.2)", backup=True),
+             "backup source of the database (2.3.3, 3.1.4, 10.1.1, 10.2)", backup=True,
+             producer="written by the database backup job"),
     InputDef("backup_config", {"type": "directory", "path": "/var/backups/qbitel/config"},
-             "backup source of the configuration (10.1.2)", backup=True),
+             "backup source of the configuration (10.1.2)", backup=True,
+             producer="written by the configuration backup job"),
     InputDef("backup_models", {"type": "directory", "path": "/var/backups/qbitel/models"},
-             "backup source of the model artifacts (10.1.3)", backup=True),
+             "backup source of the model artifacts (10.1.3)", backup=True,
+             producer="written by the model training pipeline's backup step"),
     InputDef("models_dir", "/var/lib/qbitel/models",
              "directory of the trained model artifacts (10.1.3)"),
     InputDef("drill_records", "/var/lib/qbitel/drills/drills.jsonl",
-             "drill records, JSON lines written by whoever runs a DR drill (3.1.5, 10.2, 10.3)"),
+             "drill records, JSON lines written by whoever runs a DR drill (3.1.5, 10.2, 10.3)",
+             producer="appended by whoever runs a DR drill (or `mode: run` drills)"),
     InputDef("reports_dir", "/var/lib/readiness-exporter/reports",
              "evidence directory: CI writes test reports under unit/ and integration/ and "
-             "scanners write vulnerability reports under vulnerabilities/ (1.1.x)"),
+             "scanners write vulnerability reports under vulnerabilities/ (1.1.x)",
+             producer="written by CI (JUnit) and the vulnerability scanners"),
     InputDef("app_log", "/var/log/qbitel/app.log",
-             "the application's log file (5.2.1, 7.4 outside Kubernetes)"),
+             "the application's log file (5.2.1, 7.4 outside Kubernetes)",
+             producer="written by the application"),
     InputDef("attestations_dir", "/etc/readiness-exporter/attestations",
-             "signed attestation records (`readiness-exporter attest sign` writes them)"),
+             "signed attestation records (`readiness-exporter attest sign` writes them)",
+             producer="written by `readiness-exporter attest sign`"),
     InputDef("keyring", "/etc/readiness-exporter/keyring.yaml",
-             "public keys and roles of the signers (`readiness-exporter attest keygen`)"),
+             "public keys and roles of the signers (`readiness-exporter attest keygen`)",
+             producer="created with `readiness-exporter attest keygen`"),
     InputDef("app_config_file", "config/qbitel.production.yaml",
              "the application's production configuration file (2.1.5, 2.4.4, 3.1.2, 9.3)"),
     InputDef("migrations_dir", "ai_engine/alembic",
@@ -118,10 +128,11 @@ class ResolvedInput:
             how = f"set {definition.env} or inputs.{self.name}" if definition and definition.env \
                 else f"set inputs.{self.name}"
             return f"inputs.{self.name}; placeholder from the preset: {how}"
+        definition = BY_NAME.get(self.name)
+        producer = f"; {definition.producer}" if definition and definition.producer else ""
         if self.origin == "environment":
-            definition = BY_NAME.get(self.name)
-            return f"inputs.{self.name}, from ${definition.env if definition else '?'}"
-        return f"inputs.{self.name}, from the {self.origin}"
+            return f"inputs.{self.name}, from ${definition.env if definition else '?'}{producer}"
+        return f"inputs.{self.name}, from the {self.origin}{producer}"
 
 
 def _backup_value(value: Any) -> Any:
