@@ -602,8 +602,23 @@ def _secret_error(ref: SecretRef, path: str, environ: Mapping[str, str]) -> list
     return []
 
 
-def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load `path` (or the embedded default when None) with its includes, and validate."""
+def load_document(data: dict[str, Any], source: str, base_dir: Path,
+                  environ: Mapping[str, str] | None = None,
+                  discovered: Mapping[str, Any] | None = None) -> Config:
+    """Validate an in-memory document (e.g. `{"include": ["qbitel-production"]}`)."""
+    includes = _Includes()
+    merged = _resolve_document(data, source, base_dir, (f"<{source}>",), includes)
+    if includes.errors:
+        raise ConfigError(includes.errors)
+    return build(merged, source, environ, base_dir, discovered)
+
+
+def load(path: Path | None, environ: Mapping[str, str] | None = None,
+         discovered: Mapping[str, Any] | None = None) -> Config:
+    """Load `path` (or the embedded default when None) with its includes, and validate.
+
+    `discovered` holds input values found in the cluster (`exporter.discovery`).
+    """
     includes = _Includes()
     if path is None:
         documents = _preset_documents(DEFAULT_PRESET)
@@ -617,8 +632,8 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     data = _resolve_document(data, str(path), path.parent, (os.path.abspath(path),), includes)
     if includes.errors:
         try:
-            build(data, str(path), environ, path.parent)
+            build(data, str(path), environ, path.parent, discovered)
         except ConfigError as exc:
             raise ConfigError(includes.errors + exc.errors) from None
         raise ConfigError(includes.errors)
-    return build(data, str(path), environ, path.parent)
+    return build(data, str(path), environ, path.parent, discovered)
