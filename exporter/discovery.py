@@ -40,6 +40,8 @@ class Discovered:
     secrets: list[str] = field(default_factory=list)
     """Secrets the application mounts, as `namespace/name (by whom)`: references only."""
     workloads: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Lists the cluster refused (RBAC): discovery goes on without them."""
 
     def put(self, name: str, value: Any, source: str) -> None:
         """Keep the first value found for an input."""
@@ -62,6 +64,7 @@ async def discover(kubeconfig: Path | None, context: str | None = None,
     """Ask the cluster; `DiscoveryUnavailable` when there is none to ask."""
     from kubernetes_asyncio import client as k8s_client
     from kubernetes_asyncio import config as k8s_config
+    from kubernetes_asyncio.client.exceptions import ApiException
     from kubernetes_asyncio.config.config_exception import ConfigException
 
     env = os.environ if environ is None else environ
@@ -89,14 +92,22 @@ async def discover(kubeconfig: Path | None, context: str | None = None,
         apps = k8s_client.AppsV1Api(api)
         core = k8s_client.CoreV1Api(api)
         net = k8s_client.NetworkingV1Api(api)
-        plain = api.sanitize_for_serialization
-        workloads = [("deployment", plain(d)) for d in (
-            await apps.list_deployment_for_all_namespaces(label_selector=selector)).items]
-        workloads += [("statefulset", plain(s)) for s in (
-            await apps.list_stateful_set_for_all_namespaces(label_selector=selector)).items]
-        ingresses = [plain(i) for i in (
-            await net.list_ingress_for_all_namespaces(label_selector=selector)).items]
-        services = [plain(s) for s in (await core.list_service_for_all_namespaces()).items]
+
+        async def listed(what: str, call: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            try:
+                answer = await call(**kwargs)
+            except ApiException as exc:
+                found.problems.append(f"cannot list {what}: HTTP {exc.status}")
+                return []
+            return [api.sanitize_for_serialization(item) for item in answer.items]
+
+        workloads = [("deployment", d) for d in await listed(
+            "deployments", apps.list_deployment_for_all_namespaces, label_selector=selector)]
+        workloads += [("statefulset", s) for s in await listed(
+            "statefulsets", apps.list_stateful_set_for_all_namespaces, label_selector=selector)]
+        ingresses = await listed("ingresses", net.list_ingress_for_all_namespaces,
+                                 label_selector=selector)
+        services = await listed("services", core.list_service_for_all_namespaces)
     for kind, workload in workloads:
         _read_workload(found, kind, workload)
     for ingress in ingresses:

@@ -176,7 +176,9 @@ def walk(value: Any, annotation: Any, expander: Expander, option: str,
         if _holds_secret(annotation):
             return value
         expanded = expander.text(value, option)
-        if isinstance(expanded, str) and (pathish or _is_path(annotation)):
+        if not isinstance(expanded, str):  # a whole `${inputs.X}` that is a mapping
+            return walk(expanded, annotation, expander, option, pathish)
+        if pathish or _is_path(annotation):
             return expander.path(expanded)
         return expanded
     alternatives = _flatten(annotation)

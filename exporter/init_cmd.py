@@ -180,6 +180,9 @@ def starter(found: discovery.Discovered | None, why_not: str | None,
     if found is not None and found.secrets:
         lines += ["", "# Secrets the application mounts (by reference):"]
         lines += [f"#   {entry}" for entry in found.secrets]
+    if found is not None and found.problems:
+        lines += ["", "# discovery could not read (grant list on these to see more):"]
+        lines += [f"#   {problem}" for problem in found.problems]
     if why_not:
         lines += ["", f"# discovery: {why_not}"]
     return "\n".join(lines) + "\n"

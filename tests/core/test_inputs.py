@@ -205,3 +205,28 @@ checks:
         verdicts.append((outcome.status, outcome.message))
     assert verdicts[0] == verdicts[1]
     assert verdicts[0][0] == "pass"
+
+
+def test_a_relative_backup_input_resolves_against_the_config_directory(tmp_path: Path) -> None:
+    path = write(tmp_path, "include: [qbitel-production]\ninputs:\n  backup_db: backups\n")
+    cfg = config.load(path, {})
+    assert field(cfg, "3.1.4", "source").path == tmp_path / "backups"
+    assert field(cfg, "10.2-database-failure", "sources")[0].source.path == tmp_path / "backups"
+
+
+def test_inputs_command_shows_values_origins_and_secrets_by_reference(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "include: [qbitel-production]\ninputs:\n  app_url: https://a.test\n")
+    env = {"PATH": os.environ["PATH"], "DATABASE_HOST": "db.test",
+           "DATABASE_PASSWORD": "do-not-show-this-password"}
+    run = subprocess.run([str(Path(sys.executable).parent / "readiness-exporter"), "inputs",
+                          "--config.file", str(path), "--no-discovery"],
+                         capture_output=True, text=True, env=env, timeout=60, check=True)
+    rows = {line.split()[0]: line for line in run.stdout.splitlines() if line.strip()}
+    assert rows["app_url"].split()[1:] == ["https://a.test", "file"]
+    assert "environment ($DATABASE_HOST)" in rows["database_host"]
+    assert "default, placeholder: set REDIS_HOST or inputs.redis_host" in rows["redis_host"]
+    assert "secret ${DATABASE_PASSWORD}" in rows["connections.app-db.password_env"]
+    assert "do-not-show-this-password" not in run.stdout + run.stderr
