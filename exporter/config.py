@@ -339,8 +339,9 @@ def _format_error(prefix: str, error: Mapping[str, Any],
     message = message.removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
-        if model is not None and len(error["loc"]) == 1:
-            message += _did_you_mean(error["loc"][0], model.model_fields)
+        inner = expand.model_at(model, list(error["loc"][:-1])) if model is not None else None
+        if inner is not None:
+            message += _did_you_mean(error["loc"][-1], inner.model_fields)
     elif error["type"] == "missing":
         message = "required"
     message = message[:1].lower() + message[1:]
@@ -457,7 +458,7 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
     try:
         settings = Settings.model_validate(_section(data, "settings", {}))
     except ValidationError as exc:
-        errors.extend(_format_error("settings", e) for e in exc.errors())
+        errors.extend(_format_error("settings", e, Settings) for e in exc.errors())
     defaults = Defaults()
     try:
         defaults = Defaults.model_validate(_section(data, "defaults", {}))
@@ -488,7 +489,8 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
         try:
             connections[name] = registry.connection_kind(kind_name).spec.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(_format_error(where, e) for e in exc.errors())
+            spec_model = registry.connection_kind(kind_name).spec
+            errors.extend(_format_error(where, e, spec_model) for e in exc.errors())
 
     checks: list[CheckSpec] = []
     raw_checks = _section(data, "checks", [])

@@ -169,6 +169,25 @@ def _field_annotation(models: list[type[BaseModel]], key: str) -> Any:
     return Any
 
 
+def model_at(model: type[BaseModel], steps: list[Any]) -> type[BaseModel] | None:
+    """The nested model at a validation error's location (for "did you mean")."""
+    current: Any = model
+    for step in steps:
+        if isinstance(step, int):
+            continue
+        models = [a for a in _flatten(current) if _is_class(a, BaseModel)]
+        annotation = _field_annotation(models, str(step))
+        inner: list[Any] = []
+        for alt in _flatten(annotation):
+            if typing.get_origin(alt) in (list, tuple, set, frozenset, dict):
+                inner.extend(_flatten(typing.get_args(alt)[-1]))
+            else:
+                inner.append(alt)
+        current = Union[tuple(inner)] if len(inner) > 1 else (inner[0] if inner else Any)  # noqa: UP007
+    found = [a for a in _flatten(current) if _is_class(a, BaseModel)]
+    return found[0] if found else None
+
+
 def walk(value: Any, annotation: Any, expander: Expander, option: str,
          pathish: bool = False) -> Any:
     """`value` with every non-secret, non-prose string expanded (paths made absolute)."""

@@ -33,12 +33,15 @@ setings: {}
 checks:
   - {id: a, section: "1.1", title: a, kind: htpt, url: "https://a.test"}
   - {id: b, section: "1.1", title: b, kind: http, ulr: "https://a.test"}
+  - {id: c, section: "1.1", title: c, kind: http, url: "https://a.test",
+     hsts: {min_max_ag: 1}}
 """)
     text = "\n".join(errors)
     assert "no preset or file named 'qbitel-prodution' (did you mean 'qbitel-production'?)" in text
     assert "setings: unknown key (did you mean 'settings'?)" in text
     assert "unknown probe kind 'htpt' (did you mean 'http'?)" in text
     assert "checks[1] (id b).ulr: unknown key (did you mean 'url'?)" in text
+    assert "checks[2] (id c).hsts.min_max_ag: unknown key (did you mean 'min_max_age'?)" in text
 
 
 def test_every_error_is_reported_even_when_an_include_fails(tmp_path: Path) -> None:
