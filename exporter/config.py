@@ -604,6 +604,18 @@ def _secret_error(ref: SecretRef, path: str, environ: Mapping[str, str]) -> list
     return []
 
 
+def preset_file(name: str, filename: str,
+                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One file of a bundled preset, its `${inputs.*}` expanded (defaults, environment)."""
+    for origin, text in _preset_documents(name):
+        if origin.endswith(f"/{filename}"):
+            expanded = expand_document(_parse_yaml(text, origin), environ or {}, None)
+            if expanded.errors:
+                raise ConfigError(expanded.errors)
+            return expanded.data
+    raise KeyError(f"{filename} is not part of preset {name}")
+
+
 def load_document(data: dict[str, Any], source: str, base_dir: Path,
                   environ: Mapping[str, str] | None = None,
                   discovered: Mapping[str, Any] | None = None) -> Config:
