@@ -404,6 +404,8 @@ def expand_document(data: dict[str, Any], environ: Mapping[str, str],
     out.pop("inputs", None)
     if isinstance(data.get("settings"), dict):
         out["settings"] = expand.walk(data["settings"], Settings, expander, "settings")
+        if out["settings"].get("base_dir") and base_dir is not None:
+            out["settings"]["base_dir"] = str(base_dir)  # relative to the file, not to itself
     raw_connections = data.get("connections")
     if isinstance(raw_connections, dict):
         connections: dict[Any, Any] = {}

@@ -90,6 +90,15 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def _resolved(value: str, name: str, base: Path) -> str:
+    """A relative path input with the absolute path it resolves to."""
+    default = BY_NAME[name].default
+    is_path = isinstance(default, str) and "/" in default and "://" not in default
+    if not is_path or "://" in value or Path(value).is_absolute():
+        return value
+    return f"{value} -> {base / value}"
+
+
 def _secret_lines(cfg: config.Config) -> list[tuple[str, str]]:
     """Secrets the connections use, by reference (never a value)."""
     lines = []
@@ -119,7 +128,9 @@ def cmd_inputs(args: argparse.Namespace) -> int:
             print(f"  {error}", file=sys.stderr)
         return EXIT_CONFIG
     scrubber = redact.from_config(cfg)
-    rows = [(name, _shown(item.value), _origin_text(item, found))
+    base = cfg.settings.base_dir or (args.config_file.resolve().parent
+                                     if args.config_file is not None else Path.cwd())
+    rows = [(name, _resolved(_shown(item.value), name, base), _origin_text(item, found))
             for name, item in cfg.inputs.items()]
     rows += [(option, ref, "reference, resolved when a probe runs")
              for option, ref in _secret_lines(cfg)]

@@ -176,8 +176,10 @@ checks:
     cfg = config.load(path, {})
     assert field(cfg, "runbook", "path") == cfg_dir / "docs" / "runbook.md"
     assert field(cfg, "certs", "paths") == [f"{cfg_dir}/certs/*.crt"]
-    based = write(cfg_dir, path.read_text() + "settings: {base_dir: ../data}\n", "b.yaml")
-    assert field(config.load(based, {}), "runbook", "path") == tmp_path / "data/docs/runbook.md"
+    based = write(cfg_dir, path.read_text() + "settings: {base_dir: data/sub}\n", "b.yaml")
+    loaded = config.load(based, {})
+    assert field(loaded, "runbook", "path") == cfg_dir / "data/sub/docs/runbook.md"
+    assert loaded.settings.base_dir == cfg_dir / "data/sub"
 
 
 def test_the_same_config_gives_the_same_verdicts_from_two_working_directories(
@@ -223,10 +225,13 @@ def test_inputs_command_shows_values_origins_and_secrets_by_reference(tmp_path: 
            "DATABASE_PASSWORD": "do-not-show-this-password"}
     run = subprocess.run([str(Path(sys.executable).parent / "readiness-exporter"), "inputs",
                           "--config.file", str(path), "--no-discovery"],
-                         capture_output=True, text=True, env=env, timeout=60, check=True)
+                         capture_output=True, text=True, env=env, timeout=60, check=True,
+                         cwd="/")
     rows = {line.split()[0]: line for line in run.stdout.splitlines() if line.strip()}
     assert rows["app_url"].split()[1:] == ["https://a.test", "file"]
     assert "environment ($DATABASE_HOST)" in rows["database_host"]
     assert "default, placeholder: set REDIS_HOST or inputs.redis_host" in rows["redis_host"]
     assert "secret ${DATABASE_PASSWORD}" in rows["connections.app-db.password_env"]
+    assert rows["app_config_file"].split()[1:4] == [
+        "config/qbitel.production.yaml", "->", f"{tmp_path}/config/qbitel.production.yaml"]
     assert "do-not-show-this-password" not in run.stdout + run.stderr
