@@ -523,6 +523,6 @@ checks:
                           capture_output=True, text=True, timeout=120)
     assert "Traceback" not in done.stderr
     assert done.returncode == 1, done.stderr  # a critical check failed (2 would be config)
-    [row] = json.loads(done.stdout)
+    [row] = json.loads(done.stdout)["checks"]
     assert (row["status"], row["reason"]) == ("fail", None)
     assert "cannot be parsed" in row["message"]
