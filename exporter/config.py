@@ -406,6 +406,9 @@ def expand_document(data: dict[str, Any], environ: Mapping[str, str],
         out["settings"] = expand.walk(data["settings"], Settings, expander, "settings")
         if out["settings"].get("base_dir") and base_dir is not None:
             out["settings"]["base_dir"] = str(base_dir)  # relative to the file, not to itself
+        state_dir = data["settings"].get("state_dir")
+        if isinstance(state_dir, str):  # the exporter's own data, not a target: as given
+            out["settings"]["state_dir"] = expander.text(state_dir, "settings.state_dir")
     raw_connections = data.get("connections")
     if isinstance(raw_connections, dict):
         connections: dict[Any, Any] = {}

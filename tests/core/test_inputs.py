@@ -235,3 +235,8 @@ def test_inputs_command_shows_values_origins_and_secrets_by_reference(tmp_path: 
     assert rows["app_config_file"].split()[1:4] == [
         "config/qbitel.production.yaml", "->", f"{tmp_path}/config/qbitel.production.yaml"]
     assert "do-not-show-this-password" not in run.stdout + run.stderr
+
+
+def test_state_dir_is_not_a_target_and_keeps_its_meaning(tmp_path: Path) -> None:
+    path = write(tmp_path, "settings: {state_dir: state}\n")
+    assert config.load(path, {}).settings.state_dir == Path("state")
