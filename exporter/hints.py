@@ -16,9 +16,11 @@ from typing import Any
 
 from exporter.expand import Use
 from exporter.inputs import ResolvedInput
-from exporter.model import CheckSpec, ConnectionSpec, Outcome, Reason
+from exporter.model import CheckSpec, ConnectionSpec, Outcome, Reason, Status
 
 EXPLAINED = frozenset({Reason.CONFIG, Reason.DNS, Reason.CONNECT})
+ABSENT = ("does not exist", "no report matches", "no file matches")
+"""A failing check whose evidence is missing also gets its hint (who produces it)."""
 TARGET_FIELDS = ("url", "host", "path", "paths", "source", "sources", "file", "records_file",
                  "drill_records", "directory", "keyring", "script_location", "env_file")
 CONNECTION_TARGETS = ("url", "host", "kubeconfig")
@@ -100,11 +102,15 @@ def _keyring_hint(spec: CheckSpec) -> str:
 
 
 def explain(spec: CheckSpec, outcome: Outcome) -> Outcome:
-    """`outcome` with its check's target hint appended when it is a config/dns/connect error."""
+    """`outcome` with its check's target hint appended: config/dns/connect errors, and
+    failures because evidence is missing (the hint says who produces it)."""
     hint = _hints.get(spec.id)
     if (outcome.reason in EXPLAINED and hasattr(spec, "roles") and "keyring" in outcome.message
             and "attest keygen" not in outcome.message):
         hint = _keyring_hint(spec)
-    if outcome.reason not in EXPLAINED or hint is None or hint in outcome.message:
+    missing_evidence = outcome.status is Status.FAIL and any(m in outcome.message
+                                                             for m in ABSENT)
+    if (outcome.reason not in EXPLAINED and not missing_evidence) or hint is None \
+            or hint in outcome.message:
         return outcome
     return dataclasses.replace(outcome, message=f"{outcome.message}; {hint}")
