@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from exporter.expand import Use
 from exporter.inputs import ResolvedInput
@@ -44,7 +45,20 @@ def _shown(value: Any) -> str:
         return str(value.path)
     if hasattr(value, "source"):
         return _shown(value.source)
-    return str(value)
+    return _without_credentials(str(value))
+
+
+def _without_credentials(text: str) -> str:
+    """A URL without its user info and query (either may carry a credential)."""
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return text.split("?", 1)[0].split("@")[-1]
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def hint_for(spec: CheckSpec, connections: Mapping[str, ConnectionSpec],

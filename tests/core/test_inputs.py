@@ -240,3 +240,15 @@ def test_inputs_command_shows_values_origins_and_secrets_by_reference(tmp_path: 
 def test_state_dir_is_not_a_target_and_keeps_its_meaning(tmp_path: Path) -> None:
     path = write(tmp_path, "settings: {state_dir: state}\n")
     assert config.load(path, {}).settings.state_dir == Path("state")
+
+
+def test_hints_never_repeat_a_url_credential(tmp_path: Path) -> None:
+    from exporter import hints
+    from exporter.model import Outcome, Reason
+
+    path = write(tmp_path, "checks:" + CHECK.format(
+        url='"https://${APP_HOST:-app.test}/x?api_key=k3y-in-query"'))
+    cfg = config.load(path, {})
+    outcome = hints.explain(cfg.check("web"), Outcome.errored(Reason.DNS, "cannot resolve"))
+    assert outcome.message == ("cannot resolve; target https://app.test/x (checks (id web).url: "
+                               "a ${...:-default})")
