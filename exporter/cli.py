@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from exporter import __version__, config, jsonlog, lint, redact, registry
+from exporter import __version__, config, init_cmd, jsonlog, lint, redact, registry
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
 from exporter.model import CheckSpec
@@ -392,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schema(sub)
     _add_report(sub)
     _add_mixin(sub)
+    init_cmd.add_inputs(sub)
+    init_cmd.add_init(sub)
     return parser
 
 

@@ -6,8 +6,9 @@ Every problem is collected and reported with its path (`checks[3].warn_days: ...
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from exporter import registry, yamlload
+from exporter import expand, hints, registry, yamlload
+from exporter import inputs as preset_inputs
 from exporter.model import (
     MAX_TIMEOUT,
     CheckSpec,
@@ -76,6 +78,11 @@ class Settings(BaseModel):
     phase: Literal["preparing", "go-live", "live"] = Field(
         default="preparing", description="readiness phase; alerts page only in live"
     )
+    base_dir: Path | None = Field(
+        default=None,
+        description="directory relative paths resolve against (default: the configuration "
+                    "file's directory)",
+    )
 
 
 class Defaults(BaseModel):
@@ -96,6 +103,9 @@ class Config(BaseModel):
     connections: dict[str, ConnectionSpec] = {}
     checks: list[CheckSpec] = []
     source: str = "embedded default"
+    inputs: dict[str, preset_inputs.ResolvedInput] = {}
+    uses: tuple[expand.Use, ...] = ()
+    """Every `${...}` substitution made at load: which option, from which input/variable."""
 
     def check(self, check_id: str) -> CheckSpec:
         """The check with this id (`KeyError` if none)."""
@@ -189,6 +199,7 @@ def preset_names() -> list[str]:
 def _preset_documents(name: str) -> list[tuple[str, str]]:
     if name not in preset_names():
         raise ConfigError([f"include: no preset or file named {shorten(repr(name), MAX_ECHO_CHARS)}"
+                           f"{_did_you_mean(name, preset_names())}"
                            f" (presets: {', '.join(preset_names())})"])
     root = resources.files(PRESET_PACKAGE)
     single = root / f"{name}.yaml"
@@ -209,7 +220,7 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
         below = base.get(key)
         if key == "checks" and isinstance(value, list) and isinstance(below, list):
             merged["checks"] = _merge_checks(below, value)
-        elif (key in ("connections", "settings", "defaults") and isinstance(value, dict)
+        elif (key in ("connections", "settings", "defaults", "inputs") and isinstance(value, dict)
               and isinstance(below, dict)):
             merged[key] = {**below, **value}
         else:
@@ -248,6 +259,8 @@ class _Includes:
 
     resolved: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     bytes_read: int = 0
+    errors: list[str] = field(default_factory=list)
+    """Includes that could not be read; loading goes on so every error is reported."""
 
     def read(self, path: Path) -> str:
         text = _read_file(path)
@@ -285,12 +298,16 @@ def _resolve_document(
             if len(includes.resolved) >= MAX_INCLUDED_FILES:
                 raise ConfigError([f"{origin}: include[{index}]: more than "
                                    f"{MAX_INCLUDED_FILES} files included in all"])
-            if path is not None:
-                documents = [(str(path), includes.read(path))]
-                inner_dir: Path | None = path.parent
-            else:
-                documents = _preset_documents(ref)
-                inner_dir = None
+            try:
+                if path is not None:
+                    documents = [(str(path), includes.read(path))]
+                    inner_dir: Path | None = path.parent
+                else:
+                    documents = _preset_documents(ref)
+                    inner_dir = None
+            except ConfigError as exc:
+                includes.errors.extend(exc.errors)
+                continue
             includes.resolved[key] = [
                 (inner_origin, _resolve_document(_parse_yaml(text, inner_origin), inner_origin,
                                                  inner_dir, (*chain, key), includes))
@@ -316,12 +333,16 @@ def _read_file(path: Path) -> str:
 # --------------------------------------------------------------------------- validation
 
 
-def _format_error(prefix: str, error: Mapping[str, Any]) -> str:
+def _format_error(prefix: str, error: Mapping[str, Any],
+                  model: type[BaseModel] | None = None) -> str:
     loc = "".join(_path_part(p) for p in error["loc"])
     message = shorten(str(error["msg"]), MAX_MESSAGE_CHARS)
     message = message.removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+        inner = expand.model_at(model, list(error["loc"][:-1])) if model is not None else None
+        if inner is not None:
+            message += _did_you_mean(error["loc"][-1], inner.model_fields)
     elif error["type"] == "missing":
         message = "required"
     message = message[:1].lower() + message[1:]
@@ -342,20 +363,108 @@ def _iter_secret_refs(value: Any, path: str) -> Iterator[tuple[str, SecretRef]]:
             yield from _iter_secret_refs(item, f"{path}.{key}")
 
 
-def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Validate a merged document into a `Config`, or raise `ConfigError` with every error."""
+@dataclass
+class _Expanded:
+    data: dict[str, Any]
+    table: dict[str, preset_inputs.ResolvedInput]
+    uses: list[expand.Use]
+    errors: list[str]
+
+
+def _base_dir(data: Mapping[str, Any], config_dir: Path | None) -> Path | None:
+    """`settings.base_dir` (relative to the file) or the configuration file's directory."""
+    settings = data.get("settings")
+    chosen = settings.get("base_dir") if isinstance(settings, dict) else None
+    if isinstance(chosen, str) and chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_absolute() and config_dir is not None:
+            path = config_dir / path
+        return Path(os.path.abspath(path))
+    return None if config_dir is None else Path(os.path.abspath(config_dir))
+
+
+def expand_document(data: dict[str, Any], environ: Mapping[str, str],
+                    config_dir: Path | None,
+                    discovered: Mapping[str, Any] | None = None) -> _Expanded:
+    """Resolve inputs, expand `${...}` in every non-secret option, make paths absolute."""
     errors: list[str] = []
-    known_top = {"settings", "defaults", "connections", "checks"}
+    declared_raw = _section(data, "inputs", {})
+    if not isinstance(declared_raw, dict):
+        errors.append("inputs: must be a mapping of input name to value")
+        declared_raw = {}
+    plain = expand.Expander(environ, {}, None)
+    declared = {name: expand.walk(value, Any, plain, f"inputs.{name}")
+                for name, value in declared_raw.items()}
+    errors.extend(f"{option}: {message}" for option, message in plain.result.errors)
+    table, input_errors = preset_inputs.resolve(declared, environ, discovered)
+    errors.extend(input_errors)
+    base_dir = _base_dir(data, config_dir)
+    values = {name: resolved.value for name, resolved in table.items()}
+    expander = expand.Expander(environ, values, base_dir)
+    out = dict(data)
+    out.pop("inputs", None)
+    if isinstance(data.get("settings"), dict):
+        out["settings"] = expand.walk(data["settings"], Settings, expander, "settings")
+        if out["settings"].get("base_dir") and base_dir is not None:
+            out["settings"]["base_dir"] = str(base_dir)  # relative to the file, not to itself
+        state_dir = data["settings"].get("state_dir")
+        if isinstance(state_dir, str):  # the exporter's own data, not a target: as given
+            out["settings"]["state_dir"] = expander.text(state_dir, "settings.state_dir")
+    raw_connections = data.get("connections")
+    if isinstance(raw_connections, dict):
+        connections: dict[Any, Any] = {}
+        for name, raw in raw_connections.items():
+            kind = raw.get("kind") if isinstance(raw, dict) else None
+            model: Any = (registry.connection_kind(kind).spec
+                          if isinstance(kind, str) and kind in registry.CONNECTION_KINDS else Any)
+            connections[name] = expand.walk(raw, model, expander, f"connections.{name}")
+        out["connections"] = connections
+    raw_checks = data.get("checks")
+    if isinstance(raw_checks, list):
+        checks: list[Any] = []
+        for index, raw in enumerate(raw_checks):
+            if not isinstance(raw, dict):
+                checks.append(raw)
+                continue
+            kind = raw.get("kind")
+            model = (registry.probe_kind(kind).spec
+                     if isinstance(kind, str) and kind in registry.PROBE_KINDS else Any)
+            check_id = raw.get("id")
+            where = f"checks (id {shorten(str(check_id), MAX_ECHO_CHARS)})" \
+                if isinstance(check_id, str) else f"checks[{index}]"
+            before = len(expander.result.errors)
+            checks.append(expand.walk(raw, model, expander, where))
+            if raw.get("enabled") is False:
+                del expander.result.errors[before:]
+        out["checks"] = checks
+    errors.extend(f"{option}: {message}" for option, message in expander.result.errors)
+    return _Expanded(out, table, expander.result.uses, errors)
+
+
+def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None = None,
+          config_dir: Path | None = None,
+          discovered: Mapping[str, Any] | None = None) -> Config:
+    """Validate a merged document into a `Config`, or raise `ConfigError` with every error.
+
+    Inputs are resolved and `${...}` references expanded first (`expand_document`);
+    relative paths resolve against `config_dir` (or `settings.base_dir`).
+    """
+    env = os.environ if environ is None else environ
+    expanded = expand_document(data, env, config_dir, discovered)
+    data = expanded.data
+    errors: list[str] = list(expanded.errors)
+    known_top = {"settings", "defaults", "connections", "checks", "inputs"}
     for key in data:
         if key not in known_top:
-            errors.append(f"{_key_part(key).lstrip('.')}: unknown key (expected one of "
+            errors.append(f"{_key_part(key).lstrip('.')}: unknown key"
+                          f"{_did_you_mean(key, known_top)} (expected one of "
                           f"{', '.join(sorted(known_top))})")
 
     settings = Settings()
     try:
         settings = Settings.model_validate(_section(data, "settings", {}))
     except ValidationError as exc:
-        errors.extend(_format_error("settings", e) for e in exc.errors())
+        errors.extend(_format_error("settings", e, Settings) for e in exc.errors())
     defaults = Defaults()
     try:
         defaults = Defaults.model_validate(_section(data, "defaults", {}))
@@ -386,7 +495,8 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
         try:
             connections[name] = registry.connection_kind(kind_name).spec.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(_format_error(where, e) for e in exc.errors())
+            spec_model = registry.connection_kind(kind_name).spec
+            errors.extend(_format_error(where, e, spec_model) for e in exc.errors())
 
     checks: list[CheckSpec] = []
     raw_checks = _section(data, "checks", [])
@@ -394,6 +504,8 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
         errors.append("checks: must be a list")
         raw_checks = []
     seen_ids: dict[str, int] = {}
+    seen_preset_ids = [c["id"] for c in raw_checks
+                       if isinstance(c, dict) and isinstance(c.get("id"), str) and "kind" in c]
     for index, raw in enumerate(raw_checks):
         where = f"checks[{index}]"
         if not isinstance(raw, dict):
@@ -407,9 +519,17 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
                 continue
             seen_ids[check_id] = index
         kind_name = raw.get("kind")
+        if kind_name is None and isinstance(check_id, str):
+            missing = [k for k in ("kind", "section", "title") if k not in raw]
+            errors.append(
+                f"{where}: {shorten(check_id, MAX_ECHO_CHARS)} is in no included preset; a new "
+                f"check needs {', '.join(missing)}{_did_you_mean(check_id, seen_preset_ids)}"
+            )
+            continue
         if not isinstance(kind_name, str) or kind_name not in registry.PROBE_KINDS:
             errors.append(
-                f"{where}.kind: unknown probe kind {_echo(kind_name)} (known: "
+                f"{where}.kind: unknown probe kind {_echo(kind_name)}"
+                f"{_did_you_mean(kind_name, registry.probe_kind_names())} (known: "
                 f"{', '.join(registry.probe_kind_names())})"
             )
             continue
@@ -418,17 +538,17 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
             values.setdefault("interval", defaults.interval)
         if defaults.timeout is not None:
             values.setdefault("timeout", defaults.timeout)
+        model = registry.probe_kind(kind_name).spec
         try:
-            spec = registry.probe_kind(kind_name).spec.model_validate(values)
+            spec = model.model_validate(values)
         except ValidationError as exc:
-            errors.extend(_format_error(where, e) for e in exc.errors())
+            errors.extend(_format_error(where, e, model) for e in exc.errors())
             continue
         errors.extend(_connection_errors(spec, where, connections))
         checks.append(spec)
 
     # Secret references are resolved now (so a missing one stops the start) wherever
     # something enabled needs them: enabled checks and the connections they use.
-    env = os.environ if environ is None else environ
     enabled = [spec for spec in checks if spec.enabled]
     used = {ref.name for spec in enabled for ref in connection_references(spec)}
     for name in sorted(n for n in used if n in connections):
@@ -440,7 +560,17 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
 
     if errors:
         raise ConfigError(errors)
-    return Config(settings=settings, connections=connections, checks=checks, source=source)
+    hints.install(hints.from_config(checks, connections, expanded.uses, expanded.table))
+    return Config(settings=settings, connections=connections, checks=checks, source=source,
+                  inputs=expanded.table, uses=tuple(expanded.uses))
+
+
+def _did_you_mean(word: object, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for a misspelled key or kind, else nothing."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _section(data: Mapping[str, Any], key: str, empty: object) -> Any:
@@ -477,8 +607,35 @@ def _secret_error(ref: SecretRef, path: str, environ: Mapping[str, str]) -> list
     return []
 
 
-def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load `path` (or the embedded default when None) with its includes, and validate."""
+def preset_file(name: str, filename: str,
+                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One file of a bundled preset, its `${inputs.*}` expanded (defaults, environment)."""
+    for origin, text in _preset_documents(name):
+        if origin.endswith(f"/{filename}"):
+            expanded = expand_document(_parse_yaml(text, origin), environ or {}, None)
+            if expanded.errors:
+                raise ConfigError(expanded.errors)
+            return expanded.data
+    raise KeyError(f"{filename} is not part of preset {name}")
+
+
+def load_document(data: dict[str, Any], source: str, base_dir: Path,
+                  environ: Mapping[str, str] | None = None,
+                  discovered: Mapping[str, Any] | None = None) -> Config:
+    """Validate an in-memory document (e.g. `{"include": ["qbitel-production"]}`)."""
+    includes = _Includes()
+    merged = _resolve_document(data, source, base_dir, (f"<{source}>",), includes)
+    if includes.errors:
+        raise ConfigError(includes.errors)
+    return build(merged, source, environ, base_dir, discovered)
+
+
+def load(path: Path | None, environ: Mapping[str, str] | None = None,
+         discovered: Mapping[str, Any] | None = None) -> Config:
+    """Load `path` (or the embedded default when None) with its includes, and validate.
+
+    `discovered` holds input values found in the cluster (`exporter.discovery`).
+    """
     includes = _Includes()
     if path is None:
         documents = _preset_documents(DEFAULT_PRESET)
@@ -490,4 +647,10 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     text = includes.read(path)
     data = _parse_yaml(text, str(path))
     data = _resolve_document(data, str(path), path.parent, (os.path.abspath(path),), includes)
-    return build(data, str(path), environ)
+    if includes.errors:
+        try:
+            build(data, str(path), environ, path.parent, discovered)
+        except ConfigError as exc:
+            raise ConfigError(includes.errors + exc.errors) from None
+        raise ConfigError(includes.errors)
+    return build(data, str(path), environ, path.parent, discovered)

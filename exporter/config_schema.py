@@ -25,6 +25,9 @@ DURATION_PATTERN = r"^\s*(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h|d|w))+)\s*$"
 ENV_REFERENCE_PATTERN = r"^\s*\$\{[A-Za-z_][A-Za-z0-9_]*\}\s*$"
 # YAML 1.1 reads `1.0e9` as a string, which the loader (pydantic, lax mode) takes as a number.
 NUMBER_STRING_PATTERN = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+# `${inputs.NAME}`, `${VAR}`, `${VAR:-default}`: expanded by the loader before validation
+EXPANSION = {"type": "string", "pattern": r"\$\{[^}]+\}",
+             "description": "expanded when the file loads (docs/inputs.md)"}
 
 
 class _LoaderLikeSchema(GenerateJsonSchema):
@@ -47,7 +50,17 @@ class _LoaderLikeSchema(GenerateJsonSchema):
 
     def float_schema(self, schema: core_schema.FloatSchema) -> JsonSchemaValue:
         number = super().float_schema(schema)
-        return {"anyOf": [number, {"type": "string", "pattern": NUMBER_STRING_PATTERN}]}
+        return {"anyOf": [number, {"type": "string", "pattern": NUMBER_STRING_PATTERN},
+                          EXPANSION]}
+
+    def int_schema(self, schema: core_schema.IntSchema) -> JsonSchemaValue:
+        return {"anyOf": [super().int_schema(schema), EXPANSION]}
+
+    def tagged_union_schema(self, schema: core_schema.TaggedUnionSchema) -> JsonSchemaValue:
+        union = super().tagged_union_schema(schema)
+        if schema.get("discriminator") == "kind":  # checks and connections: never one string
+            return union
+        return {"anyOf": [union, EXPANSION]}
 
 
 def _union(models: list[type[BaseModel]]) -> Any:
@@ -73,18 +86,34 @@ class _CheckOverride(BaseModel):
     item: str | None = None
 
 
+def inputs_model() -> type[BaseModel]:
+    """The `inputs:` block: every documented input, optional."""
+    from exporter.inputs import INPUTS
+
+    fields: dict[str, Any] = {
+        d.name: (str | int | dict[str, Any] | None, Field(default=None, description=d.help))
+        for d in INPUTS
+    }
+    model: type[BaseModel] = create_model(
+        "Inputs", __config__=ConfigDict(extra="forbid"), **fields)
+    return model
+
+
 def document_model() -> type[BaseModel]:
     """A pydantic model of one YAML document as written (before includes are merged)."""
     checks = [registry.probe_kind(n).spec for n in registry.probe_kind_names()]
     connections = [registry.connection_kind(n).spec for n in registry.connection_kind_names()]
     check_entry: Any = Union[_union(checks), _CheckOverride]  # noqa: UP007
     connection: Any = _union(connections)
+    inputs_type: Any = inputs_model()
     model: type[BaseModel] = create_model(
         "ReadinessExporterConfig",
         __config__=ConfigDict(extra="forbid"),
         include=(list[str] | str | None, Field(
             default=None, description="bundled presets by name, or paths to other files")),
         settings=(Settings | None, None),
+        inputs=(inputs_type | None, Field(
+            default=None, description="the preset's targets, declared once (docs/inputs.md)")),
         defaults=(Defaults | None, None),
         connections=(dict[str, connection] | None, None),
         checks=(list[check_entry] | None, None),

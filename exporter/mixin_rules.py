@@ -140,20 +140,20 @@ groups:
           unless on (job, check) readiness:check_specific_cause
 
       # Share of enabled checks of a checklist section whose latest run passed (0..1).
-      # Skipped (disabled) checks are left out of the denominator; a section whose
-      # checks are all skipped has no score rather than a score of 0.
+      # Skipped and disabled checks are left out of the denominator; a section whose
+      # checks are all skipped or disabled has no score rather than a score of 0.
       - record: readiness:section_pass:ratio
         expr: |
           sum by (job, section) (readiness:check_status:max{status="pass"})
           /
-          (sum by (job, section) (readiness:check_status:max{status!="skipped"}) > 0)
+          (sum by (job, section) (readiness:check_status:max{status!~"skipped|disabled"}) > 0)
 
       # The same score over every section.
       - record: readiness:pass:ratio
         expr: |
           sum by (job) (readiness:check_status:max{status="pass"})
           /
-          (sum by (job) (readiness:check_status:max{status!="skipped"}) > 0)
+          (sum by (job) (readiness:check_status:max{status!~"skipped|disabled"}) > 0)
 
       # Number of checks per section, severity and status (1 per check in that status).
       - record: readiness:checks:count

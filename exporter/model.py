@@ -84,6 +84,8 @@ class Status(StrEnum):
     FAIL = "fail"
     ERROR = "error"
     SKIPPED = "skipped"
+    DISABLED = "disabled"
+    """The check is switched off in the configuration (never run); not a skip by its probe."""
 
 
 class Reason(StrEnum):
@@ -528,6 +530,10 @@ class Outcome:
     @classmethod
     def skipped(cls, message: str, measurements: tuple[Measurement, ...] = ()) -> Outcome:
         return cls(Status.SKIPPED, message, measurements)
+
+    @classmethod
+    def disabled(cls, message: str) -> Outcome:
+        return cls(Status.DISABLED, message)
 
 
 class ProbeError(Exception):

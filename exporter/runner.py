@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 
-from exporter import redact, registry
+from exporter import hints, redact, registry
 from exporter.model import CheckSpec, Outcome, ProbeContext, ProbeError, Reason
 
 log = logging.getLogger("readiness.runner")
@@ -39,4 +39,5 @@ async def run_check(spec: CheckSpec, ctx: ProbeContext) -> tuple[Outcome, float]
     except Exception as exc:
         log.warning("probe raised", extra={"check": spec.id, "error": type(exc).__name__})
         outcome = Outcome.errored(Reason.INTERNAL, f"probe failed: {type(exc).__name__}")
+    outcome = hints.explain(spec, outcome)  # names the target and the option setting it
     return redact.active().outcome(outcome), time.monotonic() - started

@@ -26,7 +26,7 @@ log = logging.getLogger("readiness.check")
 def disabled_outcome(spec: CheckSpec) -> Outcome:
     """The result shown for a disabled check."""
     reason = f": {spec.disabled_reason}" if spec.disabled_reason else ""
-    return Outcome.skipped(f"disabled{reason}")
+    return Outcome.disabled(f"disabled{reason}")
 
 
 class Scheduler:

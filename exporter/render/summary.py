@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from exporter.model import Severity, Status
 from exporter.store import CheckState
 
-STATUSES = ("pass", "fail", "error", "skipped", "pending")
+STATUSES = ("pass", "fail", "error", "skipped", "disabled", "pending")
 SEVERITIES = tuple(s.value for s in Severity)
 
 
 def status_name(state: CheckState) -> str:
-    """`pass`, `fail`, `error`, `skipped`, or `pending` before the first run."""
+    """`pass`, `fail`, `error`, `skipped`, `disabled`, or `pending` before the first run."""
     return state.status.value if state.status is not None else "pending"
 
 
@@ -59,9 +59,8 @@ class Summary:
         if self.other_failing:
             parts.append(f"{self.other_failing} non-critical failing or erroring")
         parts.append(f"{self.by_status['pass']} pass")
-        enabled_skipped = self.by_status["skipped"] - self.disabled
-        if enabled_skipped:
-            parts.append(f"{enabled_skipped} skipped")
+        if self.by_status["skipped"]:
+            parts.append(f"{self.by_status['skipped']} skipped")
         parts.append(f"{self.disabled} disabled")
         return "; ".join(parts)
 

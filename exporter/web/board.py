@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 BOARD_RUNTIME: web.AppKey[Runtime] = web.AppKey("board_runtime")
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 STATIC_FILES = {"board.css": "text/css"}
-STATUSES = ("fail", "error", "pending", "skipped", "pass")
+STATUSES = ("fail", "error", "pending", "skipped", "pass", "disabled")
 STATUS_ORDER = {s: i for i, s in enumerate(STATUSES)}
 REFRESH_SECONDS = 30
 PLACEHOLDER = re.compile(r"&lt;(url|path|host|connection|var|n|value|option)&gt;")

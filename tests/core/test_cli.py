@@ -120,10 +120,10 @@ def test_json_envelope_follows_its_schema(config_file: Path) -> None:
     assert document["config"] == str(config_file)
     counts = document["counts"]
     assert counts["total"] == 5 and counts["disabled"] == 1
-    assert counts["by_status"] == {"pass": 0, "fail": 2, "error": 2, "skipped": 1,
-                                   "pending": 0}
+    assert counts["by_status"] == {"pass": 0, "fail": 2, "error": 2, "skipped": 0,
+                                   "disabled": 1, "pending": 0}
     assert counts["by_severity"]["critical"] == {"pass": 0, "fail": 1, "error": 1,
-                                                 "skipped": 1, "pending": 0}
+                                                 "skipped": 0, "disabled": 1, "pending": 0}
     assert counts["by_severity"]["warning"]["error"] == 1
     assert sorted(document["blocking"]) == ["framework", "jwt"]
     assert document["verdict"] == ("NO-GO: 1 critical failing, 1 erroring; 2 non-critical "

@@ -230,7 +230,7 @@ checks:
     with pytest.raises(ConfigError) as info:  # x-base is not a known top-level key...
         config.load(path, {})
     assert info.value.errors == ["x-base: unknown key (expected one of checks, connections, "
-                                 "defaults, settings)"]
+                                 "defaults, inputs, settings)"]
     data = yamlload.parse(path.read_text())
     assert data["checks"][1]["interval"] == "30s"  # ...but the merge keys were expanded
 

@@ -15,17 +15,26 @@ import yaml
 
 from exporter import config
 from exporter.config_schema import config_json_schema
+from exporter.inputs import INPUTS
 from tests.core.conftest import EXE, REPO
+
+TARGET_VARIABLES = {d.env for d in INPUTS if d.env}
 
 
 class EveryVariableSet(Mapping[str, str]):
-    """An environment in which every secret reference resolves (to a dummy value)."""
+    """An environment in which every secret reference resolves (to a dummy value).
+
+    Variables that set a preset input's target (DATABASE_PORT, QBITEL_URL...) stay unset:
+    a dummy value there is not a host or a port, and the inputs' defaults apply.
+    """
 
     def __getitem__(self, key: str) -> str:
+        if key in TARGET_VARIABLES:
+            raise KeyError(key)
         return "x" * 40
 
     def __contains__(self, key: object) -> bool:
-        return True
+        return key not in TARGET_VARIABLES
 
     def __iter__(self) -> Iterator[str]:
         return iter(())

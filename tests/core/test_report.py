@@ -139,7 +139,7 @@ def test_report_writes_signed_json_and_self_contained_html(setup: Setup) -> None
     assert document["configuration"]["source"] == str(setup.config)
     checks = {c["id"]: c for c in document["checks"]}
     assert set(checks) == {"1.1.4", "10.3.3", "2.1.1", "3.3.1"}
-    assert checks["3.3.1"]["status"] == "skipped"
+    assert checks["3.3.1"]["status"] == "disabled"
     assert checks["3.3.1"]["disabled_reason"] == "no message queue in this deployment"
     review = checks["1.1.4"]
     assert review["status"] == "pass"

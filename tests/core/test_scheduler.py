@@ -80,7 +80,7 @@ async def test_hanging_and_raising_probes_only_mark_their_own_check(
         raised = runtime.store.get("raises")
         assert raised.outcome is not None and raised.outcome.reason is Reason.INTERNAL
         assert raised.outcome.message == "probe failed: RuntimeError"
-        assert records["off"]["status"] == "skipped"
+        assert records["off"]["status"] == "disabled"
         assert records["off"]["message"] == "disabled: not applicable"
         assert 'readiness_check_errors_total{check="hang-0",reason="timeout"}' in body
         assert secret not in body and secret not in caplog.text and secret not in str(records)

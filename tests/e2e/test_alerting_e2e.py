@@ -256,7 +256,7 @@ def test_preparing_pages_nobody_and_live_pages_once_per_cause(stack: Stack) -> N
 
     # 4. The disabled check is never stale, though it ran once at start long ago.
     assert prom.query('readiness_check_stale{job="live",check="7.2"} == 0')
-    assert prom.query('readiness_check_status{job="live",check="7.2",status="skipped"} == 1')
+    assert prom.query('readiness_check_status{job="live",check="7.2",status="disabled"} == 1')
     assert not prom.query('ALERTS{alertname="ReadinessCheckStale"}')
 
     # --- and still no page from the preparing job

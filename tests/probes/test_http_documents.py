@@ -304,8 +304,7 @@ def test_docs_examples_validate() -> None:
     override = config._parse_yaml(blocks[1], "docs")
     assert override["include"] == ["qbitel-production"]
     ids = {entry["id"] for entry in override["checks"]}
-    preset = config._parse_yaml(dict(config._preset_documents("qbitel-production"))[
-        "preset qbitel-production/21-http.yaml"], "preset")
+    preset = config.preset_file("qbitel-production", "21-http.yaml")
     assert ids <= {entry["id"] for entry in preset["checks"]}
 
 
@@ -365,8 +364,7 @@ async def test_preset_checks_pass_against_a_conforming_app(
 
     token = "smoke-4c1d9e7f2a-never-show"
     monkeypatch.setenv("API_SMOKE_TOKEN", token)
-    preset = config._parse_yaml(dict(config._preset_documents("qbitel-production"))[
-        "preset qbitel-production/21-http.yaml"], "preset")
+    preset = config.preset_file("qbitel-production", "21-http.yaml")
     async with serve(qbitel_like_app(token), tls.server_context()) as base:
         overrides = []
         for entry in preset["checks"]:

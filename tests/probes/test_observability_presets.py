@@ -37,10 +37,7 @@ QRADAR_TOKEN = "qradar-sec-token-5b7e1c2d"
 
 def fragment() -> dict[str, Any]:
     """The parsed preset fragment."""
-    for origin, text in config._preset_documents("qbitel-production"):
-        if origin.endswith(FRAGMENT):
-            return config._parse_yaml(text, origin)
-    raise AssertionError(f"{FRAGMENT} not in the qbitel-production preset")
+    return config.preset_file("qbitel-production", FRAGMENT)  # inputs at their defaults
 
 
 def load(overrides: list[dict[str, Any]], environ: dict[str, str] | None = None

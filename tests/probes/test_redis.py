@@ -634,7 +634,7 @@ def _preset_fragment() -> config.Config:
     for origin, text in config._preset_documents("qbitel-production"):
         if origin.endswith("31-redis.yaml"):
             merged = config._merge(merged, config._parse_yaml(text, origin))
-    return config.build(merged, "31-redis.yaml", environ={})
+    return config.build(merged, "31-redis.yaml", environ=dict(os.environ))
 
 
 async def test_preset_loads_empty_and_runs_from_the_env_contract(
@@ -650,6 +650,7 @@ async def test_preset_loads_empty_and_runs_from_the_env_contract(
         monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
         monkeypatch.setenv("REDIS_PORT", str(server.port))
         monkeypatch.setenv("REDIS_PASSWORD", PASSWORD)
+        cfg = _preset_fragment()  # host and port are inputs, read from the environment at load
         async with runtime(cfg, tmp_path) as ctx:
             outcomes = {}
             for spec in cfg.checks:

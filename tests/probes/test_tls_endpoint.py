@@ -415,9 +415,10 @@ async def test_preset_fragment_loads_and_runs_without_host(
     for check_id in ("1.2.4-endpoint", "2.2.1", "2.3.4"):
         check = by_id[check_id]
         assert isinstance(check, TlsEndpointCheck) and check.enabled
+        assert check.host == "qbitel.example.internal"  # inputs.tls_host's placeholder
         outcome = await run(check, ctx)
-        assert outcome.status is Status.ERROR and outcome.reason is Reason.CONFIG
-        assert "QBITEL_TLS_HOST" in outcome.message
+        assert outcome.status is Status.ERROR and outcome.reason is Reason.DNS
+        assert "qbitel.example.internal" in outcome.message
 
 
 async def test_groups_option(good: ts.Peer, ca_file: Path, ctx: RuntimeContext) -> None:

@@ -303,12 +303,11 @@ async def test_preset_check_reads_tls_cert_file(ca: trustme.CA, tmp_path: Path,
     from exporter import config
 
     path = Path(__file__).resolve().parents[2] / "exporter/presets/qbitel-production/20-tls.yaml"
+    leaf(ca, "qbitel.example", 90).cert_chain_pems[0].write_to_path(str(tmp_path / "s.crt"))
     loaded = config.build(config._parse_yaml(path.read_text(encoding="utf-8"), str(path)),
-                          str(path), environ={})
+                          str(path), environ={"TLS_CERT_FILE": str(tmp_path / "s.crt")})
     check = loaded.check("1.2.4-files")
     assert isinstance(check, TlsFileCheck) and check.warn_days == 30
-    leaf(ca, "qbitel.example", 90).cert_chain_pems[0].write_to_path(str(tmp_path / "s.crt"))
-    monkeypatch.setenv("TLS_CERT_FILE", str(tmp_path / "s.crt"))
     outcome = await run(check, ctx)
     assert "qbitel.example" in {c["subject_cn"] for c in certs_of(outcome)}
     if not Path("/etc/qbitel/certs").exists():
