@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 
 from exporter.expand import Use
 from exporter.inputs import ResolvedInput
-from exporter.model import CheckSpec, ConnectionSpec, Outcome, Reason, Status
+from exporter.model import (
+    CheckSpec,
+    ConnectionSpec,
+    Outcome,
+    Reason,
+    Status,
+    connection_references,
+)
 
 EXPLAINED = frozenset({Reason.CONFIG, Reason.DNS, Reason.CONNECT})
 ABSENT = ("does not exist", "no report matches", "no file matches")
@@ -68,9 +75,9 @@ def hint_for(spec: CheckSpec, connections: Mapping[str, ConnectionSpec],
     for use in uses:
         by_option.setdefault(use.option, use)
     prefix = f"checks (id {spec.id})"
-    for name in getattr(type(spec), "connection_fields", {}):
-        conn_name = getattr(spec, name, None)
-        if not isinstance(conn_name, str) or conn_name not in connections:
+    for reference in connection_references(spec):
+        conn_name = reference.name
+        if conn_name not in connections:
             continue
         connection = connections[conn_name]
         for target in CONNECTION_TARGETS:
