@@ -10,7 +10,7 @@ Collections can be watched (`?watch=1`): a stream of JSON lines `{type, object}`
 the changes made with `put`/`delete` after the requested `resourceVersion`, then live ones,
 `BOOKMARK` events every `bookmark_interval` seconds with `allowWatchBookmarks=true`, the
 stream ended after `timeoutSeconds` (or by `break_watches`), and an `ERROR` event with a
-410 Status when the version is older than the last `compact()`. `token_check` accepts
+410 Status when the version is older than the last `compact()` (or `expire_watches`). `token_check` accepts
 tokens besides `token` (tokens that expire, for the credential refresh tests).
 It also stores coordination.k8s.io/v1 Leases (GET/POST/PUT, one namespace at a time)
 with resourceVersion conflicts (a PUT with a stale resourceVersion answers 409), and
@@ -79,6 +79,8 @@ class FakeApiServer:
     forbidden_lease_verbs: set[str] = field(default_factory=set)
     token_check: Callable[[str], bool] | None = None
     bookmark_interval: float = 0.5
+    expire_watches: int = 0
+    """The next N watch requests that give a resourceVersion answer 410 Gone."""
     _resource_version: int = 1000
     _events: list[tuple[int, str, tuple[str, str], dict[str, Any]]] = field(
         default_factory=list)
@@ -185,6 +187,10 @@ class FakeApiServer:
         for queue in self._watchers:
             queue.put_nowait(None)
 
+    def open_watches(self) -> int:
+        """Watch streams open right now."""
+        return len(self._watchers)
+
     def watch_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.query.get("watch") in ("1", "true")]
 
@@ -219,6 +225,7 @@ class FakeApiServer:
         return f"{scheme}://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self.break_watches()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -365,7 +372,9 @@ class FakeApiServer:
             obj = self._shape(item, key, metadata_only, False)
             await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
 
-        if since and since < self._oldest_rv:
+        expired = since and (since < self._oldest_rv or self.expire_watches > 0)
+        if expired:
+            self.expire_watches = max(0, self.expire_watches - 1)
             status = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                       "reason": "Expired", "code": 410,
                       "message": f"too old resource version: {since} ({self._oldest_rv})"}
