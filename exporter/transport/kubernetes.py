@@ -91,9 +91,15 @@ class _Loaded:
 
 @dataclass(slots=True)
 class KubeClient:
-    """A typed handle: the ApiClient, its refreshing credential and its target."""
+    """A typed handle: the ApiClients, their refreshing credential and their target.
+
+    `api` sends requests through a pool of `max_connections`; `stream_api` holds the long
+    requests (WATCH, logs), one connection each, so that open watches never take the
+    connections requests need.
+    """
 
     api: Any
+    stream_api: Any
     credential: RefreshingCredential[str | None]
     target: str
     options: KubeOptions
@@ -151,7 +157,7 @@ class KubeClient:
             self.requests += 1
             try:
                 async with asyncio.timeout(connect_timeout):
-                    response = await self.api.call_api(
+                    response = await self.stream_api.call_api(
                         path, "GET", query_params=list(query),
                         header_params=self._headers(token, accept),
                         _preload_content=False, _request_timeout=timeout)
@@ -198,15 +204,19 @@ class KubernetesTransport(Transport[KubeOptions, KubeClient]):
 
         credential: RefreshingCredential[str | None] = RefreshingCredential(fetch, skew=0.0)
         configuration = first.configuration
+        configuration.connection_pool_maxsize = 0  # read when each ApiClient is made
+        stream_api = k8s_client.ApiClient(configuration)  # 0: no limit (one per watch)
         configuration.connection_pool_maxsize = options.max_connections
         api = k8s_client.ApiClient(configuration)
-        return KubeClient(api=api, credential=credential, target=_target(configuration.host),
-                          options=options, fingerprint=_mtime(options.kubeconfig))
+        return KubeClient(api=api, stream_api=stream_api, credential=credential,
+                          target=_target(configuration.host), options=options,
+                          fingerprint=_mtime(options.kubeconfig))
 
     async def close(self, handle: KubeClient) -> None:
         for response in list(handle.streams):
             response.close()
         await handle.api.close()
+        await handle.stream_api.close()
 
     def is_stale(self, handle: KubeClient) -> bool:
         # A rewritten kubeconfig (new server, CA or user) is used from the next run on.
