@@ -79,6 +79,8 @@ class FakeApiServer:
     forbidden_lease_verbs: set[str] = field(default_factory=set)
     token_check: Callable[[str], bool] | None = None
     bookmark_interval: float = 0.5
+    forbidden_watch: set[str] = field(default_factory=set)
+    """Plurals whose WATCH answers 403 (RBAC with list but not watch)."""
     expire_watches: int = 0
     """The next N watch requests that give a resourceVersion answer 410 Gone."""
     _resource_version: int = 1000
@@ -311,6 +313,9 @@ class FakeApiServer:
             return self._status(404, "NotFound", "the server could not find the resource")
         metadata_only = "as=PartialObjectMetadata" in request.headers.get("Accept", "")
         if name is None and request.query.get("watch") in ("1", "true"):
+            if plural in self.forbidden_watch:
+                return self._status(403, "Forbidden", f'{resource} is forbidden: cannot '
+                                    f'watch resource "{plural}" in API group "{group}"')
             return await self._watch(request, key, namespace, metadata_only)
         if name is not None:
             pool = self._by_ns.get(key, {}).get(namespace or "", [])

@@ -185,6 +185,49 @@ async def test_bookmarks_advance_the_resume_version(api: FakeApiServer,
     assert int(api.watch_requests()[-1].query["resourceVersion"]) > int(before or 0)
 
 
+async def test_watch_forbidden_falls_back_to_a_list_per_cycle(
+        api: FakeApiServer, cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    api.forbidden_watch.add("deployments")
+    await evaluate(AVAILABLE, cluster, NOW)
+    await evaluate(AVAILABLE, cluster, NOW)
+    await until(lambda: _true(cluster.watched() == []))
+    assert "WATCH refused" in caplog.text
+    lists = len(api.list_requests())
+    api.put(scaled_down("ai-engine"))
+    outcome = await evaluate(AVAILABLE, cluster, NOW)
+    assert outcome.status is Status.FAIL  # read by LIST, so seen at once
+    assert len(api.list_requests()) > lists
+
+
+async def test_metadata_only_collections_are_watched_as_partial_metadata(
+        api: FakeApiServer, tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{api.port}",
+                                  TOKEN)
+    cluster = Cluster(KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
+                                           context="test", snapshot_ttl=0,
+                                           secrets="metadata"))
+    rollback = check("helm_rollback", id="8.1", namespaces=["qbitel"], releases=["qbitel"])
+    try:
+        before = await steady(api, cluster, rollback)
+        (watched,) = cluster.watched()
+        before_count = len(watched.objects)
+        watch = api.watch_requests()[-1]
+        assert "as=PartialObjectMetadata" in watch.accept
+        assert watch.query["labelSelector"] == "owner=helm"
+        secrets = json.loads((FIXTURES / "secrets.json").read_text())["items"]
+        helm = [s for s in secrets if (s["metadata"].get("labels") or {}).get("name") ==
+                "qbitel" and s["metadata"]["namespace"] == "qbitel"]
+        for secret in helm:
+            api.delete("Secret", "qbitel", secret["metadata"]["name"])
+        await until(lambda: _true(len(watched.objects) == before_count - len(helm)))
+        after = await evaluate(rollback, cluster, NOW)
+    finally:
+        await cluster.close()
+    assert helm and before.status is Status.PASS, before.message
+    assert after.status is not Status.PASS
+    assert all("data" not in obj for obj in watched.objects.values())
+
+
 async def test_one_shot_check_never_watches(api: FakeApiServer, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{api.port}",
                                   TOKEN)
