@@ -531,7 +531,7 @@ async def serve_cycles(kubeconfig: Path, page_size: int, cycles: int, pause: flo
     """`serve` as the daemon runs it: the preset's checks every cycle on one `Cluster`
     (watch on). Cycle 1 LISTs (the first sync), cycle 2 hands every collection read again
     to LIST + WATCH, later cycles are steady state. Returns one row per cycle."""
-    ttl = 1.0
+    ttl = max(0.0, pause - 1.0)  # a cycle's checks share one snapshot; the next does not
     cluster = Cluster(KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
                                            page_size=page_size, secrets="data",
                                            request_timeout=60, snapshot_ttl=ttl))
@@ -586,7 +586,8 @@ def main_serve(args: argparse.Namespace, parent: Any, counts: dict[str, int]) ->
     print(f"load average {Path('/proc/loadavg').read_text().split()[0]} on "
           f"{os.cpu_count()} CPUs (the stand-in shares them)")
     print(f"reproduce: .venv/bin/python bench/kubernetes.py --mode serve --namespaces "
-          f"{args.namespaces} --page-size {args.page_size} --cycles {args.cycles}")
+          f"{args.namespaces} --page-size {args.page_size} --cycles {args.cycles} "
+          f"--pause {args.pause:g}")
 
 
 def main() -> None:
@@ -597,8 +598,9 @@ def main() -> None:
                         help="check: one evaluation (LIST); serve: cycles with the watch "
                         "cache")
     parser.add_argument("--cycles", type=int, default=4, help="serve mode: cycles to run")
-    parser.add_argument("--pause", type=float, default=3.0,
-                        help="serve mode: seconds between cycles")
+    parser.add_argument("--pause", type=float, default=31.0,
+                        help="serve mode: seconds between cycles (the snapshot TTL is one "
+                        "second less)")
     args = parser.parse_args()
     port = args.port = free_port()
     parent, child = mp.Pipe()

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from exporter.model import ProbeError, Reason
 from exporter.probes.kubernetes.resources import slimmer
@@ -212,7 +213,7 @@ class WatchedCollection:
 
     def _apply(self, line: bytes) -> None:
         try:
-            event = json.loads(line)
+            event = orjson.loads(line)
             kind, obj = event["type"], event["object"]
         except (ValueError, KeyError, TypeError):
             raise ProbeError(Reason.PROTOCOL, f"watch {self.what} {self.where}: an event "

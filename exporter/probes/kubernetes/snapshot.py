@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from exporter.model import ProbeError, Reason
 from exporter.probes.kubernetes.resources import Resource, slimmer
 from exporter.transport.kubernetes import KUBERNETES, KubeClient, KubeOptions
@@ -357,7 +359,7 @@ def decode_page(resource: Resource, body: bytes) -> dict[str, Any]:
     if paused:
         gc.disable()
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)  # several times faster than json on 100,000-pod pages
         if not isinstance(data, dict) or not isinstance(data.get("items"), list):
             raise ProbeError(Reason.PROTOCOL, f"list {resource.name}: the answer has no "
                              "items (not a Kubernetes API server?)")
