@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from exporter.model import ProbeError, Reason
-from exporter.probes.kubernetes.resources import Resource, slimmer
+from exporter.probes.kubernetes.resources import Resource, Shared, slimmer
 from exporter.transport.kubernetes import KUBERNETES, KubeClient, KubeOptions
 
 if TYPE_CHECKING:
@@ -365,7 +365,7 @@ def decode_page(resource: Resource, body: bytes) -> dict[str, Any]:
                              "items (not a Kubernetes API server?)")
         list_meta = data.get("metadata") or {}
         token = list_meta.get("continue") or None
-        slim = slimmer(resource)
+        slim = slimmer(resource, Shared())  # equal parts kept once per page
         items = [slim(item) for item in data["items"] if isinstance(item, dict)]
         return {"items": items, "continue": token,
                 "resourceVersion": list_meta.get("resourceVersion")}
