@@ -184,8 +184,8 @@ def slim_workload(item: dict[str, Any],
 
 
 def slim_any(item: dict[str, Any], share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
-    """Any other object: slimmed metadata, everything else kept."""
-    result = dict(item)
+    """Any other object: slimmed metadata, everything else kept (equal parts once)."""
+    result = {key: share(value) for key, value in item.items() if key != "metadata"}
     result["metadata"] = slim_metadata(item.get("metadata"), share)
     return result
 
