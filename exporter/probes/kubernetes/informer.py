@@ -122,8 +122,13 @@ class WatchedCollection:
                     if not self._served:
                         self.cluster.forget_watch(self.key)
                         return
+                opened = asyncio.get_running_loop().time()
                 await self._watch_once()
-                backoff = _BACKOFF_FIRST
+                if asyncio.get_running_loop().time() - opened < 1.0:
+                    await asyncio.sleep(backoff)  # a stream that ends at once: no hot loop
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                else:
+                    backoff = _BACKOFF_FIRST
             except Gone:
                 self.resource_version = None
             except _NotWatchable as exc:
