@@ -199,6 +199,19 @@ async def test_watch_forbidden_falls_back_to_a_list_per_cycle(
     assert len(api.list_requests()) > lists
 
 
+async def test_a_refused_list_is_not_retried_in_the_background(api: FakeApiServer,
+                                                                cluster: Cluster) -> None:
+    await evaluate(AVAILABLE, cluster, NOW)  # listed and kept
+    api.forbidden.add(("deployments", "qbitel"))  # RBAC changed: LIST now refused
+    outcomes = [await evaluate(AVAILABLE, cluster, NOW) for _ in range(3)]
+    await asyncio.sleep(0.5)  # a background retry loop would list again meanwhile
+    assert all(o.status is Status.ERROR and o.reason is Reason.AUTH for o in outcomes)
+    assert "list deployments.apps in namespace qbitel" in outcomes[0].message
+    assert cluster.watched() == []
+    refused = [r for r in api.list_requests() if r.status == 403]
+    assert len(refused) == 3  # one per cycle, as without the watch cache
+
+
 async def test_metadata_only_collections_are_watched_as_partial_metadata(
         api: FakeApiServer, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{api.port}",

@@ -140,6 +140,9 @@ class WatchedCollection:
                 raise
             except ProbeError as exc:
                 self._settle(exc)
+                if exc.reason is Reason.AUTH and self.resource_version is None:
+                    self.cluster.forget_watch(self.key)  # LIST refused: once per cycle
+                    return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             except Exception as exc:  # never let the loop die silently
