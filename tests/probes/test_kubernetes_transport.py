@@ -158,7 +158,9 @@ async def test_exec_plugin_tokens_are_refreshed_across_expiries(
     assert len(issued) >= 4  # a new token before each expiry, not one per request
     assert len(issued) < len(outcomes)
     rejected = [r for r in api.requests if r.status == 401]
-    assert len(rejected) <= 1  # renewed before expiry; at most one 401 at a boundary
+    # renewed before expiry (a 401-only refresh would see one per expiry, 3 or more);
+    # a slow request on a loaded machine may still cross one or two boundaries
+    assert len(rejected) <= 2
     for o in outcomes:
         assert "SECRET" not in o.message
     assert not [r for r in caplog.records if "SECRET" in r.getMessage()]
