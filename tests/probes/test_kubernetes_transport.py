@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.probes.kubernetes.connection import KubernetesConnection, cluster_of
 from exporter.probes.kubernetes.probe import KIND
 from exporter.probes.kubernetes.spec import KubernetesCheck
-from exporter.transport.kubernetes import KUBERNETES
+from exporter.transport.kubernetes import KUBERNETES, KubeOptions
 from tests.probes.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.support.servers import free_port
 
@@ -215,3 +217,33 @@ async def test_connections_with_one_kubeconfig_share_one_client(api: FakeApiServ
         assert await a.client() is await b.client()
     finally:
         await ctx.aclose()
+
+
+async def test_in_cluster_token_file_is_read_again_after_a_401(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    server = FakeApiServer(token=STATIC)
+    server.load_fixtures()
+    port = free_port()
+    await server.start(port, server_ctx)
+    account = tmp_path / "serviceaccount"  # as mounted into a pod
+    account.mkdir()
+    (account / "token").write_text(STATIC)
+    (account / "ca.crt").write_bytes(ca.cert_pem.bytes())
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(port))
+    ctx = RuntimeContext({}, state_dir=tmp_path / "s")
+    try:
+        client = await ctx.client(KUBERNETES, KubeOptions(in_cluster_dir=account))
+        before = await client.request("/version", budget=5)
+        server.token = "tok-PROJECTED-rotated-do-not-leak"  # the kubelet rotated it
+        (account / "token").write_text(server.token)
+        after = await client.request("/version", budget=5)
+    finally:
+        await ctx.aclose()
+        await server.stop()
+    assert client.target == f"127.0.0.1:{port}"
+    assert (before.status, after.status) == (200, 200)
+    assert [r.status for r in server.requests] == [200, 401, 200]
