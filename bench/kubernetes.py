@@ -9,6 +9,13 @@ reading on) concurrently through the real kubernetes-asyncio client, and prints 
 time, API requests made against kinds x pages, and the parent's peak RSS.
 
     .venv/bin/python bench/kubernetes.py [--namespaces 2000] [--page-size 500]
+
+`--mode serve` runs the checks in cycles as the daemon does (the watch cache on) and
+prints, per cycle, wall time, LIST pages and WATCH requests made, and resident memory:
+cycle 1 is the first sync, later cycles the steady state (issue 16's 50,000 workloads /
+100,000 pods are `--namespaces 10000`):
+
+    .venv/bin/python bench/kubernetes.py --mode serve --namespaces 10000 --cycles 4
 """
 
 from __future__ import annotations
@@ -445,6 +452,10 @@ def serve(namespaces: int, port: int, conn: Any) -> None:
             message = conn.recv()
             if message == "stop":
                 return
+            if message == "count":  # (LIST pages, WATCH requests, all requests) so far
+                conn.send((len(server.list_requests()), len(server.watch_requests()),
+                           len(server.requests)))
+                continue
             conn.send(
                 [
                     (r.path, r.query, r.status, _expected_pages(server, r.path, r.query))
@@ -507,16 +518,102 @@ async def evaluate_all(kubeconfig: Path, page_size: int) -> tuple[float, dict[st
     return wall, {c.id: o for c, o in zip(checks, outcomes, strict=True)}
 
 
+def _rss_mib() -> float:
+    """The current resident set of this process (VmRSS), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def serve_cycles(kubeconfig: Path, page_size: int, cycles: int, pause: float,
+                       ask: Any) -> list[dict[str, Any]]:
+    """`serve` as the daemon runs it: the preset's checks every cycle on one `Cluster`
+    (watch on). Cycle 1 LISTs (the first sync), cycle 2 hands every collection read again
+    to LIST + WATCH, later cycles are steady state. Returns one row per cycle."""
+    ttl = max(0.0, pause - 1.0)  # a cycle's checks share one snapshot; the next does not
+    cluster = Cluster(KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
+                                           page_size=page_size, secrets="data",
+                                           request_timeout=60, snapshot_ttl=ttl))
+    checks = preset_checks()
+    rows: list[dict[str, Any]] = []
+    try:
+        for number in range(1, cycles + 1):
+            lists0, watches0, _ = await asyncio.to_thread(ask)
+            started = time.perf_counter()
+            outcomes = await asyncio.gather(*(evaluate(c, cluster, time.time())
+                                              for c in checks))
+            wall = time.perf_counter() - started
+            await asyncio.sleep(pause)  # watches connect; the snapshot TTL passes
+            lists1, watches1, _ = await asyncio.to_thread(ask)
+            rows.append({"cycle": number, "wall": wall, "lists": lists1 - lists0,
+                         "watches": watches1 - watches0, "rss": _rss_mib(),
+                         "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                         "statuses": Counter(o.status.value for o in outcomes),
+                         "watched": len(cluster.watched())})
+    finally:
+        await cluster.close()
+    return rows
+
+
+def main_serve(args: argparse.Namespace, parent: Any, counts: dict[str, int]) -> None:
+    def ask() -> tuple[int, int, int]:
+        parent.send("count")
+        answer: tuple[int, int, int] = parent.recv()
+        return answer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig",
+                                      f"http://127.0.0.1:{args.port}", TOKEN)
+        rss_before = _rss_mib()
+        rows = asyncio.run(serve_cycles(kubeconfig, args.page_size, args.cycles,
+                                        args.pause, ask))
+    print(f"cluster: {args.namespaces} namespaces, "
+          f"{counts.get('Deployment', 0) + counts.get('StatefulSet', 0)} workloads, "
+          f"{counts.get('Pod', 0)} pods, {sum(counts.values())} objects")
+    print(f"serve mode: {len(preset_checks())} preset checks per cycle, page size "
+          f"{args.page_size}, {args.pause:g} s between cycles; RSS before: "
+          f"{rss_before:.0f} MiB")
+    print("cycle  wall s  LIST pages  WATCH requests  watched  RSS MiB  peak MiB  statuses")
+    for row in rows:
+        statuses = " ".join(f"{k}={v}" for k, v in sorted(row["statuses"].items()))
+        print(f"{row['cycle']:>5}  {row['wall']:>6.2f}  {row['lists']:>10}  "
+              f"{row['watches']:>14}  {row['watched']:>7}  {row['rss']:>7.0f}  "
+              f"{row['peak']:>8.0f}  {statuses}")
+    print(f"first sync (cycle 1, every collection LISTed and every check judged): "
+          f"{rows[0]['wall']:.2f} s; steady-state LIST pages per cycle: "
+          f"{[r['lists'] for r in rows[2:]]}")
+    print(f"load average {Path('/proc/loadavg').read_text().split()[0]} on "
+          f"{os.cpu_count()} CPUs (the stand-in shares them)")
+    print(f"reproduce: .venv/bin/python bench/kubernetes.py --mode serve --namespaces "
+          f"{args.namespaces} --page-size {args.page_size} --cycles {args.cycles} "
+          f"--pause {args.pause:g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--namespaces", type=int, default=2000)
     parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--mode", choices=("check", "serve"), default="check",
+                        help="check: one evaluation (LIST); serve: cycles with the watch "
+                        "cache")
+    parser.add_argument("--cycles", type=int, default=4, help="serve mode: cycles to run")
+    parser.add_argument("--pause", type=float, default=31.0,
+                        help="serve mode: seconds between cycles (the snapshot TTL is one "
+                        "second less)")
     args = parser.parse_args()
-    port = free_port()
+    port = args.port = free_port()
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=serve, args=(args.namespaces, port, child))
     proc.start()
     counts = parent.recv()
+    if args.mode == "serve":
+        try:
+            main_serve(args, parent, counts)
+        finally:
+            parent.send("stop")
+            proc.join(timeout=30)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", f"http://127.0.0.1:{port}", TOKEN)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -32,7 +32,7 @@ from exporter.model import (
     ProbeKind,
     Reason,
 )
-from exporter.probes.kubernetes.connection import api_client
+from exporter.probes.kubernetes.connection import cluster_of
 
 FIELD_ROLES = ("time", "level", "message", "correlation_id")
 _BLOCK = 64 * 1024
@@ -242,26 +242,22 @@ def pod_lines(body: bytes, truncated: bool, count: int) -> tuple[list[bytes], fl
 
 async def _api_get(api: Any, path: str, query: list[tuple[str, str]], accept: str,
                    what: str, seconds: float, limit: int) -> tuple[int, bytes, bool]:
-    """GET through the connection's ApiClient: (status, at most `limit` bytes, truncated)."""
+    """GET through the connection's Kubernetes transport client (`KubeClient`, which
+    refreshes expired credentials): (status, at most `limit` bytes, truncated)."""
     try:
-        async with asyncio.timeout(seconds):
-            response = await api.call_api(
-                path, "GET", query_params=query, header_params={"Accept": accept},
-                auth_settings=["BearerToken"], _preload_content=False,
-                _request_timeout=seconds)
-            try:
-                status: int = response.status
-                chunks: list[bytes] = []
-                size = 0
-                while size < limit:
-                    chunk = await response.content.read(limit - size)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                truncated = size >= limit
-            finally:
-                response.release()
+        async with asyncio.timeout(seconds), api.stream(
+                path, query=query, accept=accept, connect_timeout=seconds,
+                read_timeout=seconds) as response:
+            status: int = response.status
+            chunks: list[bytes] = []
+            size = 0
+            while size < limit:
+                chunk = await response.content.read(limit - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            truncated = size >= limit
     except TimeoutError:
         raise ProbeError(Reason.TIMEOUT, f"{what}: the API server did not answer within "
                          f"{seconds:g}s") from None
@@ -352,8 +348,8 @@ async def _read_pod_log(api: Any, spec: LogsCheck, pod: str,
 async def read_pods(spec: LogsCheck, ctx: ProbeContext) -> Tail:
     """The latest `lines` lines of each sampled pod's log, merged."""
     assert spec.connection is not None
-    cluster = await ctx.connection(spec.connection)
-    api = await api_client(cluster)
+    cluster = await cluster_of(ctx, spec.connection)
+    api = await cluster.client()
     timeout = float(cluster.spec.request_timeout)
     pods = [spec.pod] if spec.pod is not None else await _select_pods(api, spec, timeout)
     results = await asyncio.gather(*(_read_pod_log(api, spec, pod, timeout) for pod in pods))

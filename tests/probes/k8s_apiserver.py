@@ -6,6 +6,12 @@ objects, API group discovery) from objects shaped like `kubectl get -o json` out
 with `limit`/`continue` pagination, `labelSelector` (equality and existence) and
 `fieldSelector` (equality) filtering, PartialObjectMetadataList answers, and injected
 403, 500 and slow responses. Every request is recorded so tests can count them.
+Collections can be watched (`?watch=1`): a stream of JSON lines `{type, object}` replaying
+the changes made with `put`/`delete` after the requested `resourceVersion`, then live ones,
+`BOOKMARK` events every `bookmark_interval` seconds with `allowWatchBookmarks=true`, the
+stream ended after `timeoutSeconds` (or by `break_watches`), and an `ERROR` event with a
+410 Status when the version is older than the last `compact()` (or `expire_watches`). `token_check` accepts
+tokens besides `token` (tokens that expire, for the credential refresh tests).
 It also stores coordination.k8s.io/v1 Leases (GET/POST/PUT, one namespace at a time)
 with resourceVersion conflicts (a PUT with a stale resourceVersion answers 409), and
 `forbidden_lease_verbs` (get, create, update) answer 403.
@@ -17,8 +23,9 @@ import asyncio
 import base64
 import json
 import ssl
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +78,18 @@ class FakeApiServer:
     requests: list[Recorded] = field(default_factory=list)
     leases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     forbidden_lease_verbs: set[str] = field(default_factory=set)
+    token_check: Callable[[str], bool] | None = None
+    bookmark_interval: float = 0.5
+    forbidden_watch: set[str] = field(default_factory=set)
+    """Plurals whose WATCH answers 403 (RBAC with list but not watch)."""
+    expire_watches: int = 0
+    """The next N watch requests that give a resourceVersion answer 410 Gone."""
     _resource_version: int = 1000
+    _events: list[tuple[int, str, tuple[str, str], dict[str, Any]]] = field(
+        default_factory=list)
+    _oldest_rv: int = 0
+    _watchers: set[asyncio.Queue[tuple[int, str, tuple[str, str], dict[str, Any]] | None]] = \
+        field(default_factory=set)
     _store: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     _by_ns: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = field(
         default_factory=dict)
@@ -115,6 +133,74 @@ class FakeApiServer:
                 index[item["metadata"].get("namespace", "")].append(item)
             self._by_ns[key] = index
 
+    # -- changes seen by watches
+
+    def put(self, obj: dict[str, Any]) -> int:
+        """Create or replace an object (matched by namespace and name); emits ADDED or
+        MODIFIED to watches. Returns its new resourceVersion."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        key = (api_version, PLURALS[kind])
+        self._kinds[key] = kind
+        item = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        self._resource_version += 1
+        item.setdefault("metadata", {})["resourceVersion"] = str(self._resource_version)
+        namespace = item["metadata"].get("namespace", "")
+        pool = self._by_ns.setdefault(key, defaultdict(list))[namespace]
+        items = self._store.setdefault(key, [])
+        old = next((i for i in pool if i["metadata"]["name"] == item["metadata"]["name"]), None)
+        if old is None:
+            pool.append(item)
+            items.append(item)
+            event = "ADDED"
+        else:
+            self._json.pop(id(old), None)
+            pool[pool.index(old)] = item
+            items[next(n for n, i in enumerate(items) if i is old)] = item
+            event = "MODIFIED"
+        self._emit(event, key, item)
+        return self._resource_version
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        """Delete an object; emits DELETED to watches."""
+        for key in [k for k, v in self._kinds.items() if v == kind]:
+            pool = self._by_ns.get(key, {}).get(namespace or "", [])
+            old = next((i for i in pool if i["metadata"]["name"] == name), None)
+            if old is None:
+                continue
+            self.remove(kind, namespace, name)
+            self._json.pop(id(old), None)
+            self._resource_version += 1
+            gone = {**old, "metadata": {**old["metadata"],
+                                        "resourceVersion": str(self._resource_version)}}
+            self._emit("DELETED", key, gone)
+
+    def _emit(self, event: str, key: tuple[str, str], item: dict[str, Any]) -> None:
+        entry = (self._resource_version, event, key, item)
+        self._events.append(entry)
+        for queue in self._watchers:
+            queue.put_nowait(entry)
+
+    def compact(self) -> None:
+        """Forget the change history (as etcd compaction): older versions answer 410."""
+        self._events.clear()
+        self._oldest_rv = self._resource_version
+
+    def break_watches(self) -> None:
+        """End every open watch stream (the client must resume)."""
+        for queue in self._watchers:
+            queue.put_nowait(None)
+
+    def open_watches(self) -> int:
+        """Watch streams open right now."""
+        return len(self._watchers)
+
+    def watch_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.query.get("watch") in ("1", "true")]
+
+    def list_requests(self) -> list[Recorded]:
+        """LIST requests (pages): collection reads that are not watches."""
+        return [r for r in self.requests if "limit" in r.query and "watch" not in r.query]
+
     def warm(self) -> None:
         """Serialise every stored item now, so serving costs no encoding (bench)."""
         for items in self._store.values():
@@ -142,6 +228,7 @@ class FakeApiServer:
         return f"{scheme}://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self.break_watches()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -151,15 +238,27 @@ class FakeApiServer:
                 "message": message, "reason": reason, "code": code}
         return web.json_response(body, status=code)
 
+    def _authorized(self, request: web.Request) -> bool:
+        if self.token is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        if header == f"Bearer {self.token}":
+            return True
+        return (self.token_check is not None and header.startswith("Bearer ")
+                and self.token_check(header[len("Bearer "):]))
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") in ("1", "true") and self._authorized(request):
+            self.requests.append(Recorded(request.path, dict(request.query),
+                                          request.headers.get("Accept", ""), 200))
+            return await self._answer(request)
         response = await self._answer(request)
         self.requests.append(Recorded(request.path, dict(request.query),
                                       request.headers.get("Accept", ""), response.status))
         return response
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
-        if self.token is not None and request.headers.get("Authorization") != \
-                f"Bearer {self.token}":
+        if not self._authorized(request):
             return self._status(401, "Unauthorized", "Unauthorized")
         parts = [p for p in request.path.split("/") if p]
         if parts[:4] == ["apis", "coordination.k8s.io", "v1", "namespaces"] and \
@@ -213,7 +312,12 @@ class FakeApiServer:
         builtin = api_version in BUILTIN_VERSIONS and plural in PLURALS.values()
         if plural in self.unserved or not (builtin or key in self._store):
             return self._status(404, "NotFound", "the server could not find the resource")
-        metadata_only = METADATA_AS in request.headers.get("Accept", "")
+        metadata_only = "as=PartialObjectMetadata" in request.headers.get("Accept", "")
+        if name is None and request.query.get("watch") in ("1", "true"):
+            if plural in self.forbidden_watch:
+                return self._status(403, "Forbidden", f'{resource} is forbidden: cannot '
+                                    f'watch resource "{plural}" in API group "{group}"')
+            return await self._watch(request, key, namespace, metadata_only)
         if name is not None:
             pool = self._by_ns.get(key, {}).get(namespace or "", [])
             for item in pool:
@@ -237,7 +341,7 @@ class FakeApiServer:
         limit = int(request.query.get("limit") or 0)
         end = len(items) if limit <= 0 else min(len(items), start + limit)
         page = items[start:end]
-        list_meta: dict[str, Any] = {"resourceVersion": "424242"}
+        list_meta: dict[str, Any] = {"resourceVersion": str(self._resource_version)}
         if end < len(items):
             list_meta["continue"] = base64.b64encode(
                 json.dumps({"start": end, "rv": 424242}).encode()).decode()
@@ -252,6 +356,70 @@ class FakeApiServer:
             encoded = [self._encoded(item) for item in page]
         body = json.dumps(head)[:-1] + ', "items": [' + ",".join(encoded) + "]}"
         return web.Response(body=body.encode(), content_type="application/json")
+
+    async def _watch(self, request: web.Request, key: tuple[str, str], namespace: str | None,
+                     metadata_only: bool) -> web.StreamResponse:
+        """Stream changes after `resourceVersion` as JSON lines, then live ones."""
+        since = int(request.query.get("resourceVersion") or 0)
+        labels, fields = request.query.get("labelSelector"), request.query.get("fieldSelector")
+        bookmarks = request.query.get("allowWatchBookmarks") == "true"
+        deadline = time.monotonic() + float(request.query.get("timeoutSeconds") or 1800)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+
+        def wanted(entry_key: tuple[str, str], item: dict[str, Any]) -> bool:
+            if entry_key != key:
+                return False
+            if namespace is not None and item["metadata"].get("namespace") != namespace:
+                return False
+            return bool(self._filter([item], labels, fields))
+
+        async def send(event: str, item: dict[str, Any]) -> None:
+            obj = self._shape(item, key, metadata_only, False)
+            await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
+
+        expired = since and (since < self._oldest_rv or self.expire_watches > 0)
+        if expired:
+            self.expire_watches = max(0, self.expire_watches - 1)
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                      "reason": "Expired", "code": 410,
+                      "message": f"too old resource version: {since} ({self._oldest_rv})"}
+            await response.write(json.dumps({"type": "ERROR", "object": status}).encode()
+                                 + b"\n")
+            return response
+        queue: asyncio.Queue[tuple[int, str, tuple[str, str], dict[str, Any]] | None] = \
+            asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            if not since:  # no version: the current objects as ADDED first
+                items = self._store.get(key, []) if namespace is None else \
+                    self._by_ns.get(key, {}).get(namespace, [])
+                for item in self._filter(items, labels, fields):
+                    await send("ADDED", item)
+            for rv, event, entry_key, item in list(self._events):
+                if rv > since and wanted(entry_key, item):
+                    await send(event, item)
+            while (remaining := deadline - time.monotonic()) > 0:
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                try:
+                    entry = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks:
+                        mark = {"kind": self._kinds.get(key, ""), "apiVersion": key[0],
+                                "metadata": {"resourceVersion": str(self._resource_version)}}
+                        await response.write(json.dumps({"type": "BOOKMARK", "object": mark})
+                                             .encode() + b"\n")
+                    continue
+                if entry is None:
+                    break
+                _, event, entry_key, item = entry
+                if wanted(entry_key, item):
+                    await send(event, item)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._watchers.discard(queue)
+        return response
 
     async def _lease(self, request: web.Request, namespace: str,
                      name: str | None) -> web.Response:
@@ -390,8 +558,7 @@ class PodLogRoute:
 
 async def _pod_log_answer(server: FakeApiServer, request: web.Request, namespace: str,
                           name: str) -> web.StreamResponse:
-    if server.token is not None and request.headers.get("Authorization") != \
-            f"Bearer {server.token}":
+    if not server._authorized(request):
         return server._status(401, "Unauthorized", "Unauthorized")
     if "pods/log" in server.slow:
         await asyncio.sleep(server.slow["pods/log"])

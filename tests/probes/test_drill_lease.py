@@ -21,7 +21,7 @@ from exporter.context import RuntimeContext
 from exporter.model import Outcome, Status
 from exporter.probes.backup import drill, lease
 from exporter.probes.backup.drill import KIND, RestoreDrillCheck
-from exporter.probes.kubernetes.connection import KubernetesConnection
+from exporter.probes.kubernetes.connection import KubernetesConnection, cluster_of
 from tests.probes.backup.support import pg_connection, pg_dump
 from tests.probes.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.support.servers import PgCluster, free_port, pg_cluster
@@ -212,7 +212,7 @@ async def test_racing_replicas_elect_exactly_one(
         "spec": {"leaseDurationSeconds": 1}}
     check = spec(replicas.backups, duration="30s")
     for ctx in (replicas.a, replicas.b):  # open the clients first: both start together
-        await ctx.connection("k8s")
+        await (await cluster_of(ctx, "k8s")).client()
     monkeypatch.setenv("HOSTNAME", "replica-a")
     async def run_a() -> Outcome:
         return await KIND.run(check, replicas.a)

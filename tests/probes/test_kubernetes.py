@@ -307,13 +307,14 @@ async def test_concurrent_checks_await_the_same_inflight_list(api: FakeApiServer
 
 
 async def test_snapshot_expires_after_ttl(api: FakeApiServer, kubeconfig: Path) -> None:
-    cluster = Cluster(conn(kubeconfig, snapshot_ttl=0))
+    cluster = Cluster(conn(kubeconfig, snapshot_ttl=0, watch=False))  # LIST every cycle
     try:
-        await evaluate(check("hpa"), cluster, 1.8e9)
-        await evaluate(check("hpa"), cluster, 1.8e9)
+        for _ in range(3):
+            await evaluate(check("hpa"), cluster, 1.8e9)
     finally:
         await cluster.close()
-    assert api.count("/apis/autoscaling/v2/horizontalpodautoscalers") == 2
+    assert api.count("/apis/autoscaling/v2/horizontalpodautoscalers") == 3
+    assert api.watch_requests() == []
 
 
 async def test_403_on_cluster_wide_list_names_the_permission(api: FakeApiServer,

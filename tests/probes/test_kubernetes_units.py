@@ -182,3 +182,27 @@ def test_core_fixtures_validate_against_the_kubernetes_schema() -> None:
                  "roles", "rolebindings", "secrets"):
         for item in json.loads((FIXTURES / f"{name}.json").read_text())["items"]:
             kubernetes_validate.validate(item, "1.29", strict=True)
+
+
+def test_a_page_keeps_one_copy_of_equal_parts_and_only_read_annotations() -> None:
+    from exporter.probes.kubernetes import resources as r
+    from exporter.probes.kubernetes.snapshot import decode_page
+
+    pods = json.loads((FIXTURES / "pods.json").read_text())["items"]
+    first = pods[0]
+    twin = json.loads(json.dumps(first))
+    twin["metadata"]["name"] += "-twin"
+    twin["metadata"]["annotations"] = {"istio.io/status": "{...1 KB of JSON...}",
+                                       "sidecar.istio.io/inject": "false",
+                                       ANNOTATION: "4.3.3 until 2099-01-01: reason"}
+    page = json.dumps({"metadata": {"resourceVersion": "7"}, "items": [first, twin]})
+    decoded = decode_page(r.PODS, page.encode())
+    a, b = decoded["items"]
+    assert decoded["resourceVersion"] == "7"
+    assert a["metadata"]["name"] != b["metadata"]["name"]
+    assert a["metadata"].get("labels") and a["metadata"]["labels"] is b["metadata"]["labels"]
+    assert a["spec"] is b["spec"] and a["status"] is b["status"]
+    assert b["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false",
+                                            ANNOTATION: "4.3.3 until 2099-01-01: reason"}
+    unshared = r.slim_pod(json.loads(json.dumps(first)))  # a watch event: no page memo
+    assert unshared == a and unshared["spec"] is not a["spec"]

@@ -242,17 +242,12 @@ async def elector(spec: DrillLease, scenario: str, ctx: ProbeContext,
                   on_lost: Callable[[], None]) -> Elector:
     """This replica's (started) elector for the scenario's lease; ProbeError(config) when
     the connection is not a usable `kubernetes` connection."""
-    from exporter.probes.kubernetes.connection import api_client
-    from exporter.probes.kubernetes.snapshot import Cluster
+    from exporter.probes.kubernetes.connection import api_client, cluster_of
 
-    try:
-        cluster = await ctx.connection(spec.connection)
-    except KeyError:
-        raise ProbeError(Reason.CONFIG, f"lease connection {spec.connection!r} is not "
-                         "declared") from None
-    if not isinstance(cluster, Cluster):
-        raise ProbeError(Reason.CONFIG, f"lease connection {spec.connection!r} is not a "
-                         "kubernetes connection")
+    try:  # the connection's client is the runtime's Kubernetes transport client
+        cluster = await cluster_of(ctx, spec.connection)
+    except ProbeError as exc:
+        raise ProbeError(exc.reason, f"lease {exc.message}") from None
     key = (str(ctx.state_dir), scenario)
     known = _ELECTORS.get(key)
     if known is not None and known[0] is cluster and known[1].spec == spec:

@@ -1,19 +1,29 @@
 """`kind: kubernetes` connection: in-cluster config or a kubeconfig path and context.
 
-`open` returns a `Cluster`: the ApiClient plus the per-cycle snapshot cache. The client
-configuration is loaded on first use, so a preset that names an in-cluster connection
-loads anywhere; outside a cluster its checks end as `error/config` with the reason.
+`open` returns a `Cluster`: the snapshot (and watch) cache of the connection. Its API
+client is the runtime's Kubernetes transport client (`exporter.transport.kubernetes`),
+made on first use, so a preset that names an in-cluster connection loads anywhere;
+outside a cluster its checks end as `error/config` with the reason.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from exporter.model import ConnectionKind, ConnectionSpec, Duration
-from exporter.probes.kubernetes.snapshot import Cluster
+from exporter.model import (
+    ConnectionKind,
+    ConnectionSpec,
+    Duration,
+    ProbeContext,
+    ProbeError,
+    Reason,
+)
+from exporter.probes.kubernetes.snapshot import Cluster, kube_options
+from exporter.transport.kubernetes import KUBERNETES
 
 
 class KubernetesConnection(ConnectionSpec):
@@ -33,6 +43,13 @@ class KubernetesConnection(ConnectionSpec):
                                       description="per API request (each page)")
     max_connections: int = Field(default=4, gt=0, le=256, description="concurrent API "
                                  "requests (and pages parsed at once)")
+    watch: bool = Field(
+        default=True, description="keep collections read in more than one cycle (a "
+        "running `serve`) current by WATCH instead of listing them again; `check` lists "
+        "each once and never watches")
+    watch_timeout: Duration = Field(
+        default=300.0, ge=10, le=3600, description="how long one WATCH request may last "
+        "before it is resumed from its last resourceVersion (`timeoutSeconds`)")
     secrets: Literal["none", "metadata", "data"] = Field(
         default="none", description="what the exporter may read of Secrets: none; "
         "metadata (names, labels: Helm history, required Secrets); data (TLS Secrets)")
@@ -44,19 +61,34 @@ class KubernetesConnection(ConnectionSpec):
 
 
 async def open_cluster(spec: KubernetesConnection) -> Cluster:
-    """The shared client for this connection (configuration is loaded on first request)."""
+    """The connection's snapshot cache (its client comes from the runtime: `cluster_of`)."""
     return Cluster(spec)
+
+
+async def close_cluster(cluster: Cluster) -> None:
+    """Stop the watches and drop the cache."""
+    await cluster.close()
+
+
+async def cluster_of(ctx: ProbeContext, name: str) -> Cluster:
+    """The `Cluster` of connection `name`, taking its API client from the runtime's
+    Kubernetes transport; ProbeError(config) when `name` is not a kubernetes connection."""
+    try:
+        cluster = await ctx.connection(name)
+    except KeyError:
+        raise ProbeError(Reason.CONFIG, f"connection {name!r} is not declared") from None
+    if not isinstance(cluster, Cluster):
+        raise ProbeError(Reason.CONFIG, f"connection {name!r} is not a kubernetes connection")
+    if cluster.name != name or not cluster.bound:
+        options = kube_options(cluster.spec, name)
+        cluster.bind(name, functools.partial(ctx.client, KUBERNETES, options))
+    return cluster
 
 
 async def api_client(cluster: Cluster) -> Any:
     """The connection's kubernetes-asyncio ApiClient, for requests the snapshot does not
-    make (pod logs); created on first use, ProbeError(config) when it cannot be."""
-    return await cluster._client()
-
-
-async def close_cluster(cluster: Cluster) -> None:
-    """Close the client's HTTP session."""
-    await cluster.close()
+    make (leases); ProbeError(config) when it cannot be created."""
+    return (await cluster.client()).api
 
 
 CONNECTION = ConnectionKind(

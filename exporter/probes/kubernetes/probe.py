@@ -29,6 +29,7 @@ from exporter.probes.kubernetes.common import (
     OBJECTS_FAILING,
     WORKLOAD_COMPLIANT,
 )
+from exporter.probes.kubernetes.connection import cluster_of
 from exporter.probes.kubernetes.selectors import SelectorError
 from exporter.probes.kubernetes.snapshot import Cluster
 from exporter.probes.kubernetes.spec import KubernetesCheck
@@ -80,10 +81,10 @@ async def evaluate(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outco
 
 async def run(spec: KubernetesCheck, ctx: ProbeContext) -> Outcome:
     """Evaluate the check on the shared snapshot of its connection."""
-    cluster = await ctx.connection(spec.connection)
-    if not isinstance(cluster, Cluster):
-        return Outcome.errored(Reason.CONFIG, f"connection {spec.connection} is not a "
-                               "kubernetes connection")
+    try:
+        cluster = await cluster_of(ctx, spec.connection)
+    except ProbeError as exc:
+        return Outcome.errored(exc.reason, exc.message)
     return await evaluate(spec, cluster, ctx.now())
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from sys import intern
 from typing import Any
+
+import orjson
+
+from exporter.probes.kubernetes.exemptions import ANNOTATION as EXEMPTION_ANNOTATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +66,33 @@ WORKLOAD_RESOURCES = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS,
 # Items are cut down page by page to what the assertions read, so a 20,000-pod cluster
 # costs megabytes, not the full objects (managedFields, last-applied annotations, env...).
 
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+KEPT_ANNOTATIONS = frozenset({EXEMPTION_ANNOTATION, "sidecar.istio.io/inject"})
+"""The annotations an assertion reads; every other one (Istio status blobs, checksums,
+last-applied configurations) is dropped."""
 _EMPTY: dict[str, Any] = {}
+
+
+class Shared:
+    """Keeps one copy of structurally equal parts of a page's objects.
+
+    The replicas of a workload carry equal labels, containers and status; the workloads of
+    a team equal resources and affinity. Read-only views share one object for each.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        if not value:
+            return value
+        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return self._seen.setdefault(key, value)
+
+
+def _unshared(value: Any) -> Any:
+    return value
 
 
 def _interned(labels: Any) -> Any:
@@ -72,8 +102,9 @@ def _interned(labels: Any) -> Any:
     return {intern(k): intern(v) if isinstance(v, str) else v for k, v in labels.items()}
 
 
-def slim_metadata(metadata: Any) -> dict[str, Any]:
-    """The metadata fields the assertions use (no managedFields, no last-applied)."""
+def slim_metadata(metadata: Any, share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
+    """The metadata fields the assertions use (name, namespace, labels, the annotations in
+    `KEPT_ANNOTATIONS`, generation)."""
     if not isinstance(metadata, dict):
         return {}
     result: dict[str, Any] = {"name": metadata.get("name")}
@@ -82,12 +113,12 @@ def slim_metadata(metadata: Any) -> dict[str, Any]:
         result["namespace"] = intern(namespace)
     labels = metadata.get("labels")
     if labels:
-        result["labels"] = _interned(labels)
+        result["labels"] = share(_interned(labels))
     annotations = metadata.get("annotations")
-    if annotations:
-        if _LAST_APPLIED in annotations:
-            annotations = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
-        result["annotations"] = annotations
+    if annotations and isinstance(annotations, dict):
+        kept = {k: v for k, v in annotations.items() if k in KEPT_ANNOTATIONS}
+        if kept:
+            result["annotations"] = share(kept)
     generation = metadata.get("generation")
     if generation is not None:
         result["generation"] = generation
@@ -123,12 +154,12 @@ def _pod_spec(spec: Any, keys: tuple[str, ...], placement: bool) -> dict[str, An
     return result
 
 
-def slim_pod(item: dict[str, Any]) -> dict[str, Any]:
+def slim_pod(item: dict[str, Any], share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
     """A Pod reduced to metadata, container names/commands and its phase."""
     status = item.get("status") or _EMPTY
-    return {"metadata": slim_metadata(item.get("metadata")),
-            "spec": _pod_spec(item.get("spec"), ("command", "args"), False),
-            "status": {"phase": status.get("phase")}}
+    return {"metadata": slim_metadata(item.get("metadata"), share),
+            "spec": share(_pod_spec(item.get("spec"), ("command", "args"), False)),
+            "status": share({"phase": status.get("phase")})}
 
 
 _STATUS_KEYS = ("replicas", "availableReplicas", "readyReplicas", "updatedReplicas",
@@ -136,31 +167,35 @@ _STATUS_KEYS = ("replicas", "availableReplicas", "readyReplicas", "updatedReplic
                 "desiredNumberScheduled")
 
 
-def slim_workload(item: dict[str, Any]) -> dict[str, Any]:
+def slim_workload(item: dict[str, Any],
+                  share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
     """A Deployment/StatefulSet/DaemonSet reduced to what the workload assertions read."""
     spec = item.get("spec") or _EMPTY
     template = spec.get("template") or _EMPTY
     status = item.get("status") or _EMPTY
     return {
-        "metadata": slim_metadata(item.get("metadata")),
+        "metadata": slim_metadata(item.get("metadata"), share),
         "spec": {"replicas": spec.get("replicas"),
-                 "template": {"metadata": slim_metadata(template.get("metadata")),
-                              "spec": _pod_spec(template.get("spec"), ("resources",), True)}},
-        "status": {key: status[key] for key in _STATUS_KEYS if key in status},
+                 "template": share({
+                     "metadata": slim_metadata(template.get("metadata"), share),
+                     "spec": _pod_spec(template.get("spec"), ("resources",), True)})},
+        "status": share({key: status[key] for key in _STATUS_KEYS if key in status}),
     }
 
 
-def slim_any(item: dict[str, Any]) -> dict[str, Any]:
-    """Any other object: slimmed metadata, everything else kept."""
-    result = dict(item)
-    result["metadata"] = slim_metadata(item.get("metadata"))
+def slim_any(item: dict[str, Any], share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
+    """Any other object: slimmed metadata, everything else kept (equal parts once)."""
+    result = {key: share(value) for key, value in item.items() if key != "metadata"}
+    result["metadata"] = slim_metadata(item.get("metadata"), share)
     return result
 
 
-def slimmer(resource: Resource) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The projection applied to each listed item of `resource`."""
+def slimmer(resource: Resource, share: Callable[[Any], Any] = _unshared
+            ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The projection applied to each listed item of `resource`; `share` (a `Shared` per
+    page) keeps one copy of equal parts."""
     if resource is PODS:
-        return slim_pod
+        return functools.partial(slim_pod, share=share)
     if resource in (DEPLOYMENTS, STATEFULSETS, DAEMONSETS):
-        return slim_workload
-    return slim_any
+        return functools.partial(slim_workload, share=share)
+    return functools.partial(slim_any, share=share)
