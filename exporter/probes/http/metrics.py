@@ -66,7 +66,10 @@ BURST_REQUESTS = MetricFamily(
     "Requests the opt-in burst sent (it stops at the first 429).")
 BURST_THROTTLED = MetricFamily(
     "readiness_http_rate_limit_burst_throttled",
-    "1 when the opt-in burst received a 429.")
+    "1 when the rate-limit burst received a 429.")
+BURST_REMAINING_DECREASED = MetricFamily(
+    "readiness_http_rate_limit_burst_remaining_decreased",
+    "1 when the remaining count on the burst's answers decreased (the limiter counts).")
 
 INPUT_VALIDATION_STATUS = MetricFamily(
     "readiness_http_input_validation_status_code",
@@ -121,7 +124,8 @@ ALL: tuple[MetricFamily, ...] = (
     HSTS_PRESENT, HSTS_MAX_AGE, HSTS_MAX_AGE_TARGET, HSTS_INCLUDE_SUBDOMAINS, HSTS_PRELOAD,
     CORS_FINDING, CORS_PREFLIGHT_STATUS,
     RATE_LIMIT_HEADERS, RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING, BURST_REQUESTS,
-    BURST_THROTTLED, INPUT_VALIDATION_STATUS, WAF_STATUS, WAF_BLOCKED,
+    BURST_THROTTLED, BURST_REMAINING_DECREASED, INPUT_VALIDATION_STATUS, WAF_STATUS,
+    WAF_BLOCKED,
     CORRELATION_PRESENT, CORRELATION_ECHOED, OIDC_VALID, OIDC_JWKS_KEYS,
     SAML_NOT_AFTER, SAML_NOT_BEFORE, SAML_VALID_UNTIL,
     EXPOSITION_VALID, EXPOSITION_FAMILIES, EXPOSITION_PREFIX_FAMILIES,

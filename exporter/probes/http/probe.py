@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 from yarl import URL
 
@@ -34,6 +33,7 @@ from exporter.probes.http.headers import (
     check_correlation,
     check_hsts,
     check_rate_limit_headers,
+    new_correlation_id,
 )
 from exporter.probes.http.spec import HttpCheck
 from exporter.transport.base import request_budget
@@ -151,7 +151,7 @@ async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> N
                     max_body_bytes=spec.max_body_bytes)
     sent_id: str | None = None
     if spec.correlation_id is not None and spec.correlation_id.echo_header is not None:
-        sent_id = f"readiness-{uuid.uuid4().hex}"
+        sent_id = new_correlation_id(spec.correlation_id.echo_header)
         extra[spec.correlation_id.echo_header] = sent_id
     if spec.max_latency is not None:
         report.measure(m.DURATION_TARGET, spec.max_latency)
