@@ -88,6 +88,10 @@ CORRELATION_ECHOED = MetricFamily(
     "readiness_http_correlation_id_echoed",
     "1 when the response echoed the id sent in correlation_id.echo_header.")
 
+OIDC_APP_MATCHES = MetricFamily(
+    "readiness_http_oidc_application_matches",
+    "1 when the application's configured issuer equals the IdP's (or its login redirects "
+    "to the IdP's authorization_endpoint), else 0.")
 OIDC_VALID = MetricFamily(
     "readiness_http_oidc_discovery_valid",
     "1 when the OIDC discovery document passed every rule.")
@@ -126,7 +130,7 @@ ALL: tuple[MetricFamily, ...] = (
     RATE_LIMIT_HEADERS, RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING, BURST_REQUESTS,
     BURST_THROTTLED, BURST_REMAINING_DECREASED, INPUT_VALIDATION_STATUS, WAF_STATUS,
     WAF_BLOCKED,
-    CORRELATION_PRESENT, CORRELATION_ECHOED, OIDC_VALID, OIDC_JWKS_KEYS,
+    CORRELATION_PRESENT, CORRELATION_ECHOED, OIDC_VALID, OIDC_APP_MATCHES, OIDC_JWKS_KEYS,
     SAML_NOT_AFTER, SAML_NOT_BEFORE, SAML_VALID_UNTIL,
     EXPOSITION_VALID, EXPOSITION_FAMILIES, EXPOSITION_PREFIX_FAMILIES,
 )

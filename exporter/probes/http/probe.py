@@ -21,6 +21,7 @@ from exporter.probes.http.active import (
     check_input_validation,
     check_waf,
 )
+from exporter.probes.http.app_issuer import check_application_issuer
 from exporter.probes.http.assertions import evaluate
 from exporter.probes.http.client import Caller, Deadline, Response
 from exporter.probes.http.documents import (
@@ -122,7 +123,9 @@ async def _judge_answer(spec: HttpCheck, response: Response, sent_id: str | None
         return
     await _judge_body(spec, response, ctx, report)
     if spec.oidc is not None:
-        await check_oidc(spec.oidc, response, caller, ctx, report)
+        idp = await check_oidc(spec.oidc, response, caller, ctx, report)
+        if idp is not None and spec.oidc.application is not None:
+            await check_application_issuer(spec.oidc.application, idp, caller, ctx, report)
     if spec.saml_metadata is not None:
         await check_saml(spec.saml_metadata, response, ctx, report)
     if spec.prometheus_exposition is not None:

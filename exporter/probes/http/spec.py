@@ -10,6 +10,7 @@ the fields below. Each sub-block is opt-in (absent = not checked): `hsts`,
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +26,7 @@ from exporter.transport.http_auth import (
 from exporter.transport.tls import TlsClientOptions
 
 __all__ = [
+    "ApplicationIssuerSpec",
     "BasicAuth",
     "BurstSpec",
     "CorrelationIdSpec",
@@ -261,8 +263,41 @@ class CorrelationIdSpec(_Block):
         return value
 
 
+class ApplicationIssuerSpec(_Block):
+    """Where the application's own OIDC setting is observed (2.1.4): exactly one source.
+
+    `config_file` + `config_path`: the issuer in its config file must equal the IdP's.
+    `discovery_url` + `issuer_path`: the issuer its own endpoint reports must equal it.
+    `login_url`: its login endpoint must redirect to the IdP's `authorization_endpoint`.
+    """
+
+    config_file: Path | None = Field(default=None, description="the application's config "
+                                     "file (YAML, JSON or .env)")
+    config_path: str = Field(default="security.oidc.issuer", description="dotted path of "
+                             "the issuer in config_file")
+    discovery_url: HttpUrl | None = Field(default=None, description="an application "
+                                          "endpoint answering JSON with its issuer")
+    issuer_path: str = Field(default="issuer", description="JSON path of the issuer in "
+                             "the discovery_url answer")
+    login_url: HttpUrl | None = Field(default=None, description="the application's login "
+                                      "endpoint; it must redirect to the IdP")
+
+    @field_validator("issuer_path")
+    @classmethod
+    def _path_ok(cls, value: str) -> str:
+        parse_json_path(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApplicationIssuerSpec:
+        sources = [self.config_file, self.discovery_url, self.login_url]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("set exactly one of config_file, discovery_url or login_url")
+        return self
+
+
 class OidcSpec(_Block):
-    """OIDC discovery document at `url` (2.1.4)."""
+    """OIDC discovery document at `url` (2.1.4), and the application's use of it."""
 
     issuer: str = Field(description="the configured issuer; must equal the document's")
     require_https: bool = Field(default=True, description="issuer and endpoints are https")
@@ -270,6 +305,9 @@ class OidcSpec(_Block):
     required_fields: list[str] = Field(
         default=["issuer", "authorization_endpoint", "jwks_uri", "response_types_supported",
                  "subject_types_supported", "id_token_signing_alg_values_supported"])
+    application: ApplicationIssuerSpec | None = Field(
+        default=None, description="where the application's configured issuer (or login "
+        "redirect) is observed; without it only the IdP side is checked")
 
 
 class SamlMetadataSpec(_Block):
