@@ -37,6 +37,7 @@ from exporter.probes.http.headers import (
     new_correlation_id,
 )
 from exporter.probes.http.spec import HttpCheck
+from exporter.probes.http.timed import timed_call
 from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials
 from exporter.transport.http_auth import credential_headers
@@ -160,8 +161,13 @@ async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> N
         report.measure(m.DURATION_TARGET, spec.max_latency)
 
     try:
-        response = await caller.call(spec.method, spec.url, extra_headers=extra, data=data,
-                                     follow_redirects=spec.follow_redirects)
+        if spec.max_latency is not None:  # a latency verdict: timed off the main loop
+            response = await timed_call(caller, ctx, spec.method, spec.url,
+                                        extra_headers=extra, data=data,
+                                        follow_redirects=spec.follow_redirects)
+        else:
+            response = await caller.call(spec.method, spec.url, extra_headers=extra,
+                                         data=data, follow_redirects=spec.follow_redirects)
     except ProbeError:
         report.measure(m.STATUS_CODE, 0)
         raise
