@@ -124,7 +124,8 @@ def check_rate_limit_headers(headers: CIMultiDictProxy[str], report: Findings) -
     if not present:
         report.problem("no RateLimit-* / X-RateLimit-* headers")
     else:
-        report.note("rate-limit headers present" + (f" (limit {limit})" if limit else ""))
+        report.note("rate-limit headers present" + (f" (limit {limit})" if limit else "")
+                    + "; headers alone do not show that requests are counted")
 
 
 # --------------------------------------------------------------------------- correlation
