@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,6 +87,14 @@ class LogsCheck(CheckSpec):
                                      "been written within this time (null: not checked)")
     max_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="read at most this "
                            "much from the end of the file (per pod: `limitBytes`)")
+    max_error_share: float | None = Field(default=None, ge=0, le=1, description="error "
+                                          "rate: at most this share of the sampled lines "
+                                          "may be errors (null: not checked)")
+    error_levels: list[str] = Field(
+        default=["error", "err", "critical", "crit", "fatal", "alert", "emerg",
+                 "emergency", "panic"], min_length=1,
+        description="level values (case-insensitive) that make a line an error; numeric "
+                    "levels count from 50 (pino/bunyan error) up")
 
     @model_validator(mode="after")
     def _source_options(self) -> Self:
@@ -120,7 +129,14 @@ TARGET = MetricFamily("readiness_logs_structured_ratio_target",
                       "Minimum share of structured lines (the objective).")
 MODIFIED = MetricFamily("readiness_logs_modified_timestamp_seconds",
                         "Last modification time of the log file (pod: newest line's time).")
-METRICS = (SAMPLED, STRUCTURED, NOT_JSON, MISSING, RATIO, TARGET, MODIFIED)
+ERRORS = MetricFamily("readiness_logs_error_lines",
+                      "Sampled lines at an error level (with max_error_share).")
+ERROR_RATIO = MetricFamily("readiness_logs_error_ratio",
+                           "Share of sampled lines at an error level (0-1).")
+ERROR_TARGET = MetricFamily("readiness_logs_error_ratio_target",
+                            "Maximum share of error lines (the objective).")
+METRICS = (SAMPLED, STRUCTURED, NOT_JSON, MISSING, RATIO, TARGET, MODIFIED, ERRORS,
+           ERROR_RATIO, ERROR_TARGET)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,22 +188,41 @@ class Sample:
     structured: int
     not_json: int
     missing: dict[str, int]
+    errors: int = 0
 
 
-def classify(lines: list[bytes], fields: LogFields) -> Sample:
-    """Count structured lines, non-JSON lines and missing fields."""
+_PLAIN_ERROR = re.compile(rb"\b(ERROR|CRITICAL|FATAL|PANIC)\b")
+_NUMERIC_ERROR = 50  # pino/bunyan error (40 is their warn, though Python's ERROR)
+
+
+def is_error_level(value: Any, error_levels: frozenset[str]) -> bool:
+    """Whether a level value (name or number) is an error level."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value >= _NUMERIC_ERROR
+    return isinstance(value, str) and value.strip().lower() in error_levels
+
+
+def classify(lines: list[bytes], fields: LogFields,
+             error_levels: frozenset[str] = frozenset()) -> Sample:
+    """Count structured lines, non-JSON lines, missing fields and error lines (a JSON
+    line by its level field, a plain line by an ERROR/CRITICAL/FATAL/PANIC word)."""
     missing: Counter[str] = Counter()
-    structured = not_json = 0
+    structured = not_json = errors = 0
     names = {role: getattr(fields, role) for role in FIELD_ROLES}
     for raw in lines:
         try:
             record = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             not_json += 1
+            errors += bool(_PLAIN_ERROR.search(raw))
             continue
         if not isinstance(record, dict):
             not_json += 1
             continue
+        levels = (_lookup(record, name) for name in fields.level)
+        errors += any(is_error_level(v, error_levels) for v in levels if v is not None)
         complete = True
         for role, candidates in names.items():
             if candidates and not any(_lookup(record, n) not in (None, "") for n in candidates):
@@ -195,7 +230,7 @@ def classify(lines: list[bytes], fields: LogFields) -> Sample:
                 complete = False
         structured += complete
     return Sample(len(lines), structured, not_json, {r: missing[r] for r in FIELD_ROLES
-                                                     if names[r]})
+                                                     if names[r]}, errors)
 
 
 # --------------------------------------------------------------------------- pod source
@@ -387,7 +422,8 @@ async def run(spec: LogsCheck, ctx: ProbeContext) -> Outcome:
     tail = await _read(spec, ctx)
     if isinstance(tail, Outcome):
         return tail
-    sample = await ctx.run_blocking(classify, tail.lines, spec.fields)
+    levels = frozenset(level.lower() for level in spec.error_levels)
+    sample = await ctx.run_blocking(classify, tail.lines, spec.fields, levels)
     ratio = sample.structured / sample.sampled if sample.sampled else 0.0
     measurements = [
         Measurement(SAMPLED.name, float(sample.sampled)),
@@ -413,6 +449,15 @@ async def run(spec: LogsCheck, ctx: ProbeContext) -> Outcome:
         details = [f"{sample.not_json} not JSON"] if sample.not_json else []
         details += [f"{n} without {f}" for f, n in sample.missing.items() if n]
         problems.append(", ".join(details))
+    if spec.max_error_share is not None:
+        error_ratio = sample.errors / sample.sampled if sample.sampled else 0.0
+        measurements += [Measurement(ERRORS.name, float(sample.errors)),
+                         Measurement(ERROR_RATIO.name, error_ratio),
+                         Measurement(ERROR_TARGET.name, spec.max_error_share)]
+        summary += (f"; {sample.errors} error lines ({error_ratio:.1%}, max "
+                    f"{spec.max_error_share:.1%})")
+        if sample.sampled and error_ratio > spec.max_error_share:
+            problems.append(f"error rate {error_ratio:.1%} > {spec.max_error_share:.1%}")
     if problems:
         return Outcome.failed(f"{summary}: " + "; ".join(problems), tuple(measurements))
     return Outcome.passed(summary, tuple(measurements))

@@ -12,6 +12,7 @@ The small HTTP helpers here (`ApiEndpoint`, `fetch_json`) are shared with the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import operator
@@ -164,6 +165,16 @@ class PrometheusQueryCheck(CheckSpec, ApiEndpoint):
         default=[], description="rules mode: these rule group names must be loaded")
     require_healthy_rules: bool = Field(
         default=True, description="rules mode: a rule whose last evaluation failed fails")
+    min_critical_alert_rules: int = Field(
+        default=0, ge=0, description="both modes: at least this many alerting rules "
+        "carrying critical_labels must be loaded (outside critical_rules_ignore_groups), "
+        "else error/config; 0 = not checked")
+    critical_labels: dict[str, str] = Field(
+        default={"severity": "critical"}, min_length=1,
+        description="labels that make an alerting rule critical")
+    critical_rules_ignore_groups: list[str] = Field(
+        default=[], description="rule groups whose rules do not count as the "
+        "application's (e.g. the exporter's own readiness-exporter.alerts)")
 
     @model_validator(mode="after")
     def _one_mode(self) -> PrometheusQueryCheck:
@@ -196,6 +207,10 @@ GROUP_LOADED = MetricFamily(
     "readiness_prometheus_rule_group_loaded",
     "1 when the configured rule group is loaded in Prometheus, else 0.",
     ("group",),
+)
+CRITICAL_RULES = MetricFamily(
+    "readiness_prometheus_critical_alert_rules",
+    "Loaded alerting rules carrying the critical labels, outside the ignored groups.",
 )
 GROUP_UNHEALTHY = MetricFamily(
     "readiness_prometheus_rule_group_unhealthy_rules",
@@ -260,6 +275,15 @@ def _listing(items: list[str]) -> str:
 
 async def _run_query(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
     assert spec.query is not None
+    rules: list[Measurement] = []
+    if spec.min_critical_alert_rules:
+        rules.append(_require_critical_rules(spec, await _rule_groups(spec, ctx)))
+    outcome = await _judge_query(spec, ctx)
+    return dataclasses.replace(outcome, measurements=(*rules, *outcome.measurements))
+
+
+async def _judge_query(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
+    assert spec.query is not None
     _, document = await fetch_json(
         ctx, spec, "/api/v1/query", what="Prometheus query", request_timeout=spec.timeout,
         form={"query": spec.query, "timeout": f"{max(1, int(spec.timeout * 1000))}ms"},
@@ -307,13 +331,49 @@ async def _run_query(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
     return Outcome.failed(f"{prefix} {wanted}: {_listing(shown)}", tuple(measurements))
 
 
-async def _run_rules(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
+async def _rule_groups(spec: PrometheusQueryCheck, ctx: ProbeContext) -> list[Any]:
     _, document = await fetch_json(ctx, spec, "/api/v1/rules", what="Prometheus rules API",
                                    request_timeout=spec.timeout)
     data = document.get("data") if isinstance(document, dict) else None
     groups = data.get("groups") if isinstance(data, dict) else None
     if not isinstance(groups, list):
         raise ProbeError(Reason.PROTOCOL, "rules answer has no data.groups list")
+    return groups
+
+
+def _critical_rules(spec: PrometheusQueryCheck, groups: list[Any]) -> int:
+    """Alerting rules carrying `critical_labels`, outside the ignored groups."""
+    count = 0
+    for group in groups:
+        if not isinstance(group, dict) or group.get("name") in spec.critical_rules_ignore_groups:
+            continue
+        rules = group.get("rules")
+        for rule in rules if isinstance(rules, list) else []:
+            labels = rule.get("labels") if isinstance(rule, dict) else None
+            if (rule.get("type") == "alerting" and isinstance(labels, dict)
+                    and all(labels.get(k) == v for k, v in spec.critical_labels.items())):
+                count += 1
+    return count
+
+
+def _require_critical_rules(spec: PrometheusQueryCheck, groups: list[Any]) -> Measurement:
+    """The count as a measurement; `ProbeError(config)` when below the minimum: no
+    critical alert can fire without a critical rule, so "none fired" would prove nothing."""
+    count = _critical_rules(spec, groups)
+    measurement = Measurement(CRITICAL_RULES.name, float(count))
+    if count < spec.min_critical_alert_rules:
+        labels = ",".join(f"{k}={v}" for k, v in spec.critical_labels.items())
+        ignored = (f" outside {_listing(spec.critical_rules_ignore_groups)}"
+                   if spec.critical_rules_ignore_groups else "")
+        raise ProbeError(Reason.CONFIG, f"{count} alerting rules with {labels} loaded"
+                         f"{ignored}, {spec.min_critical_alert_rules} required: load the "
+                         "application's alert rules into Prometheus "
+                         "(min_critical_alert_rules)").with_measurements([measurement])
+    return measurement
+
+
+async def _run_rules(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
+    groups = await _rule_groups(spec, ctx)
     loaded: dict[str, int] = {}
     for group in groups:
         if not isinstance(group, dict):
@@ -324,6 +384,8 @@ async def _run_rules(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
                         and rule.get("health") == "err") if isinstance(rules, list) else 0
         loaded[name] = loaded.get(name, 0) + unhealthy
     measurements = []
+    if spec.min_critical_alert_rules:
+        measurements.append(_require_critical_rules(spec, groups))
     missing, broken = [], []
     for name in spec.rule_groups:
         present = name in loaded
@@ -343,7 +405,9 @@ async def _run_rules(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:
         problems.append(f"rules failing to evaluate: {_listing(broken)}")
     if problems:
         return Outcome.failed("; ".join(problems), tuple(measurements))
-    return Outcome.passed(f"all {len(spec.rule_groups)} rule groups loaded",
+    critical = (f", {int(measurements[0].value)} critical alerting rules"
+                if spec.min_critical_alert_rules else "")
+    return Outcome.passed(f"all {len(spec.rule_groups)} rule groups loaded{critical}",
                           tuple(measurements))
 
 
@@ -364,5 +428,6 @@ KIND = ProbeKind(
     run=run,
     summary="A PromQL instant query compared with a threshold, or rule groups loaded "
             "(Prometheus HTTP API).",
-    metrics=(SAMPLES, MIN_VALUE, MAX_VALUE, THRESHOLD, FAILING, GROUP_LOADED, GROUP_UNHEALTHY),
+    metrics=(SAMPLES, MIN_VALUE, MAX_VALUE, THRESHOLD, FAILING, GROUP_LOADED, GROUP_UNHEALTHY,
+             CRITICAL_RULES),
 )

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from exporter.context import RuntimeContext
-from exporter.model import Outcome, Status
+from exporter.model import Outcome, Reason, Status
 from exporter.probes.http.probe import KIND, HttpCheck, run
 from tests.probes import tls_support as ts
 from tests.probes.test_http_support import Tls, app_with, make_check, serve
@@ -88,6 +88,95 @@ async def test_oidc_discovery(ctx: RuntimeContext, tls: Tls, state: dict[str, An
         1 if status is Status.PASS else 0)
     if status is Status.PASS:
         assert value(outcome, "readiness_http_oidc_jwks_keys") == 2
+
+
+def idp_and_app(app_issuer: str | None, login_to: str | None) -> web.Application:
+    """An IdP (discovery, JWKS) and an application whose own setting points at
+    `app_issuer` / whose login redirects to `login_to` (None: the IdP itself)."""
+    app = oidc_app({})
+
+    async def app_config(request: web.Request) -> web.Response:
+        base = f"{request.scheme}://{request.host}"
+        return web.json_response({"auth": {"issuer": app_issuer or base}})
+
+    async def login(request: web.Request) -> web.Response:
+        base = f"{request.scheme}://{request.host}"
+        target = login_to or f"{base}/authorize"
+        raise web.HTTPFound(f"{target}?client_id=qbitel&state=s3cr3tstate")
+
+    app.router.add_get("/app/auth-config", app_config)
+    app.router.add_get("/app/login", login)
+    return app
+
+
+ELSEWHERE = "https://staging-idp.example/realms/qbitel"
+
+
+@pytest.mark.parametrize(("source", "app_issuer", "login_to", "status", "fragment"), [
+    ("discovery", None, None, Status.PASS, "the application's issuer"),
+    # the old rule passed these: the IdP is fine, but the app uses another one
+    ("discovery", ELSEWHERE, None, Status.FAIL, "is host staging-idp.example, not the IdP"),
+    ("login", None, None, Status.PASS, "redirects to the IdP's authorization_endpoint"),
+    ("login", None, "https://staging-idp.example/authorize", Status.FAIL,
+     "redirects to host staging-idp.example"),
+    ("file", None, None, Status.PASS, "the application's issuer"),
+    ("file", ELSEWHERE, None, Status.FAIL, "not the IdP's issuer"),
+])
+async def test_oidc_application_uses_the_idp(ctx: RuntimeContext, tls: Tls, tmp_path: Path,
+                                             source: str, app_issuer: str | None,
+                                             login_to: str | None, status: Status,
+                                             fragment: str) -> None:
+    async with serve(idp_and_app(app_issuer, login_to), tls.server_context()) as base:
+        application: dict[str, Any] = {
+            "discovery": {"discovery_url": f"{base}/app/auth-config",
+                          "issuer_path": "auth.issuer"},
+            "login": {"login_url": f"{base}/app/login"},
+        }.get(source, {})
+        if source == "file":
+            config_file = tmp_path / "app.yaml"
+            config_file.write_text(f"security:\n  oidc:\n    issuer: {app_issuer or base}\n")
+            application = {"config_file": str(config_file)}
+        idp_only = await run(make_check(url=f"{base}/.well-known/openid-configuration",
+                                        tls={"ca_file": tls.ca_file},
+                                        oidc={"issuer": base}), ctx)
+        outcome = await run(make_check(url=f"{base}/.well-known/openid-configuration",
+                                       tls={"ca_file": tls.ca_file},
+                                       oidc={"issuer": base, "application": application}), ctx)
+    assert idp_only.status is Status.PASS  # what the old rule said in every case
+    assert outcome.status is status, outcome.message
+    assert fragment in outcome.message
+    assert "s3cr3tstate" not in outcome.message
+    assert value(outcome, "readiness_http_oidc_application_matches") == (
+        1 if status is Status.PASS else 0)
+
+
+async def test_oidc_application_without_the_setting_is_a_config_error(
+        ctx: RuntimeContext, tls: Tls, tmp_path: Path) -> None:
+    config_file = tmp_path / "app.yaml"
+    config_file.write_text("security:\n  session_timeout_minutes: 30\n")
+    async with serve(oidc_app({}), tls.server_context()) as base:
+        outcome = await run(make_check(
+            url=f"{base}/.well-known/openid-configuration", tls={"ca_file": tls.ca_file},
+            oidc={"issuer": base, "application": {"config_file": str(config_file)}}), ctx)
+    assert outcome.status is Status.ERROR and outcome.reason is Reason.CONFIG
+    assert "oidc.application.config_path" in outcome.message
+
+
+def test_preset_oidc_checks_the_application_side() -> None:
+    from exporter import config
+
+    preset = config.build(config.preset_file("qbitel-production", "21-http.yaml"), "t", {})
+    check = next(spec for spec in preset.checks if spec.id == "2.1.4-oidc")
+    assert isinstance(check, HttpCheck) and check.oidc is not None
+    assert check.oidc.application is not None
+    assert check.oidc.application.config_file is not None
+    assert check.oidc.application.config_path == "security.oidc.issuer"
+
+
+def test_oidc_application_needs_exactly_one_source() -> None:
+    with pytest.raises(ValueError, match="exactly one of"):
+        make_check(url="https://idp.example/.well-known/openid-configuration",
+                   oidc={"issuer": "https://idp.example", "application": {}})
 
 
 # --------------------------------------------------------------------------- SAML
@@ -279,7 +368,7 @@ def test_preset_fragment_loads_with_owned_ids() -> None:
     items = {spec.item_id for spec in loaded.checks}
     assert items == {"2.1.4", "2.2.2", "2.2.3", "2.2.4", "2.2.5", "2.2.6", "5.2.4", "6.2",
                      "7.4"}
-    assert all(spec.kind == "http" for spec in loaded.checks)
+    assert {spec.id for spec in loaded.checks if spec.kind != "http"} == {"7.4-error-rate"}
     for spec in loaded.checks:
         if not spec.enabled:
             assert spec.disabled_reason, spec.id
@@ -309,18 +398,23 @@ def test_docs_examples_validate() -> None:
 
 
 def qbitel_like_app(token: str) -> web.Application:
-    """An application that satisfies every http check of the preset."""
-    security = {"Strict-Transport-Security": "max-age=63072000; includeSubDomains",
-                "X-Request-ID": "req-1", "X-RateLimit-Limit": "600",
-                "X-RateLimit-Remaining": "599"}
+    """An application that satisfies every http check of the preset: it echoes the
+    request id it gets and its limiter counts every request."""
+    security = {"Strict-Transport-Security": "max-age=63072000; includeSubDomains"}
+    served = 0
 
     @web.middleware
     async def headers_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        nonlocal served
+        served += 1
         try:
             response: web.StreamResponse = await handler(request)
         except web.HTTPException as exc:
             response = exc
         response.headers.update(security)
+        response.headers["X-Request-ID"] = request.headers.get("X-Request-ID", "generated")
+        response.headers["X-RateLimit-Limit"] = "600"
+        response.headers["X-RateLimit-Remaining"] = str(max(600 - served, 0))
         return response
 
     async def health(request: web.Request) -> web.Response:
@@ -368,7 +462,7 @@ async def test_preset_checks_pass_against_a_conforming_app(
     async with serve(qbitel_like_app(token), tls.server_context()) as base:
         overrides = []
         for entry in preset["checks"]:
-            if entry["id"].startswith("2.1.4"):
+            if entry["id"].startswith("2.1.4") or entry["kind"] != "http":
                 continue
             text = yaml_dump(entry).replace("https://qbitel.example.internal", base) \
                 .replace("http://qbitel.example.internal:9090", base)

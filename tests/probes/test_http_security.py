@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from exporter import config
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.probes.http.headers import parse_hsts
 from exporter.probes.http.probe import run
+from exporter.probes.http.spec import HttpCheck
 from tests.probes.test_http_support import Tls, app_with, make_check, serve
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -26,6 +28,14 @@ def value(outcome: Outcome, family: str, **labels: str) -> float:
              and all(m.labels.get(k) == v for k, v in labels.items())]
     assert len(found) == 1, (family, labels, outcome.measurements)
     return found[0]
+
+
+def preset_check(check_id: str) -> HttpCheck:
+    """An `http` check of the qbitel-production preset (21-http.yaml), inputs at defaults."""
+    loaded = config.build(config.preset_file("qbitel-production", "21-http.yaml"), "test", {})
+    found = next(spec for spec in loaded.checks if spec.id == check_id)
+    assert isinstance(found, HttpCheck)
+    return found
 
 
 def with_headers(headers: dict[str, str], status: int = 200) -> Handler:
@@ -239,8 +249,47 @@ async def test_burst_without_limit_fails_and_respects_the_cap(ctx: RuntimeContex
             "require_headers": False,
             "burst": {"own_endpoint": True, "requests": 30, "concurrency": 7}}), ctx)
     assert outcome.status is Status.FAIL and "no 429 after a burst of 30" in outcome.message
+    assert "was not reported" in outcome.message
     assert endpoint.count == 31  # the main request + exactly the cap
     assert value(outcome, "readiness_http_rate_limit_burst_throttled") == 0
+
+
+STATIC_HEADERS = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "100"}
+
+
+async def test_static_rate_limit_header_passes_the_header_rule_but_fails_the_burst(
+        ctx: RuntimeContext) -> None:
+    """A limiter that is not there but a header that is: the old (header) rule said pass."""
+    async with serve(app_with({"/api": with_headers(STATIC_HEADERS)})) as url:
+        header_only = await run(make_check(url=f"{url}/api", rate_limit={}), ctx)
+        burst = await run(make_check(url=f"{url}/api", rate_limit={
+            "require_headers": False,
+            "burst": {"own_endpoint": True, "requests": 10, "concurrency": 1}}), ctx)
+    assert header_only.status is Status.PASS  # the proxy, documented as such
+    assert burst.status is Status.FAIL, burst.message
+    assert "remaining count stayed at 100" in burst.message
+    assert value(burst, "readiness_http_rate_limit_burst_remaining_decreased") == 0
+    assert value(burst, "readiness_http_rate_limit_burst_requests") == 10
+
+
+async def test_burst_passes_when_the_remaining_count_decreases(ctx: RuntimeContext) -> None:
+    endpoint = Limited(1000)  # never 429 within the budget, but it counts
+    async with serve(app_with({"/api": endpoint.handle})) as url:
+        outcome = await run(make_check(url=f"{url}/api", rate_limit={
+            "require_headers": False,
+            "burst": {"own_endpoint": True, "requests": 10, "concurrency": 1}}), ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert "remaining count fell from 998 to 997" in outcome.message
+    assert value(outcome, "readiness_http_rate_limit_burst_remaining_decreased") == 1
+    assert value(outcome, "readiness_http_rate_limit_burst_throttled") == 0
+    assert endpoint.count == 3  # the main request + 2: the burst stops at the evidence
+
+
+async def test_preset_rate_limit_burst_is_on_with_a_small_budget() -> None:
+    check = preset_check("2.2.4")
+    assert check.rate_limit is not None and check.rate_limit.burst is not None
+    assert not check.rate_limit.require_headers  # a header alone is not evidence
+    assert check.rate_limit.burst.requests <= 20
 
 
 # --------------------------------------------------------------------------- input, WAF
@@ -319,6 +368,9 @@ def correlating_app(mode: str) -> web.Application:
             headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         elif mode == "fixed":
             headers["X-Request-ID"] = "always-the-same"
+        elif mode == "trace-echo":  # same trace-id, the server's own span id
+            sent = request.headers.get("traceparent", "00-" + "0" * 32 + "-" + "0" * 16 + "-01")
+            headers["traceparent"] = sent[:36] + "aaaaaaaaaaaaaaaa-01"
         return web.json_response({"status": "healthy"}, headers=headers)
 
     return app_with({"/": handler})
@@ -326,11 +378,16 @@ def correlating_app(mode: str) -> web.Application:
 
 @pytest.mark.parametrize(("mode", "spec", "status"), [
     ("echo", {}, Status.PASS),
-    ("traceparent", {}, Status.PASS),
+    # a constant header was enough before: the default now sends a fresh id
+    ("traceparent", {}, Status.FAIL),
+    ("fixed", {}, Status.FAIL),
     ("none", {}, Status.FAIL),
     ("echo", {"echo_header": "X-Request-ID"}, Status.PASS),
     ("fixed", {"echo_header": "X-Request-ID"}, Status.FAIL),
-    ("traceparent", {"headers": ["X-Correlation-ID"]}, Status.FAIL),
+    ("trace-echo", {"echo_header": "traceparent"}, Status.PASS),
+    ("traceparent", {"echo_header": "traceparent"}, Status.FAIL),
+    ("traceparent", {"echo_header": None}, Status.PASS),
+    ("traceparent", {"headers": ["X-Correlation-ID"], "echo_header": None}, Status.FAIL),
 ])
 async def test_correlation_id(ctx: RuntimeContext, mode: str, spec: dict[str, Any],
                               status: Status) -> None:
@@ -339,9 +396,29 @@ async def test_correlation_id(ctx: RuntimeContext, mode: str, spec: dict[str, An
     assert outcome.status is status, outcome.message
     present = value(outcome, "readiness_http_correlation_id_present")
     assert present == (0 if mode == "none" or "headers" in spec else 1)
-    if "echo_header" in spec:
+    if spec.get("echo_header", "X-Request-ID") is not None:
         assert value(outcome, "readiness_http_correlation_id_echoed") == (
-            1 if mode == "echo" else 0)
+            1 if mode in ("echo", "trace-echo") else 0)
+
+
+def test_preset_correlation_id_sends_a_fresh_id() -> None:
+    check = preset_check("5.2.4")
+    assert check.correlation_id is not None
+    assert check.correlation_id.echo_header == "X-Request-ID"
+
+
+async def test_correlation_id_is_random_per_run(ctx: RuntimeContext) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers["X-Request-ID"])
+        return web.json_response({}, headers={"X-Request-ID": request.headers["X-Request-ID"]})
+
+    async with serve(app_with({"/": handler})) as url:
+        for _ in range(2):
+            outcome = await run(make_check(url=f"{url}/", correlation_id={}), ctx)
+            assert outcome.status is Status.PASS, outcome.message
+    assert len(set(seen)) == 2
 
 
 async def test_burst_ends_at_the_run_deadline(ctx: RuntimeContext) -> None:

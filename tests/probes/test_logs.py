@@ -103,6 +103,78 @@ async def test_nested_field_names(tmp_path: Path, ctx: RuntimeContext) -> None:
     assert ecs.status is Status.PASS, ecs.message
 
 
+def _log_with_errors(path: Path, infos: int, errors: int) -> None:
+    """A JSON application log (Python's logging) with `errors` ERROR records at the end."""
+    _app_log(path, infos)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"qbitel.errors.{path.name}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        for i in range(errors):
+            logger.error("upstream failed %d", i, extra={"correlation_id": f"e-{i}"})
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+@pytest.mark.parametrize(("errors", "status"), [(0, Status.PASS), (1, Status.PASS),
+                                                (2, Status.FAIL), (30, Status.FAIL)])
+async def test_error_rate_over_recent_lines(tmp_path: Path, ctx: RuntimeContext, errors: int,
+                                            status: Status) -> None:
+    """7.4: the share of error lines in the last 100 (the checklist's --tail=100)."""
+    log = tmp_path / "app.log"
+    _log_with_errors(log, 500, errors)
+    structure_only = await KIND.run(_spec(log, lines=100), ctx)
+    assert structure_only.status is Status.PASS  # the old 7.4 had no error-rate rule
+    outcome = await KIND.run(_spec(log, lines=100, min_share=0, max_error_share=0.01), ctx)
+    assert outcome.status is status, outcome.message
+    assert _value(outcome, "readiness_logs_error_lines") == errors
+    assert _value(outcome, "readiness_logs_error_ratio") == errors / 100
+    assert _value(outcome, "readiness_logs_error_ratio_target") == 0.01
+    if status is Status.FAIL:
+        assert f"error rate {errors / 100:.1%} > 1.0%" in outcome.message
+
+
+async def test_error_levels_plain_and_numeric(tmp_path: Path, ctx: RuntimeContext) -> None:
+    log = tmp_path / "mixed.log"
+    rows = [{"time": 1, "level": 30, "msg": "ok"}, {"time": 2, "level": 50, "msg": "boom"},
+            {"time": 3, "severity": "CRITICAL", "msg": "down"},
+            {"time": 4, "level": "warning", "msg": "slow"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows)
+                   + "2026-11-28 10:00:00 ERROR worker crashed\nall good, no error here\n")
+    outcome = await KIND.run(_spec(log, min_share=0, max_error_share=0.5), ctx)
+    assert _value(outcome, "readiness_logs_error_lines") == 3  # 50, CRITICAL, plain ERROR
+    assert outcome.status is Status.PASS, outcome.message
+
+
+def test_preset_structured_logging_and_error_rate() -> None:
+    """5.2.1 judges structure only (correlation ids are 5.2.4's); 7.4 has an error rate."""
+    by_id = {spec.id: spec for name in ("60-reports.yaml", "21-http.yaml") for spec in
+             config.build(config.preset_file("qbitel-production", name), "t", {}).checks}
+    structured = by_id["5.2.1"]
+    assert isinstance(structured, LogsCheck)
+    assert structured.fields.correlation_id == []
+    assert structured.fields.time and structured.fields.level and structured.fields.message
+    rate = by_id["7.4-error-rate"]
+    assert isinstance(rate, LogsCheck) and rate.enabled
+    assert rate.max_error_share == 0.01 and rate.lines == 100 and rate.min_share == 0
+
+
+async def test_structure_without_correlation_ids_passes_the_preset_rule(
+        tmp_path: Path, ctx: RuntimeContext) -> None:
+    log = tmp_path / "app.log"
+    _app_log(log, 300, correlation=False)
+    old_rule = await KIND.run(_spec(log), ctx)
+    assert old_rule.status is Status.FAIL  # judged on correlation ids, 5.2.4's job
+    rule = await KIND.run(_spec(log, fields={"correlation_id": []}), ctx)
+    assert rule.status is Status.PASS, rule.message
+    log.write_text("".join(json.dumps({"message": f"m{i}"}) + "\n" for i in range(50)))
+    no_level = await KIND.run(_spec(log, fields={"correlation_id": []}), ctx)
+    assert no_level.status is Status.FAIL and "50 without level" in no_level.message
+
+
 def test_tail_reads_from_the_end(tmp_path: Path) -> None:
     log = tmp_path / "big.log"
     with log.open("w") as handle:

@@ -33,6 +33,7 @@ OWNED = {
 }
 GRAFANA_TOKEN = "glsa_grafanaToken_0123456789abcdef"
 QRADAR_TOKEN = "qradar-sec-token-5b7e1c2d"
+HEC_TOKEN = "6f1e2d3c-hec-token-4b5a-9c8d-7e6f5a4b3c2d"
 
 
 def fragment() -> dict[str, Any]:
@@ -62,7 +63,7 @@ def test_fragment_loads_in_an_empty_environment() -> None:
 
 def test_token_checks_ship_disabled_with_a_reason() -> None:
     for spec in load([]).checks:
-        if spec.item_id == "5.1.3" or spec.id in ("2.4.2-qradar",):
+        if spec.item_id == "5.1.3" or spec.id in ("2.4.2", "2.4.2-qradar"):
             assert not spec.enabled and spec.disabled_reason
         if not spec.enabled:
             assert spec.disabled_reason, spec.id
@@ -93,6 +94,8 @@ class Systems:
     dashboards: tuple[str, ...] = ("readiness-overview", "readiness-tls", "readiness-dr",
                                    "readiness-platform")
     seen_auth: list[str] = field(default_factory=list)
+    hec_events: list[dict[str, Any]] = field(default_factory=list)
+    recent_events: int = 3
 
 
 def make_app(state: Systems) -> web.Application:
@@ -172,6 +175,34 @@ def make_app(state: Systems) -> web.Application:
             return web.json_response({"text": "HEC is healthy", "code": 17})
         return web.json_response({"text": "Server is busy", "code": 9}, status=503)
 
+    async def splunk_event(request: web.Request) -> web.Response:
+        # Splunk HEC `POST /services/collector/event` with `Authorization: Splunk <token>`:
+        # 200 {"text":"Success","code":0}; no token 401 {"text":"Token is required",
+        # "code":2}; wrong token 403 {"text":"Invalid token","code":4}; no event field 400
+        # {"text":"Event field is required","code":12}.
+        auth = request.headers.get("Authorization", "")
+        if not auth:
+            return web.json_response({"text": "Token is required", "code": 2}, status=401)
+        if auth != f"Splunk {HEC_TOKEN}":
+            return web.json_response({"text": "Invalid token", "code": 4}, status=403)
+        body = await request.json()
+        if "event" not in body:
+            return web.json_response({"text": "Event field is required", "code": 12},
+                                     status=400)
+        state.hec_events.append(body)
+        return web.json_response({"text": "Success", "code": 0})
+
+    async def es_search(request: web.Request) -> web.Response:
+        # Elasticsearch `POST /<index>/_search` with size 0 and track_total_hits:
+        # {took, timed_out, _shards, hits: {total: {value, relation}, max_score, hits}}.
+        body = await request.json()
+        assert body["query"]["range"]["@timestamp"]["gte"] == "now-1h"
+        return web.json_response({
+            "took": 3, "timed_out": False,
+            "_shards": {"total": 2, "successful": 2, "skipped": 0, "failed": 0},
+            "hits": {"total": {"value": state.recent_events, "relation": "eq"},
+                     "max_score": None, "hits": []}})
+
     async def qradar_about(request: web.Request) -> web.Response:
         # QRadar REST API `GET /api/system/about` (SEC token header): build and release facts.
         if request.headers.get("SEC") != QRADAR_TOKEN:
@@ -208,6 +239,8 @@ def make_app(state: Systems) -> web.Application:
     app.router.add_get("/api/services", jaeger_services)
     app.router.add_get("/api/dependencies", jaeger_dependencies)
     app.router.add_get("/services/collector/health", splunk_health)
+    app.router.add_post("/services/collector/event", splunk_event)
+    app.router.add_post("/{index}/_search", es_search)
     app.router.add_get("/api/system/about", qradar_about)
     app.router.add_get("/api/dashboards/uid/{uid}", grafana_dashboard)
     return app
@@ -239,7 +272,7 @@ async def run(spec: CheckSpec, ctx: Any) -> Outcome:
 
 @pytest.mark.parametrize("check_id", [
     "5.2.2", "5.2.2-recent-logs", "5.2.2-elasticsearch", "5.2.3", "5.2.3-period",
-    "5.2.3-elasticsearch-ilm", "5.3.1", "5.3.3", "2.4.2", "2.4.2-elasticsearch",
+    "5.2.3-elasticsearch-ilm", "5.3.1", "5.3.3",
 ])
 async def test_entry_passes_on_a_healthy_system(systems: Any, ctx: Any, check_id: str) -> None:
     _, base = systems
@@ -257,8 +290,6 @@ async def test_entry_passes_on_a_healthy_system(systems: Any, ctx: Any, check_id
     ("5.3.1", {"services": ["billing", "jaeger-query"]}),
     ("5.3.1", {"services": []}),
     ("5.3.3", {"dependencies": []}),
-    ("2.4.2", {"healthy": False}),
-    ("2.4.2-elasticsearch", {"healthy": False}),
 ])
 async def test_entry_fails_on_an_unhealthy_system(systems: Any, ctx: Any, check_id: str,
                                                   breakage: dict[str, Any]) -> None:
@@ -267,6 +298,49 @@ async def test_entry_fails_on_an_unhealthy_system(systems: Any, ctx: Any, check_
         setattr(state, name, value)
     outcome = await run(entry(check_id, base, enabled=True), ctx)
     assert outcome.status == Status.FAIL, (check_id, outcome.status, outcome.message)
+
+
+async def test_siem_splunk_sends_an_authenticated_test_event(
+        systems: Any, ctx: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    state, base = systems
+    environ = {"SPLUNK_HEC_TOKEN": HEC_TOKEN}
+    monkeypatch.setenv("SPLUNK_HEC_TOKEN", HEC_TOKEN)
+    spec = entry("2.4.2", base, environ, enabled=True)
+    outcome = await run(spec, ctx)
+    assert outcome.status == Status.PASS, outcome.message
+    assert len(state.hec_events) == 1 and state.hec_events[0]["source"] == "readiness-exporter"
+    # the old rule: HEC health answers 17 whatever the token is
+    health = load([{"id": "2.4.2-old", "section": "2.4", "title": "old", "kind": "http",
+                    "url": f"{base}/services/collector/health",
+                    "json_assertions": [{"path": "code", "op": "==", "value": 17}]}])
+    monkeypatch.setenv("SPLUNK_HEC_TOKEN", "revoked-hec-token-0000")
+    assert (await run(health.check("2.4.2-old"), ctx)).status == Status.PASS
+    revoked = await run(spec, ctx)
+    assert revoked.status == Status.ERROR and revoked.reason == "auth", revoked.message
+    assert len(state.hec_events) == 1
+    text = caplog.text + outcome.message + revoked.message
+    assert HEC_TOKEN not in text and "revoked-hec-token-0000" not in text
+
+
+def test_siem_token_is_required_to_enable_it() -> None:
+    with pytest.raises(config.ConfigError, match="SPLUNK_HEC_TOKEN"):
+        load([{"id": "2.4.2", "enabled": True}], environ={})
+
+
+@pytest.mark.parametrize(("recent", "status"), [(3, Status.PASS), (0, Status.FAIL)])
+async def test_siem_elasticsearch_needs_recent_events(systems: Any, ctx: Any, recent: int,
+                                                      status: Status) -> None:
+    state, base = systems
+    state.recent_events = recent
+    outcome = await run(entry("2.4.2-elasticsearch", base, enabled=True), ctx)
+    assert outcome.status == status, outcome.message
+    # the old rule (cluster health green) passed in both cases
+    old = load([{"id": "h", "section": "2.4", "title": "old", "kind": "http",
+                 "url": f"{base}/_cluster/health", "json_assertions": [
+                     {"path": "status", "op": "in", "value": ["green", "yellow"]}]}])
+    assert (await run(old.check("h"), ctx)).status == Status.PASS
 
 
 async def test_loki_not_listening_is_an_error(ctx: Any) -> None:

@@ -48,6 +48,12 @@ groups:
       - alert: QbitelWarningTest
         expr: vector(1)
         labels: {severity: warning}
+  - name: qbitel.alerts
+    interval: 1s
+    rules:
+      - alert: QbitelApiDown
+        expr: up{job="qbitel-api"} == 2
+        labels: {severity: critical}
   - name: broken.rules
     interval: 1s
     rules:
@@ -315,6 +321,68 @@ async def test_group_with_failing_rule(stack: Any, ctx: Any) -> None:
     assert unhealthy == [1]
     spec = check(stack.url, rule_groups=["broken.rules"], require_healthy_rules=False)
     assert (await KIND.run(spec, ctx)).status == Status.PASS
+
+
+# --------------------------------------------------------------------------- critical rules
+
+EXPORTER_ONLY_RULES = """
+groups:
+  - name: readiness-exporter.rules
+    rules:
+      - record: job:up:min
+        expr: min by (job) (up)
+  - name: readiness-exporter.alerts
+    rules:
+      - alert: ReadinessCriticalCheckFailing
+        expr: vector(1) == 0
+        labels: {severity: critical}
+  - name: qbitel.alerts
+    rules:
+      - alert: QbitelSlowRequests
+        expr: vector(1) == 0
+        labels: {severity: warning}
+"""
+
+
+@pytest.fixture(scope="module")
+def exporter_only() -> Iterator[promstack.PrometheusServer]:
+    """A Prometheus with the exporter's groups and an application group that has no
+    critical alerting rule: nothing of the application could ever page."""
+    with promstack.prometheus(promstack.prometheus_config(rule_files=["rules.yml"]),
+                              rules={"rules.yml": EXPORTER_ONLY_RULES}) as server:
+        server.wait_until(lambda: len(server.rule_groups()) == 3, what="rules loaded")
+        yield server
+
+
+async def test_preset_alert_rules_need_a_critical_rule_of_the_application(
+        stack: Any, exporter_only: Any, ctx: Any) -> None:
+    old_rule = check(exporter_only.url,
+                     rule_groups=["readiness-exporter.rules", "readiness-exporter.alerts"])
+    assert (await KIND.run(old_rule, ctx)).status == Status.PASS  # the old 5.1.4 verdict
+    without = await KIND.run(preset_check("5.1.4", url=exporter_only.url), ctx)
+    assert without.status == Status.ERROR and without.reason == "config", without.message
+    assert "0 alerting rules with severity=critical loaded outside" in without.message
+    assert "min_critical_alert_rules" in without.message
+    assert values(without)["readiness_prometheus_critical_alert_rules"] == 0
+    with_app = await KIND.run(preset_check("5.1.4", url=stack.url), ctx)
+    assert with_app.status == Status.PASS, with_app.message
+    assert "1 critical alerting rules" in with_app.message
+    assert values(with_app)["readiness_prometheus_critical_alert_rules"] == 1
+
+
+async def test_preset_incident_free_is_an_error_without_critical_rules(
+        stack: Any, exporter_only: Any, ctx: Any) -> None:
+    # no critical alert fired anywhere, but the application has no rule that could fire
+    old_rule = preset_check("11.3.5", url=exporter_only.url, min_critical_alert_rules=0)
+    assert (await KIND.run(old_rule, ctx)).status == Status.PASS  # the old verdict
+    outcome = await KIND.run(preset_check("11.3.5", url=exporter_only.url), ctx)
+    assert outcome.status == Status.ERROR and outcome.reason == "config", outcome.message
+    assert values(outcome)["readiness_prometheus_critical_alert_rules"] == 0
+    # with the application's critical rule loaded and nothing of that severity fired
+    query = 'max_over_time(ALERTS{alertstate="firing",severity="page-never"}[24h])'
+    quiet = await KIND.run(preset_check("11.3.5", url=stack.url, query=query), ctx)
+    assert quiet.status == Status.PASS, quiet.message
+    assert values(quiet)["readiness_prometheus_critical_alert_rules"] == 1
 
 
 # --------------------------------------------------------------------------- auth

@@ -214,38 +214,58 @@ def test_can_offer_matches_an_independent_check() -> None:
     assert can_offer(context) == local_can_offer(SSL.TLS1_VERSION)
 
 
-async def test_post_quantum_group(ca: trustme.CA, ca_file: Path, ctx: RuntimeContext) -> None:
+@pytest.mark.parametrize(("server_groups", "extra", "status", "negotiated"), [
+    # the checklist's level: ML-KEM-1024, pure or hybrid
+    ("MLKEM1024", {}, Status.PASS, "MLKEM1024"),
+    ("SecP384r1MLKEM1024", {}, Status.PASS, "SecP384r1MLKEM1024"),
+    # the near miss the old rule ("any ML-KEM") passed: the 768 level
+    ("X25519MLKEM768", {}, Status.FAIL, "X25519MLKEM768"),
+    ("X25519MLKEM768", {"post_quantum_groups": ["MLKEM1024", "X25519MLKEM768"]},
+     Status.PASS, "X25519MLKEM768"),
+    ("X25519", {}, Status.FAIL, "x25519"),
+])
+async def test_post_quantum_group_allow_list(ca: trustme.CA, ca_file: Path, ctx: RuntimeContext,
+                                             server_groups: str, extra: dict[str, Any],
+                                             status: Status, negotiated: str) -> None:
     cert = ca.issue_cert("localhost")
-    pq_context = ts.cert_context(cert, groups="X25519MLKEM768")
-    classic_context = ts.cert_context(cert, groups="X25519")
-    with ts.peer(ts.tls_handler(pq_context)) as pq, ts.peer(ts.tls_handler(classic_context)) as cl:
-        pq_outcome = await run(spec(pq.port, ca_file, require_post_quantum=True), ctx)
-        classic = await run(spec(cl.port, ca_file, require_post_quantum=True), ctx)
-    assert pq_outcome.status is Status.PASS, pq_outcome.message
-    assert series(pq_outcome, "readiness_tls_endpoint_negotiated_info")[0]["group"] == \
-        "X25519MLKEM768"
-    assert value(pq_outcome, "readiness_tls_endpoint_key_exchange_post_quantum") == 1
-    assert classic.status is Status.FAIL
-    assert "not post-quantum" in classic.message
-    assert series(classic, "readiness_tls_endpoint_negotiated_info")[0]["group"] == "x25519"
-    assert value(classic, "readiness_tls_endpoint_key_exchange_post_quantum") == 0
+    with ts.peer(ts.tls_handler(ts.cert_context(cert, groups=server_groups))) as server:
+        outcome = await run(spec(server.port, ca_file, require_post_quantum=True, **extra), ctx)
+    assert outcome.status is status, outcome.message
+    assert series(outcome, "readiness_tls_endpoint_negotiated_info")[0]["group"] == negotiated
+    pq = 0 if negotiated == "x25519" else 1
+    assert value(outcome, "readiness_tls_endpoint_key_exchange_post_quantum") == pq
+    if status is Status.FAIL:
+        assert "not in post_quantum_groups (MLKEM1024, SecP384r1MLKEM1024)" in outcome.message
 
 
-async def test_ml_dsa_certificate_recognised(tmp_path: Path, ctx: RuntimeContext) -> None:
-    cert_pem, key_pem = ts.ml_dsa_cert(tmp_path, "pq.example")
+@pytest.mark.parametrize(("level", "extra", "status"), [
+    (87, {}, Status.PASS),  # Dilithium-5
+    (65, {}, Status.FAIL),  # ML-DSA, but not the checklist's level: the old rule passed it
+    (65, {"ml_dsa_algorithms": ["ML-DSA-65", "ML-DSA-87"]}, Status.PASS),
+])
+async def test_ml_dsa_level_required(tmp_path: Path, ctx: RuntimeContext, level: int,
+                                     extra: dict[str, Any], status: Status) -> None:
+    cert_pem, key_pem = ts.ml_dsa_cert(tmp_path, "pq.example", level=level)
     anchor = tmp_path / "anchor.pem"
     anchor.write_bytes(cert_pem)
-    with ts.peer(ts.tls_handler(ts.server_context(cert_pem, key_pem))) as server:
+    context = ts.server_context(cert_pem, key_pem, groups="MLKEM1024")
+    with ts.peer(ts.tls_handler(context)) as server:
         outcome = await run(spec(server.port, anchor, server_name="pq.example",
-                                 require_ml_dsa=True, require_post_quantum=True), ctx)
+                                 require_ml_dsa=True, require_post_quantum=True, **extra), ctx)
+    assert outcome.status is status, outcome.message
+    info = series(outcome, "readiness_tls_endpoint_cert_info")[0]
+    assert info["signature_algorithm"] == f"ML-DSA-{level}"
+    assert info["post_quantum_signature"] == "1"
+    if status is Status.FAIL:
+        assert f"signed with ML-DSA-{level}, not ML-DSA-87" in outcome.message
+
+
+async def test_ml_dsa_required_classic_certificate_fails(tmp_path: Path,
+                                                         ctx: RuntimeContext) -> None:
     with ts.peer(ts.tls_handler(ts.server_context(*ts.self_signed_cert("pq.example")))) as other:
         classic = await run(spec(other.port, None, server_name="pq.example",
                                  require_ml_dsa=True, require_valid_chain=False), ctx)
-    assert outcome.status is Status.PASS, outcome.message
-    info = series(outcome, "readiness_tls_endpoint_cert_info")[0]
-    assert info["signature_algorithm"] == "ML-DSA-65"
-    assert info["post_quantum_signature"] == "1"
-    assert classic.status is Status.FAIL and "ML-DSA" in classic.message
+    assert classic.status is Status.FAIL and "not ML-DSA-87" in classic.message
 
 
 @pytest.mark.parametrize(("handler", "reason", "result", "words"), [
@@ -419,6 +439,11 @@ async def test_preset_fragment_loads_and_runs_without_host(
         outcome = await run(check, ctx)
         assert outcome.status is Status.ERROR and outcome.reason is Reason.DNS
         assert "qbitel.example.internal" in outcome.message
+    pq = by_id["2.3.4"]
+    assert isinstance(pq, TlsEndpointCheck)
+    assert pq.require_post_quantum and pq.require_ml_dsa  # as the checklist asks
+    assert pq.post_quantum_groups == ["MLKEM1024", "SecP384r1MLKEM1024"]
+    assert pq.ml_dsa_algorithms == ["ML-DSA-87"]
 
 
 async def test_groups_option(good: ts.Peer, ca_file: Path, ctx: RuntimeContext) -> None:

@@ -151,9 +151,11 @@ def dated_cert(ca: trustme.CA, host: str, not_before: datetime.datetime,
     return ca.issue_cert(host, not_before=not_before, not_after=not_after)
 
 
-def ml_dsa_cert(tmp: Path, cn: str = "pq.example") -> tuple[bytes, bytes]:
-    """A self-signed ML-DSA-65 certificate and its key, both PEM."""
-    key = mldsa.MLDSA65PrivateKey.generate()
+def ml_dsa_cert(tmp: Path, cn: str = "pq.example", level: int = 65) -> tuple[bytes, bytes]:
+    """A self-signed ML-DSA certificate (ML-DSA-44, 65 or 87) and its key, both PEM."""
+    keys = {44: mldsa.MLDSA44PrivateKey, 65: mldsa.MLDSA65PrivateKey,
+            87: mldsa.MLDSA87PrivateKey}
+    key = keys[level].generate()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)

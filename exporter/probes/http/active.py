@@ -7,6 +7,7 @@ import asyncio
 from exporter.model import Findings, ProbeError, Reason
 from exporter.probes.http import metrics as m
 from exporter.probes.http.client import Caller, Response
+from exporter.probes.http.headers import rate_limit_values
 from exporter.probes.http.spec import BurstSpec, CorsSpec, InputValidationSpec, WafSpec
 
 # --------------------------------------------------------------------------- CORS
@@ -85,10 +86,15 @@ async def check_cors(spec: CorsSpec, url: str, caller: Caller, report: Findings)
 
 
 async def check_burst(spec: BurstSpec, url: str, caller: Caller, report: Findings) -> None:
-    """2.2.4 (opt-in): at most `spec.requests` requests; pass at the first 429."""
+    """2.2.4: at most `spec.requests` requests; pass at the first 429, or once the
+    remaining count on the burst's answers has decreased (the limiter counts them).
+
+    A constant remaining count (a static header) is not evidence of limiting.
+    """
     target = spec.url or url
     sent = 0
     throttled_at: int | None = None
+    remaining_seen: list[int] = []
     failures: list[ProbeError] = []
     stop = asyncio.Event()
 
@@ -107,17 +113,30 @@ async def check_burst(spec: BurstSpec, url: str, caller: Caller, report: Finding
             if response.status == 429:
                 throttled_at = number if throttled_at is None else min(throttled_at, number)
                 stop.set()
+            _, _, remaining = rate_limit_values(response.headers)
+            if remaining is not None:
+                remaining_seen.append(remaining)
+                if min(remaining_seen) < remaining_seen[0]:
+                    stop.set()
 
     await asyncio.gather(*(worker() for _ in range(min(spec.concurrency, spec.requests))))
+    decreased = bool(remaining_seen) and min(remaining_seen) < remaining_seen[0]
     report.measure(m.BURST_REQUESTS, sent)
     report.measure(m.BURST_THROTTLED, 1 if throttled_at is not None else 0)
+    report.measure(m.BURST_REMAINING_DECREASED, 1 if decreased else 0)
     if throttled_at is not None:
         report.note(f"burst throttled (429) after {throttled_at} requests")
+    elif decreased:
+        report.note(f"remaining count fell from {remaining_seen[0]} to "
+                    f"{min(remaining_seen)} during a burst of {sent} requests")
     elif failures and stop.is_set():
         timeouts = [f for f in failures if f.reason is Reason.TIMEOUT]
         raise (timeouts or failures)[0]
     else:
-        report.problem(f"no 429 after a burst of {sent} requests")
+        counts = (f"stayed at {remaining_seen[0]}" if remaining_seen
+                  else "was not reported")
+        report.problem(f"no 429 after a burst of {sent} requests, and the remaining "
+                       f"count {counts}")
 
 
 # --------------------------------------------------------------------------- input, WAF

@@ -58,8 +58,9 @@ def _issuer_shape(issuer: object) -> str:
 
 
 async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: ProbeContext,
-                     report: Findings) -> None:
-    """2.1.4: discovery document valid, issuer as configured, JWKS reachable with keys."""
+                     report: Findings) -> dict[str, Any] | None:
+    """2.1.4: discovery document valid, issuer as configured, JWKS reachable with keys;
+    the document when it is a JSON object."""
     problems: list[str] = []
     try:
         document = await parse_json(response, ctx)
@@ -68,7 +69,7 @@ async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: Pr
     if not isinstance(document, dict):
         report.measure(m.OIDC_VALID, 0)
         report.problem("OIDC discovery document is not a JSON object")
-        return
+        return None
     missing = [name for name in spec.required_fields if name not in document]
     if missing:
         problems.append(f"OIDC discovery lacks {', '.join(missing[:4])}")
@@ -89,6 +90,7 @@ async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: Pr
         report.problem(problem)
     if not problems:
         report.note(f"OIDC discovery valid for {spec.issuer}")
+    return document
 
 
 async def _check_jwks(uri: str, caller: Caller, ctx: ProbeContext,

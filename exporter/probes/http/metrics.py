@@ -66,7 +66,10 @@ BURST_REQUESTS = MetricFamily(
     "Requests the opt-in burst sent (it stops at the first 429).")
 BURST_THROTTLED = MetricFamily(
     "readiness_http_rate_limit_burst_throttled",
-    "1 when the opt-in burst received a 429.")
+    "1 when the rate-limit burst received a 429.")
+BURST_REMAINING_DECREASED = MetricFamily(
+    "readiness_http_rate_limit_burst_remaining_decreased",
+    "1 when the remaining count on the burst's answers decreased (the limiter counts).")
 
 INPUT_VALIDATION_STATUS = MetricFamily(
     "readiness_http_input_validation_status_code",
@@ -85,6 +88,10 @@ CORRELATION_ECHOED = MetricFamily(
     "readiness_http_correlation_id_echoed",
     "1 when the response echoed the id sent in correlation_id.echo_header.")
 
+OIDC_APP_MATCHES = MetricFamily(
+    "readiness_http_oidc_application_matches",
+    "1 when the application's configured issuer equals the IdP's (or its login redirects "
+    "to the IdP's authorization_endpoint), else 0.")
 OIDC_VALID = MetricFamily(
     "readiness_http_oidc_discovery_valid",
     "1 when the OIDC discovery document passed every rule.")
@@ -121,8 +128,9 @@ ALL: tuple[MetricFamily, ...] = (
     HSTS_PRESENT, HSTS_MAX_AGE, HSTS_MAX_AGE_TARGET, HSTS_INCLUDE_SUBDOMAINS, HSTS_PRELOAD,
     CORS_FINDING, CORS_PREFLIGHT_STATUS,
     RATE_LIMIT_HEADERS, RATE_LIMIT_LIMIT, RATE_LIMIT_REMAINING, BURST_REQUESTS,
-    BURST_THROTTLED, INPUT_VALIDATION_STATUS, WAF_STATUS, WAF_BLOCKED,
-    CORRELATION_PRESENT, CORRELATION_ECHOED, OIDC_VALID, OIDC_JWKS_KEYS,
+    BURST_THROTTLED, BURST_REMAINING_DECREASED, INPUT_VALIDATION_STATUS, WAF_STATUS,
+    WAF_BLOCKED,
+    CORRELATION_PRESENT, CORRELATION_ECHOED, OIDC_VALID, OIDC_APP_MATCHES, OIDC_JWKS_KEYS,
     SAML_NOT_AFTER, SAML_NOT_BEFORE, SAML_VALID_UNTIL,
     EXPOSITION_VALID, EXPOSITION_FAMILIES, EXPOSITION_PREFIX_FAMILIES,
 )

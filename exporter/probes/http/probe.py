@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 from yarl import URL
 
@@ -22,6 +21,7 @@ from exporter.probes.http.active import (
     check_input_validation,
     check_waf,
 )
+from exporter.probes.http.app_issuer import check_application_issuer
 from exporter.probes.http.assertions import evaluate
 from exporter.probes.http.client import Caller, Deadline, Response
 from exporter.probes.http.documents import (
@@ -34,8 +34,10 @@ from exporter.probes.http.headers import (
     check_correlation,
     check_hsts,
     check_rate_limit_headers,
+    new_correlation_id,
 )
 from exporter.probes.http.spec import HttpCheck
+from exporter.probes.http.timed import timed_call
 from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials
 from exporter.transport.http_auth import credential_headers
@@ -122,7 +124,9 @@ async def _judge_answer(spec: HttpCheck, response: Response, sent_id: str | None
         return
     await _judge_body(spec, response, ctx, report)
     if spec.oidc is not None:
-        await check_oidc(spec.oidc, response, caller, ctx, report)
+        idp = await check_oidc(spec.oidc, response, caller, ctx, report)
+        if idp is not None and spec.oidc.application is not None:
+            await check_application_issuer(spec.oidc.application, idp, caller, ctx, report)
     if spec.saml_metadata is not None:
         await check_saml(spec.saml_metadata, response, ctx, report)
     if spec.prometheus_exposition is not None:
@@ -151,14 +155,19 @@ async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> N
                     max_body_bytes=spec.max_body_bytes)
     sent_id: str | None = None
     if spec.correlation_id is not None and spec.correlation_id.echo_header is not None:
-        sent_id = f"readiness-{uuid.uuid4().hex}"
+        sent_id = new_correlation_id(spec.correlation_id.echo_header)
         extra[spec.correlation_id.echo_header] = sent_id
     if spec.max_latency is not None:
         report.measure(m.DURATION_TARGET, spec.max_latency)
 
     try:
-        response = await caller.call(spec.method, spec.url, extra_headers=extra, data=data,
-                                     follow_redirects=spec.follow_redirects)
+        if spec.max_latency is not None:  # a latency verdict: timed off the main loop
+            response = await timed_call(caller, ctx, spec.method, spec.url,
+                                        extra_headers=extra, data=data,
+                                        follow_redirects=spec.follow_redirects)
+        else:
+            response = await caller.call(spec.method, spec.url, extra_headers=extra,
+                                         data=data, follow_redirects=spec.follow_redirects)
     except ProbeError:
         report.measure(m.STATUS_CODE, 0)
         raise

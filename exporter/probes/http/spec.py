@@ -10,6 +10,7 @@ the fields below. Each sub-block is opt-in (absent = not checked): `hsts`,
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +26,7 @@ from exporter.transport.http_auth import (
 from exporter.transport.tls import TlsClientOptions
 
 __all__ = [
+    "ApplicationIssuerSpec",
     "BasicAuth",
     "BurstSpec",
     "CorrelationIdSpec",
@@ -168,7 +170,8 @@ class CorsSpec(_Block):
 
 
 class BurstSpec(_Block):
-    """Opt-in active rate-limit test: a bounded burst must produce a 429.
+    """Active rate-limit test: a bounded burst must produce a 429 or a decreasing
+    remaining count.
 
     Only against endpoints you own: `own_endpoint: true` must be written explicitly.
     """
@@ -181,7 +184,8 @@ class BurstSpec(_Block):
 
 
 class RateLimitSpec(_Block):
-    """Rate limiting (2.2.4): rate-limit headers present, optionally a burst yields 429."""
+    """Rate limiting (2.2.4): rate-limit headers present (a proxy: a static header
+    passes) and/or a bounded burst that shows the limiter counting (the real test)."""
 
     require_headers: bool = Field(default=True, description="RateLimit-* or X-RateLimit-* "
                                   "headers must be on the response")
@@ -238,16 +242,62 @@ DEFAULT_CORRELATION_HEADERS = [
 
 
 class CorrelationIdSpec(_Block):
-    """Correlation ids (5.2.4): the response carries one of `headers`."""
+    """Correlation ids (5.2.4): a fresh random id is sent and must come back.
+
+    With `echo_header: null` only presence of one of `headers` is checked, which a
+    constant header also satisfies (documented as the weaker rule).
+    """
 
     headers: list[str] = Field(default=DEFAULT_CORRELATION_HEADERS, min_length=1,
-                               description="any one of these (case-insensitive) passes")
-    echo_header: str | None = Field(default=None, description="send a fresh id in this "
-                                    "header and require the response to echo it")
+                               description="correlation headers looked for (presence)")
+    echo_header: str | None = Field(default="X-Request-ID", description="send a fresh "
+                                    "random id in this header (X-Request-ID, traceparent, "
+                                    "...) and require the response to echo it; null = "
+                                    "presence only")
+
+    @field_validator("echo_header")
+    @classmethod
+    def _echo_header_ok(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_plain_headers({value: "x"})
+        return value
+
+
+class ApplicationIssuerSpec(_Block):
+    """Where the application's own OIDC setting is observed (2.1.4): exactly one source.
+
+    `config_file` + `config_path`: the issuer in its config file must equal the IdP's.
+    `discovery_url` + `issuer_path`: the issuer its own endpoint reports must equal it.
+    `login_url`: its login endpoint must redirect to the IdP's `authorization_endpoint`.
+    """
+
+    config_file: Path | None = Field(default=None, description="the application's config "
+                                     "file (YAML, JSON or .env)")
+    config_path: str = Field(default="security.oidc.issuer", description="dotted path of "
+                             "the issuer in config_file")
+    discovery_url: HttpUrl | None = Field(default=None, description="an application "
+                                          "endpoint answering JSON with its issuer")
+    issuer_path: str = Field(default="issuer", description="JSON path of the issuer in "
+                             "the discovery_url answer")
+    login_url: HttpUrl | None = Field(default=None, description="the application's login "
+                                      "endpoint; it must redirect to the IdP")
+
+    @field_validator("issuer_path")
+    @classmethod
+    def _path_ok(cls, value: str) -> str:
+        parse_json_path(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApplicationIssuerSpec:
+        sources = [self.config_file, self.discovery_url, self.login_url]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("set exactly one of config_file, discovery_url or login_url")
+        return self
 
 
 class OidcSpec(_Block):
-    """OIDC discovery document at `url` (2.1.4)."""
+    """OIDC discovery document at `url` (2.1.4), and the application's use of it."""
 
     issuer: str = Field(description="the configured issuer; must equal the document's")
     require_https: bool = Field(default=True, description="issuer and endpoints are https")
@@ -255,6 +305,9 @@ class OidcSpec(_Block):
     required_fields: list[str] = Field(
         default=["issuer", "authorization_endpoint", "jwks_uri", "response_types_supported",
                  "subject_types_supported", "id_token_signing_alg_values_supported"])
+    application: ApplicationIssuerSpec | None = Field(
+        default=None, description="where the application's configured issuer (or login "
+        "redirect) is observed; without it only the IdP side is checked")
 
 
 class SamlMetadataSpec(_Block):

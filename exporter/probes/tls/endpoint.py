@@ -49,6 +49,13 @@ from exporter.probes.tls.contexts import (
 )
 from exporter.probes.tls.handshake import Failure, HandshakeError, HandshakeResult, handshake
 from exporter.probes.tls.loader import expand_env
+from exporter.probes.tls.post_quantum import (
+    DEFAULT_ML_DSA_ALGORITHMS,
+    DEFAULT_PQ_GROUPS,
+    group_allowed,
+    groups_to_offer,
+    signature_allowed,
+)
 
 Version = Literal["1.0", "1.1", "1.2", "1.3"]
 ORDER: tuple[Version, ...] = ("1.0", "1.1", "1.2", "1.3")
@@ -82,12 +89,22 @@ class TlsEndpointCheck(CheckSpec):
     refuse_legacy: bool = Field(default=True, description="fail when TLS 1.0 or 1.1 is accepted")
     require_valid_chain: bool = Field(default=True, description="fail unless verification "
                                       "is ok (trusted chain, dates, host name)")
-    require_post_quantum: bool = Field(default=False, description="fail unless the key "
-                                       "exchange is an ML-KEM hybrid (2.3.4)")
+    require_post_quantum: bool = Field(default=False, description="fail unless the "
+                                       "negotiated key exchange is in post_quantum_groups "
+                                       "(2.3.4)")
+    post_quantum_groups: list[str] = Field(
+        default=list(DEFAULT_PQ_GROUPS), min_length=1,
+        description="allowed key-exchange groups (ML-KEM-1024 and its hybrids by default; "
+                    "add X25519MLKEM768 to accept the 768 level)")
     require_ml_dsa: bool = Field(default=False, description="fail unless the leaf "
-                                 "certificate is signed with ML-DSA")
+                                 "certificate is signed with one of ml_dsa_algorithms")
+    ml_dsa_algorithms: list[str] = Field(
+        default=list(DEFAULT_ML_DSA_ALGORITHMS), min_length=1,
+        description="accepted leaf signature algorithms (ML-DSA-87 = Dilithium-5)")
     groups: list[str] = Field(default=[], description="key-exchange groups the client "
-                              "offers, e.g. [X25519MLKEM768, X25519] (default: library's)")
+                              "offers, e.g. [X25519MLKEM768, X25519] (default: the "
+                              "library's, or post_quantum_groups first when "
+                              "require_post_quantum)")
     legacy_ciphers: str = Field(default="DEFAULT:@SECLEVEL=0", description="OpenSSL cipher "
                                 "string for the TLS 1.0-1.2 version probes")
 
@@ -166,13 +183,21 @@ def _needed_versions(spec: TlsEndpointCheck) -> tuple[Version, ...]:
     return tuple(v for v in ORDER if v in wanted)
 
 
+def _offered_groups(spec: TlsEndpointCheck) -> tuple[str, ...]:
+    if spec.groups:
+        return tuple(spec.groups)
+    if spec.require_post_quantum:
+        return groups_to_offer(spec.post_quantum_groups)
+    return ()
+
+
 async def _contexts(spec: TlsEndpointCheck, ctx: ProbeContext,
                     versions: tuple[Version, ...]) -> Contexts:
     settings = ContextSettings(
         ca_file=None if spec.ca_file is None else str(spec.ca_file),
         client_cert=None if spec.client_cert is None else str(spec.client_cert),
         client_key=None if spec.client_key is None else str(spec.client_key),
-        groups=tuple(spec.groups),
+        groups=_offered_groups(spec),
         legacy_ciphers=spec.legacy_ciphers,
         versions=versions,
     )
@@ -365,10 +390,16 @@ def _judge(spec: TlsEndpointCheck, ctx: ProbeContext, main: HandshakeResult,
         failures.extend(unparsable)
     if spec.check_expiry:
         failures.extend(cert_problems)
-    if spec.require_post_quantum and not post_quantum:
-        failures.append(f"key exchange {main.group or 'none'} is not post-quantum")
-    if spec.require_ml_dsa and (leaf is None or not leaf.post_quantum_signature):
-        failures.append("leaf certificate not signed with ML-DSA")
+    if spec.require_post_quantum and not group_allowed(main.group,
+                                                          spec.post_quantum_groups):
+        kind = "post-quantum but not" if post_quantum else "not post-quantum, not"
+        failures.append(f"key exchange {main.group or 'none'} is {kind} in "
+                        f"post_quantum_groups ({', '.join(spec.post_quantum_groups)})")
+    if spec.require_ml_dsa and (leaf is None or not signature_allowed(
+            leaf.signature_algorithm, spec.ml_dsa_algorithms)):
+        signed = leaf.signature_algorithm if leaf is not None else "unknown"
+        failures.append(f"leaf certificate signed with {signed}, not "
+                        f"{' or '.join(spec.ml_dsa_algorithms)}")
 
     summary = f"{main.version} {main.cipher} {main.group or 'no group'}"
     untestable = [v for v in ORDER if results.get(v) == "untestable"]
