@@ -44,7 +44,7 @@ def app_cluster() -> Iterator[PgCluster]:
         cluster.psql("CREATE DATABASE qbitel_prod OWNER qbitel")
         cluster.psql(
             "CREATE TABLE api_keys (key_hash text);"
-            "INSERT INTO api_keys VALUES ('$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA');"
+            "INSERT INTO api_keys VALUES ('$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA$RdescudvJCsgt3ub+b+dWRWJTmaaJObG');"
             "CREATE TABLE users (role text, mfa_enabled boolean);"
             "INSERT INTO users VALUES ('admin', true), ('admin', NULL);"
             "CREATE TABLE audit_logs (created_at timestamptz);"
