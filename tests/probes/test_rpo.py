@@ -82,6 +82,23 @@ async def test_backup_recovery_point_within_and_beyond_target(tmp_path: Path,
     assert outcome.status is Status.FAIL and "RPO 1h00m" in outcome.message
 
 
+async def test_backup_in_progress_does_not_break_the_rpo(tmp_path: Path,
+                                                         ctx: RuntimeContext) -> None:
+    # every 6 h a backup starts; 6h20m after the last one completed, the next is running
+    (tmp_path / "a").mkdir()
+    running = [backup_dir(tmp_path / "a", 6 * 3600 + 20 * 60)]
+    old_rule = await KIND.run(spec(rpo_target="6h", sources=running), ctx)
+    assert old_rule.status is Status.FAIL  # red during every backup run
+    allowed = await KIND.run(spec(rpo_target="6h", expected_duration="1h", sources=running),
+                             ctx)
+    assert allowed.status is Status.PASS, allowed.message
+    (tmp_path / "b").mkdir()
+    missed = [backup_dir(tmp_path / "b", 7 * 3600 + 10 * 60)]
+    late = await KIND.run(spec(rpo_target="6h", expected_duration="1h", sources=missed), ctx)
+    assert late.status is Status.FAIL
+    assert "(RPO 6h00m + 1h00m expected backup duration)" in late.message
+
+
 async def test_wal_archive_gives_a_newer_point_than_backups(tmp_path: Path,
                                                             pg_ctx: RuntimeContext) -> None:
     sources = [backup_dir(tmp_path, 10 * 3600), {"type": "wal_archive", "name": "wal"}]

@@ -91,6 +91,10 @@ class RpoCheck(CheckSpec):
     scenario: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     rpo_target: Duration = Field(ge=0, description="maximum data loss, e.g. 6h (0 allowed)")
     sources: list[PointSource] = Field(min_length=1)
+    expected_duration: Duration = Field(
+        default=0.0, ge=0,
+        description="how long one backup run takes: while the next backup runs, a gap up "
+        "to rpo_target plus this passes (the recovery point is that of the last backup)")
     connection: PostgresConnectionName | None = Field(
         default=None, description="postgres connection (wal_archive, sync_replication)")
     rto_target: Duration | None = Field(
@@ -186,9 +190,11 @@ async def run(spec: RpoCheck, ctx: ProbeContext) -> Outcome:
         gap = max(0.0, now - point)
         measurements += [Measurement(RECOVERY_POINT.name, point, labels),
                          Measurement(RPO.name, gap, labels)]
-        if gap > spec.rpo_target:
+        allowance = (f" + {human_duration(spec.expected_duration)} expected backup duration"
+                     if spec.expected_duration else "")
+        if gap > spec.rpo_target + spec.expected_duration:
             problems.append(f"recovery point is {human_duration(gap)} old (RPO "
-                            f"{human_duration(spec.rpo_target)})")
+                            f"{human_duration(spec.rpo_target)}{allowance})")
         summary = f"recovery point {human_duration(gap)} old (RPO " \
                   f"{human_duration(spec.rpo_target)})"
     else:
