@@ -322,6 +322,15 @@ async def test_s3_bucket_prefix(s3_endpoint: str, dumps: dict[str, Path], ctx: R
         assert S3_SECRET not in text
 
 
+def backup_fragment() -> config.Config:
+    """50-backup.yaml with the connections of 30-postgres.yaml (10.2 uses app-db)."""
+    docs = {d[0].rsplit("/", 1)[-1]: d for d in config._preset_documents("qbitel-production")}
+    data = config._parse_yaml(docs["50-backup.yaml"][1], docs["50-backup.yaml"][0])
+    postgres = config._parse_yaml(docs["30-postgres.yaml"][1], docs["30-postgres.yaml"][0])
+    data["connections"] = postgres["connections"]
+    return config.build(data, "fragment", environ={})
+
+
 async def test_backup_in_progress_is_not_red(dumps: dict[str, Path], tmp_path: Path,
                                              ctx: RuntimeContext) -> None:
     """Backups every 6 h: 6h20m after the last one, the next is still being written."""
@@ -344,10 +353,7 @@ async def test_backup_in_progress_is_not_red(dumps: dict[str, Path], tmp_path: P
 
 
 def test_preset_backup_freshness_allows_one_backup_run() -> None:
-    docs = [d for d in config._preset_documents("qbitel-production")
-            if d[0].endswith("50-backup.yaml")]
-    built = config.build(config._parse_yaml(docs[0][1], docs[0][0]), "fragment", environ={})
-    checks = {c.id: c for c in built.checks}
+    checks = {c.id: c for c in backup_fragment().checks}
     for cid, interval in (("3.1.4", 6 * 3600), ("10.1.1", 6 * 3600), ("10.1.2", 86400)):
         check = checks[cid]
         assert isinstance(check, BackupCheck)
@@ -361,10 +367,7 @@ def test_preset_backup_freshness_allows_one_backup_run() -> None:
 
 
 def test_preset_fragment_loads_in_an_empty_environment() -> None:
-    docs = [d for d in config._preset_documents("qbitel-production")
-            if d[0].endswith("50-backup.yaml")]
-    data = config._parse_yaml(docs[0][1], docs[0][0])
-    built = config.build(data, "fragment", environ={})
+    built = backup_fragment()
     ids = {c.id for c in built.checks}
     assert ids >= {"2.3.3", "3.1.4", "3.1.5-drill", "10.1.1", "10.1.2", "10.1.3",
                    "10.2-database-failure", "10.2-application-failure",
@@ -372,6 +375,11 @@ def test_preset_fragment_loads_in_an_empty_environment() -> None:
     rpo = {c.id: c for c in built.checks if c.kind == "rpo"}
     assert rpo["10.2-database-failure"].rpo_target == 6 * 3600  # type: ignore[attr-defined]
     assert rpo["10.2-application-failure"].rpo_target == 0  # type: ignore[attr-defined]
+    # enforced, not disabled: RPO 0 is judged against the primary's synchronous standbys
+    application = rpo["10.2-application-failure"]
+    assert application.enabled
+    assert application.connection == "app-db"  # type: ignore[attr-defined]
+    assert [s.type for s in application.sources] == ["sync_replication"]  # type: ignore[attr-defined]
     assert rpo["10.2-complete-cluster-failure"].rto_target == 7200  # type: ignore[attr-defined]
 
 

@@ -19,6 +19,7 @@ from exporter.model import Status
 from exporter.probes.backup.records import DrillRecord, DrillStore
 from exporter.probes.backup.rpo import KIND, RpoCheck
 from tests.probes.backup.support import pg_connection, set_mtime
+from tests.probes.test_backup import backup_fragment
 from tests.support.servers import PgCluster, pg_bin, pg_cluster
 
 
@@ -164,6 +165,23 @@ async def test_rpo_zero_needs_a_streaming_synchronous_standby(
         receiver.wait(10)
         archiving.psql("ALTER SYSTEM RESET synchronous_standby_names")
         archiving.psql("SELECT pg_reload_conf()")
+
+
+async def test_preset_application_failure_is_enforced(archiving: PgCluster,
+                                                      pg_ctx: RuntimeContext,
+                                                      tmp_path: Path) -> None:
+    """The preset's 10.2 application failure (RPO 0, RTO 5 min) runs and fails on a
+    primary without a synchronous standby (it used to ship disabled: never judged)."""
+    preset = next(c for c in backup_fragment().checks if c.id == "10.2-application-failure")
+    assert preset.enabled
+    records = tmp_path / "drills.jsonl"
+    now = time.time()
+    records.write_text(json.dumps({"scenario": "application-failure", "started": now - 400,
+                                   "finished": now - 280, "success": True}) + "\n")
+    check = preset.model_copy(update={"connection": "primary", "drill_records": records})
+    outcome = await KIND.run(check, pg_ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert "0 synchronous standby(s) streaming (need 1)" in outcome.message
 
 
 async def test_measured_rto_from_drill_records(tmp_path: Path, ctx: RuntimeContext) -> None:
