@@ -209,6 +209,31 @@ async def test_measured_rto_from_drill_records(tmp_path: Path, ctx: RuntimeConte
     assert outcome.status is Status.FAIL and "measured RTO 25m00s exceeds" in outcome.message
 
 
+async def test_rto_from_an_old_drill_needs_max_drill_age(tmp_path: Path,
+                                                         ctx: RuntimeContext) -> None:
+    records = tmp_path / "drills.jsonl"
+    now = time.time()
+    records.write_text(json.dumps({"scenario": "database-failure", "started": now - 40 * 86400,
+                                   "finished": now - 40 * 86400 + 900, "success": True})
+                       + "\n")
+    sources = [backup_dir(tmp_path, 60)]
+    no_limit = spec(rpo_target="6h", rto_target="30m", drill_records=str(records),
+                    sources=sources)
+    assert (await KIND.run(no_limit, ctx)).status is Status.PASS  # the old rule
+    limited = spec(rpo_target="6h", rto_target="30m", drill_records=str(records),
+                   sources=sources, max_drill_age="30d")
+    stale = await KIND.run(limited, ctx)
+    assert stale.status is Status.FAIL
+    assert "the drill that measured the RTO is 39d" in stale.message
+    assert "(max_drill_age 30d" in stale.message
+    with records.open("a") as handle:
+        handle.write(json.dumps({"scenario": "database-failure", "started": now - 86400,
+                                 "finished": now - 86400 + 1200, "success": True}) + "\n")
+    fresh = await KIND.run(limited, ctx)
+    assert fresh.status is Status.PASS, fresh.message
+    assert "measured RTO 20m00s" in fresh.message
+
+
 async def test_rto_from_the_exporters_own_drill_store(tmp_path: Path,
                                                       ctx: RuntimeContext) -> None:
     check = spec(rpo_target="6h", rto_target="30m", sources=[backup_dir(tmp_path, 60)])

@@ -99,6 +99,9 @@ class RpoCheck(CheckSpec):
         default=None, description="postgres connection (wal_archive, sync_replication)")
     rto_target: Duration | None = Field(
         default=None, gt=0, description="also require a successful drill within this time")
+    max_drill_age: Duration | None = Field(
+        default=None, gt=0,
+        description="the drill that measured the RTO must be younger than this (e.g. 30d)")
     drill_scenario: str | None = Field(
         default=None, description="drill scenario giving the measured RTO (default: scenario)")
     drill_records: Path | None = Field(
@@ -204,8 +207,13 @@ async def run(spec: RpoCheck, ctx: ProbeContext) -> Outcome:
     if spec.rto_target is not None:
         measurements.append(Measurement(RTO_TARGET.name, spec.rto_target, labels))
         drill = await _measured_rto(spec, ctx)
+        drill_age = now - drill.finished if drill is not None else 0.0
         if drill is None:
             problems.append("no successful drill measured the RTO")
+        elif spec.max_drill_age is not None and drill_age > spec.max_drill_age:
+            measurements.append(Measurement(DRILL_DURATION.name, drill.duration, labels))
+            problems.append(f"the drill that measured the RTO is {human_duration(drill_age)} "
+                            f"old (max_drill_age {human_duration(spec.max_drill_age)})")
         else:
             measurements.append(Measurement(DRILL_DURATION.name, drill.duration, labels))
             if drill.duration > spec.rto_target:
