@@ -178,7 +178,8 @@ async def test_preset_application_failure_is_enforced(archiving: PgCluster,
     now = time.time()
     records.write_text(json.dumps({"scenario": "application-failure", "started": now - 400,
                                    "finished": now - 280, "success": True}) + "\n")
-    check = preset.model_copy(update={"connection": "primary", "drill_records": records})
+    check = preset.model_copy(update={"connection": "primary", "drill_records": records,
+                                      "keyring": None})  # signing: test_signed_drills.py
     outcome = await KIND.run(check, pg_ctx)
     assert outcome.status is Status.FAIL, outcome.message
     assert "0 synchronous standby(s) streaming (need 1)" in outcome.message

@@ -26,6 +26,7 @@ from exporter.model import (
     ProbeKind,
 )
 from exporter.probes.backup import records as rec
+from exporter.probes.backup import signed_records as signed
 from exporter.probes.backup.common import DRILL_DURATION, RTO_TARGET, human_duration
 from exporter.probes.backup.records import DrillStore
 from exporter.probes.backup.sources import BackupSource, list_backups
@@ -102,6 +103,11 @@ class RpoCheck(CheckSpec):
     max_drill_age: Duration | None = Field(
         default=None, gt=0,
         description="the drill that measured the RTO must be younger than this (e.g. 30d)")
+    keyring: Path | None = Field(
+        default=None, description="drill_records: accept only records signed by a key of "
+        "this attestation keyring allowed to sign for signer_role")
+    signer_role: str = Field(default="DevOps Lead", min_length=1,
+                             description="keyring role whose keys may sign drill records")
     drill_scenario: str | None = Field(
         default=None, description="drill scenario giving the measured RTO (default: scenario)")
     drill_records: Path | None = Field(
@@ -155,7 +161,12 @@ async def _point(source: BackupPoint | WalArchivePoint | SyncReplicationPoint,
 
 async def _measured_rto(spec: RpoCheck, ctx: ProbeContext) -> rec.DrillRecord | None:
     scenario = spec.drill_scenario or spec.scenario
-    if spec.drill_records is not None:
+    if spec.drill_records is not None and spec.keyring is not None:
+        keyring = await ctx.run_blocking(signed.read_keyring, spec.keyring,
+                                         f"checks (id {spec.id}).keyring")
+        found, _bad, _unsigned = await ctx.run_blocking(
+            signed.read_signed_jsonl, spec.drill_records, scenario, keyring, spec.signer_role)
+    elif spec.drill_records is not None:
         found, _bad = await ctx.run_blocking(rec.read_jsonl, spec.drill_records, scenario)
     else:
         found = await ctx.run_blocking(DrillStore(ctx.state_dir).read, scenario)
@@ -206,7 +217,10 @@ async def run(spec: RpoCheck, ctx: ProbeContext) -> Outcome:
 
     if spec.rto_target is not None:
         measurements.append(Measurement(RTO_TARGET.name, spec.rto_target, labels))
-        drill = await _measured_rto(spec, ctx)
+        try:
+            drill = await _measured_rto(spec, ctx)
+        except ProbeError as exc:
+            return Outcome.errored(exc.reason, exc.message, tuple(measurements))
         drill_age = now - drill.finished if drill is not None else 0.0
         if drill is None:
             problems.append("no successful drill measured the RTO")
