@@ -433,13 +433,13 @@ def evaluate(spec: RestoreDrillCheck, found: list[DrillRecord], now: float,
 async def _read_records(spec: RestoreDrillCheck, ctx: ProbeContext) -> tuple[list[DrillRecord],
                                                                               str]:
     if spec.records_file is not None and spec.keyring is not None:
+        if not await ctx.run_blocking(spec.records_file.exists):
+            return [], f" ({spec.records_file} does not exist)"
         keyring = await ctx.run_blocking(signed.read_keyring, spec.keyring,
                                          f"checks (id {spec.id}).keyring")
         found, bad, unsigned = await ctx.run_blocking(
             signed.read_signed_jsonl, spec.records_file, spec.scenario, keyring,
             spec.signer_role)
-        if not found and not await ctx.run_blocking(spec.records_file.exists):
-            return [], f" ({spec.records_file} does not exist)"
         notes = [f"{bad} unreadable lines"] if bad else []
         if unsigned:
             notes.append(f"{unsigned} unsigned or unverified {spec.scenario} records ignored")
