@@ -68,7 +68,7 @@ async def measure(root: Path, runs: int, expected: float) -> tuple[list[float], 
             found = {m.family: m.value for m in outcome.measurements}
             assert abs(found["readiness_backup_last_completion_timestamp_seconds"]
                        - expected) < 1e-3, outcome.message
-            assert found["readiness_backup_count"] > 0
+            assert found["readiness_backup_backups_found"] > 0
     finally:
         stop.set()
         await tick

@@ -258,7 +258,8 @@ PANELS: tuple[Panel, ...] = (
     Panel("readiness-dr", "Backups found, encrypted, checksum",
           "Per backup check: number of backups found, whether the newest is encrypted "
           "and whether it matches its checksum sidecar (1 yes, 0 no): 0 is red.", "none",
-          (Query(f"max by (check) (readiness_backup_count{sel()})", "{{check}} count"),
+          (Query(f"max by (check) (readiness_backup_backups_found{sel()})",
+                 "{{check}} backups found"),
            Query(f"max by (check) (readiness_backup_encrypted{sel()})", "{{check}} encrypted"),
            Query(f"max by (check) (readiness_backup_checksum_ok{sel()})",
                  "{{check}} checksum ok")),

@@ -29,6 +29,7 @@ PROBE_KINDS: dict[str, str] = {
     "postgres": "exporter.probes.postgres.probe:KIND",
     "sql": "exporter.probes.postgres.sql:KIND",
     "alembic": "exporter.probes.postgres.alembic:KIND",
+    "retention": "exporter.probes.postgres.retention:KIND",
     "ciphertext": "exporter.probes.postgres.ciphertext:KIND",
     "redis": "exporter.probes.redis.probe:KIND",
     "broker": "exporter.probes.broker:KIND",

@@ -217,3 +217,56 @@ def test_spec_needs_one_source() -> None:
     with pytest.raises(ValidationError, match="version_table"):
         alembic_probe.AlembicCheck.model_validate(
             {**base, "expected_revision": "abc", "version_table": "x; drop"})
+
+
+def _reversible(scripts: Path, revision: str, down: str, downgrade_body: str) -> None:
+    (scripts / "versions" / f"{revision}_step.py").write_text(textwrap.dedent(f'''\
+        """a step of this release"""
+        from alembic import op
+
+        revision = "{revision}"
+        down_revision = "{down}"
+        branch_labels = None
+        depends_on = None
+
+
+        def upgrade() -> None:
+            op.execute("SELECT 1")
+
+
+        def downgrade() -> None:
+            {downgrade_body}
+        '''), encoding="utf-8")
+
+
+async def test_every_migration_back_to_the_previous_release(make_ctx: Any, cluster: PgCluster,
+                                                            tmp_path: Path) -> None:
+    """Release N-1 was at HEAD; this release adds an irreversible step, then a reversible
+    one on top. Only the current revision was checked before: it passed."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(FIXTURE, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    _reversible(scripts, "5e6f7a8b9c0d", HEAD, 'raise NotImplementedError("irreversible")')
+    _reversible(scripts, "6f7a8b9c0d1e", "5e6f7a8b9c0d", 'op.execute("SELECT 2")')
+    ctx = make_ctx("stamped")
+    cluster.psql("DELETE FROM alembic_version; "
+                 "INSERT INTO alembic_version VALUES ('6f7a8b9c0d1e')", database="stamped")
+    current_only = await alembic_probe.run(
+        check(script_location=str(scripts), verify="downgrade"), ctx)
+    assert current_only.status is Status.PASS  # the old rule: a false "rollback possible"
+    release = await alembic_probe.run(
+        check(script_location=str(scripts), verify="downgrade", rollback_to=HEAD), ctx)
+    assert release.status is Status.FAIL, release.message
+    assert release.message == f"no downgrade path back to {HEAD} for 5e6f7a8b9c0d"
+    assert series(release, "readiness_alembic_downgrade_available") == [
+        ({"revision": "5e6f7a8b9c0d"}, 0.0), ({"revision": "6f7a8b9c0d1e"}, 1.0)]
+    # the previous release was already past the irreversible step: rollback is possible
+    recent = await alembic_probe.run(
+        check(script_location=str(scripts), verify="downgrade", rollback_to="5e6f7a8b9c0d"),
+        ctx)
+    assert recent.status is Status.PASS, recent.message
+    assert recent.message == ("1 migration(s) from 6f7a8b9c0d1e back to 5e6f7a8b9c0d have "
+                              "a downgrade()")
+    unknown = await alembic_probe.run(
+        check(script_location=str(scripts), verify="downgrade", rollback_to="0000abcd"), ctx)
+    assert (unknown.status, unknown.reason) == (Status.ERROR, Reason.CONFIG)
+    assert "checks (id 3.1.6).rollback_to: revision 0000abcd" in unknown.message

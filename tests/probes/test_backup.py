@@ -115,7 +115,7 @@ async def test_newest_by_mtime_with_size_and_format(dumps: dict[str, Path], tmp_
     assert outcome.status is Status.PASS, outcome.message
     assert "db-2.dump.age" in outcome.message
     values = {m.family: m.value for m in outcome.measurements}
-    assert values["readiness_backup_count"] == 3
+    assert values["readiness_backup_backups_found"] == 3
     assert values["readiness_backup_last_size_bytes"] == dumps["age"].stat().st_size
     assert abs(values["readiness_backup_last_completion_timestamp_seconds"] - (now - 3600)) < 2
     assert values["readiness_backup_encrypted"] == 1
@@ -167,7 +167,7 @@ async def test_name_pattern_and_checksum_sidecar(dumps: dict[str, Path], tmp_pat
     assert outcome.status is Status.PASS, outcome.message
     values = {m.family: m.value for m in outcome.measurements}
     assert values["readiness_backup_last_completion_timestamp_seconds"] == 1772344800
-    assert values["readiness_backup_count"] == 3
+    assert values["readiness_backup_backups_found"] == 3
     assert values["readiness_backup_checksum_ok"] == 1
     (tmp_path / (newest.name + ".sha256")).write_text("0" * 64)
     outcome = await KIND.run(spec(source=source), ctx)
@@ -222,7 +222,7 @@ async def test_pgbackrest_file_with_cipher(tmp_path: Path) -> None:
         assert outcome.status is Status.PASS, outcome.message
         values = {m.family: m.value for m in outcome.measurements}
         assert values["readiness_backup_last_completion_timestamp_seconds"] == PGBR_STOP
-        assert values["readiness_backup_count"] == 2
+        assert values["readiness_backup_backups_found"] == 2
         assert values["readiness_backup_encrypted"] == 1
         per_type = {m.labels["type"]: m.value for m in outcome.measurements
                     if m.family == "readiness_backup_type_last_completion_timestamp_seconds"}
@@ -306,7 +306,7 @@ async def test_s3_bucket_prefix(s3_endpoint: str, dumps: dict[str, Path], ctx: R
     outcome = await KIND.run(spec(source=source, require_encrypted=True), ctx)
     assert outcome.status is Status.PASS, outcome.message
     values = {m.family: m.value for m in outcome.measurements}
-    assert values["readiness_backup_count"] == 2
+    assert values["readiness_backup_backups_found"] == 2
     assert values["readiness_backup_last_size_bytes"] == len(body)
     assert "db-20260102T000000Z.dump.age" in outcome.message
     # by LastModified: the plaintext dump uploaded last is the newest
@@ -322,14 +322,52 @@ async def test_s3_bucket_prefix(s3_endpoint: str, dumps: dict[str, Path], ctx: R
         assert S3_SECRET not in text
 
 
+def backup_fragment() -> config.Config:
+    """50-backup.yaml with the connections of 30-postgres.yaml (10.2 uses app-db)."""
+    docs = {d[0].rsplit("/", 1)[-1]: d for d in config._preset_documents("qbitel-production")}
+    data = config._parse_yaml(docs["50-backup.yaml"][1], docs["50-backup.yaml"][0])
+    postgres = config._parse_yaml(docs["30-postgres.yaml"][1], docs["30-postgres.yaml"][0])
+    data["connections"] = postgres["connections"]
+    return config.build(data, "fragment", environ={})
+
+
+async def test_backup_in_progress_is_not_red(dumps: dict[str, Path], tmp_path: Path,
+                                             ctx: RuntimeContext) -> None:
+    """Backups every 6 h: 6h20m after the last one, the next is still being written."""
+    target = tmp_path / "db-0.dump"
+    shutil.copy(dumps["custom"], target)
+    set_mtime(target, time.time() - (6 * 3600 + 20 * 60))
+    (tmp_path / "db-1.dump.partial").write_bytes(b"PGDMP")  # the run in progress
+    old_rule = await KIND.run(spec(source=directory(tmp_path), max_age="6h"), ctx)
+    assert old_rule.status is Status.FAIL
+    allowed = await KIND.run(spec(source=directory(tmp_path), max_age="6h",
+                                  expected_duration="1h"), ctx)
+    assert allowed.status is Status.PASS, allowed.message
+    values = {m.family: m.value for m in allowed.measurements}
+    assert values["readiness_backup_max_age_seconds"] == 7 * 3600
+    set_mtime(target, time.time() - (7 * 3600 + 10 * 60))  # a run was missed
+    late = await KIND.run(spec(source=directory(tmp_path), max_age="6h",
+                               expected_duration="1h"), ctx)
+    assert late.status is Status.FAIL
+    assert "(max 7h00m = 6h00m interval + 1h00m expected duration)" in late.message
+
+
+def test_preset_backup_freshness_allows_one_backup_run() -> None:
+    checks = {c.id: c for c in backup_fragment().checks}
+    for cid, interval in (("3.1.4", 6 * 3600), ("10.1.1", 6 * 3600), ("10.1.2", 86400)):
+        check = checks[cid]
+        assert isinstance(check, BackupCheck)
+        assert check.max_age == interval
+        assert check.expected_duration == 3600
+    for cid in ("10.2-database-failure", "10.2-complete-cluster-failure"):
+        assert checks[cid].expected_duration == 3600  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- preset
 
 
 def test_preset_fragment_loads_in_an_empty_environment() -> None:
-    docs = [d for d in config._preset_documents("qbitel-production")
-            if d[0].endswith("50-backup.yaml")]
-    data = config._parse_yaml(docs[0][1], docs[0][0])
-    built = config.build(data, "fragment", environ={})
+    built = backup_fragment()
     ids = {c.id for c in built.checks}
     assert ids >= {"2.3.3", "3.1.4", "3.1.5-drill", "10.1.1", "10.1.2", "10.1.3",
                    "10.2-database-failure", "10.2-application-failure",
@@ -337,6 +375,11 @@ def test_preset_fragment_loads_in_an_empty_environment() -> None:
     rpo = {c.id: c for c in built.checks if c.kind == "rpo"}
     assert rpo["10.2-database-failure"].rpo_target == 6 * 3600  # type: ignore[attr-defined]
     assert rpo["10.2-application-failure"].rpo_target == 0  # type: ignore[attr-defined]
+    # enforced, not disabled: RPO 0 is judged against the primary's synchronous standbys
+    application = rpo["10.2-application-failure"]
+    assert application.enabled
+    assert application.connection == "app-db"  # type: ignore[attr-defined]
+    assert [s.type for s in application.sources] == ["sync_replication"]  # type: ignore[attr-defined]
     assert rpo["10.2-complete-cluster-failure"].rto_target == 7200  # type: ignore[attr-defined]
 
 
@@ -384,3 +427,23 @@ checks:
 """, "bad")
     with pytest.raises(config.ConfigError, match="no connection named 'nope'"):
         config.build(config._merge(data, bad), "bad", environ={})
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool (Debian package prometheus) is not installed")
+async def test_backup_exposition_passes_promtool(dumps: dict[str, Path], tmp_path: Path,
+                                                 ctx: RuntimeContext) -> None:
+    """`readiness_backup_count` was flagged: "should not have _count suffix"."""
+    target = tmp_path / "db.dump"
+    shutil.copy(dumps["custom"], target)
+    outcome = await KIND.run(spec(source=directory(tmp_path), max_age="6h"), ctx)
+    helps = {f.name: f.help for f in KIND.metrics}
+    lines = []
+    for m in outcome.measurements:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(m.labels.items()))
+        lines += [f"# HELP {m.family} {helps[m.family]}", f"# TYPE {m.family} gauge",
+                  f"{m.family}{{{labels}}} {m.value}"]
+    result = subprocess.run(["promtool", "check", "metrics"], input="\n".join(lines) + "\n",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    assert "readiness_backup_backups_found" in helps

@@ -142,3 +142,45 @@ async def test_empty_database_passes(prefixes: RedisServer, tmp_path: Path) -> N
     assert outcome.status is Status.PASS
     assert outcome.message == "no keys to review"
     assert value(outcome, "readiness_redis_ttl_scan_complete") == 1
+
+
+@pytest.fixture
+def long_ttls() -> Iterator[RedisServer]:
+    """sessions with a 1 h TTL, tokens with a 10-year TTL, one setting without any."""
+    with redis_server() as server:
+        ten_years_ms = 10 * 365 * 86_400 * 1000
+        lines = [f"SET sess:{i} v PX 3600000" for i in range(20)]
+        lines += [f"SET token:{i} v PX {ten_years_ms}" for i in range(20)]
+        subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"],
+                       input="\r\n".join(lines) + "\r\n", text=True, check=True,
+                       capture_output=True, timeout=30)
+        yield server
+
+
+async def test_ten_year_ttl_is_not_a_ttl(long_ttls: RedisServer, tmp_path: Path) -> None:
+    # the old rule: every key has a TTL, so the review passed
+    old = await run_once(conn(long_ttls), tmp_path, aspect="ttl", timeout=5,
+                         ttl={"time_budget": 4})
+    assert old.status is Status.PASS, old
+    limited = await run_once(conn(long_ttls), tmp_path, aspect="ttl", timeout=5,
+                             ttl={"time_budget": 4, "max_ttl": "30d"})
+    assert limited.status is Status.FAIL, limited
+    assert limited.message.startswith("keys without TTL (or over max TTL) above 10%: token 100%")
+    ratios = samples(limited, "readiness_redis_ttl_prefix_without_ttl_ratio")
+    assert ratios[(("prefix", "sess"),)] == 0.0
+    assert ratios[(("prefix", "token"),)] == 1.0
+
+
+async def test_max_ttl_per_prefix_overrides_the_default(long_ttls: RedisServer,
+                                                        tmp_path: Path) -> None:
+    # tokens may live 3660 days; sessions may live only 30 minutes, and live 1 h
+    outcome = await run_once(conn(long_ttls), tmp_path, aspect="ttl", timeout=5,
+                             ttl={"time_budget": 4, "max_ttl": "30d",
+                                  "max_ttl_per_prefix": {"token": "3660d", "sess": "30m"}})
+    assert outcome.status is Status.FAIL, outcome
+    assert ": sess 100%" in outcome.message
+    within = await run_once(conn(long_ttls), tmp_path, aspect="ttl", timeout=5,
+                            ttl={"time_budget": 4, "max_ttl": "30d",
+                                 "max_ttl_per_prefix": {"token": "3660d"}})
+    assert within.status is Status.PASS, within
+    assert "keys without TTL (or over max TTL), every prefix within 10%" in within.message

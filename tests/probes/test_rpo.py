@@ -19,6 +19,7 @@ from exporter.model import Status
 from exporter.probes.backup.records import DrillRecord, DrillStore
 from exporter.probes.backup.rpo import KIND, RpoCheck
 from tests.probes.backup.support import pg_connection, set_mtime
+from tests.probes.test_backup import backup_fragment
 from tests.support.servers import PgCluster, pg_bin, pg_cluster
 
 
@@ -80,6 +81,23 @@ async def test_backup_recovery_point_within_and_beyond_target(tmp_path: Path,
     tight = spec(rpo_target="1h", sources=[backup_dir(tmp_path, 2 * 3600)])
     outcome = await KIND.run(tight, ctx)
     assert outcome.status is Status.FAIL and "RPO 1h00m" in outcome.message
+
+
+async def test_backup_in_progress_does_not_break_the_rpo(tmp_path: Path,
+                                                         ctx: RuntimeContext) -> None:
+    # every 6 h a backup starts; 6h20m after the last one completed, the next is running
+    (tmp_path / "a").mkdir()
+    running = [backup_dir(tmp_path / "a", 6 * 3600 + 20 * 60)]
+    old_rule = await KIND.run(spec(rpo_target="6h", sources=running), ctx)
+    assert old_rule.status is Status.FAIL  # red during every backup run
+    allowed = await KIND.run(spec(rpo_target="6h", expected_duration="1h", sources=running),
+                             ctx)
+    assert allowed.status is Status.PASS, allowed.message
+    (tmp_path / "b").mkdir()
+    missed = [backup_dir(tmp_path / "b", 7 * 3600 + 10 * 60)]
+    late = await KIND.run(spec(rpo_target="6h", expected_duration="1h", sources=missed), ctx)
+    assert late.status is Status.FAIL
+    assert "(RPO 6h00m + 1h00m expected backup duration)" in late.message
 
 
 async def test_wal_archive_gives_a_newer_point_than_backups(tmp_path: Path,
@@ -149,6 +167,24 @@ async def test_rpo_zero_needs_a_streaming_synchronous_standby(
         archiving.psql("SELECT pg_reload_conf()")
 
 
+async def test_preset_application_failure_is_enforced(archiving: PgCluster,
+                                                      pg_ctx: RuntimeContext,
+                                                      tmp_path: Path) -> None:
+    """The preset's 10.2 application failure (RPO 0, RTO 5 min) runs and fails on a
+    primary without a synchronous standby (it used to ship disabled: never judged)."""
+    preset = next(c for c in backup_fragment().checks if c.id == "10.2-application-failure")
+    assert preset.enabled
+    records = tmp_path / "drills.jsonl"
+    now = time.time()
+    records.write_text(json.dumps({"scenario": "application-failure", "started": now - 400,
+                                   "finished": now - 280, "success": True}) + "\n")
+    check = preset.model_copy(update={"connection": "primary", "drill_records": records,
+                                      "keyring": None})  # signing: test_signed_drills.py
+    outcome = await KIND.run(check, pg_ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert "0 synchronous standby(s) streaming (need 1)" in outcome.message
+
+
 async def test_measured_rto_from_drill_records(tmp_path: Path, ctx: RuntimeContext) -> None:
     records = tmp_path / "drills.jsonl"
     now = time.time()
@@ -172,6 +208,31 @@ async def test_measured_rto_from_drill_records(tmp_path: Path, ctx: RuntimeConte
                 sources=[backup_dir(tmp_path, 60)])
     outcome = await KIND.run(slow, ctx)
     assert outcome.status is Status.FAIL and "measured RTO 25m00s exceeds" in outcome.message
+
+
+async def test_rto_from_an_old_drill_needs_max_drill_age(tmp_path: Path,
+                                                         ctx: RuntimeContext) -> None:
+    records = tmp_path / "drills.jsonl"
+    now = time.time()
+    records.write_text(json.dumps({"scenario": "database-failure", "started": now - 40 * 86400,
+                                   "finished": now - 40 * 86400 + 900, "success": True})
+                       + "\n")
+    sources = [backup_dir(tmp_path, 60)]
+    no_limit = spec(rpo_target="6h", rto_target="30m", drill_records=str(records),
+                    sources=sources)
+    assert (await KIND.run(no_limit, ctx)).status is Status.PASS  # the old rule
+    limited = spec(rpo_target="6h", rto_target="30m", drill_records=str(records),
+                   sources=sources, max_drill_age="30d")
+    stale = await KIND.run(limited, ctx)
+    assert stale.status is Status.FAIL
+    assert "the drill that measured the RTO is 39d" in stale.message
+    assert "(max_drill_age 30d" in stale.message
+    with records.open("a") as handle:
+        handle.write(json.dumps({"scenario": "database-failure", "started": now - 86400,
+                                 "finished": now - 86400 + 1200, "success": True}) + "\n")
+    fresh = await KIND.run(limited, ctx)
+    assert fresh.status is Status.PASS, fresh.message
+    assert "measured RTO 20m00s" in fresh.message
 
 
 async def test_rto_from_the_exporters_own_drill_store(tmp_path: Path,

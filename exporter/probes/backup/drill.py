@@ -37,6 +37,7 @@ from exporter.model import (
 )
 from exporter.probes.backup import encryption, lease, restore
 from exporter.probes.backup import records as rec
+from exporter.probes.backup import signed_records as signed
 from exporter.probes.backup.common import DRILL_DURATION, RTO_TARGET, human_duration, slug
 from exporter.probes.backup.lease import DrillLease
 from exporter.probes.backup.records import DrillRecord, DrillStore
@@ -97,6 +98,11 @@ class RestoreDrillCheck(CheckSpec):
         default=None, description="PostgreSQL table (scenario, started, finished, success)")
     records_connection: PostgresConnectionName | None = Field(
         default=None, description="postgres connection holding records_table")
+    keyring: Path | None = Field(
+        default=None, description="records_file: accept only records signed by a key of "
+        "this attestation keyring allowed to sign for signer_role")
+    signer_role: str = Field(default="DevOps Lead", min_length=1,
+                             description="keyring role whose keys may sign drill records")
     # run mode
     source: BackupSource | None = Field(
         default=None, description="backup source whose newest backup is restored (directory)")
@@ -426,6 +432,18 @@ def evaluate(spec: RestoreDrillCheck, found: list[DrillRecord], now: float,
 
 async def _read_records(spec: RestoreDrillCheck, ctx: ProbeContext) -> tuple[list[DrillRecord],
                                                                               str]:
+    if spec.records_file is not None and spec.keyring is not None:
+        if not await ctx.run_blocking(spec.records_file.exists):
+            return [], f" ({spec.records_file} does not exist)"
+        keyring = await ctx.run_blocking(signed.read_keyring, spec.keyring,
+                                         f"checks (id {spec.id}).keyring")
+        found, bad, unsigned = await ctx.run_blocking(
+            signed.read_signed_jsonl, spec.records_file, spec.scenario, keyring,
+            spec.signer_role)
+        notes = [f"{bad} unreadable lines"] if bad else []
+        if unsigned:
+            notes.append(f"{unsigned} unsigned or unverified {spec.scenario} records ignored")
+        return found, f" ({'; '.join(notes)})" if notes else ""
     if spec.records_file is not None:
         found, bad = await ctx.run_blocking(rec.read_jsonl, spec.records_file, spec.scenario)
         if not found and not await ctx.run_blocking(spec.records_file.exists):

@@ -23,8 +23,10 @@ from exporter.model import (
 )
 from exporter.probes.backup.common import human_bytes, human_duration
 from exporter.probes.backup.sources import (
+    BackupItem,
     BackupSource,
     DirectorySource,
+    Listing,
     describe,
     list_backups,
 )
@@ -46,9 +48,12 @@ FORMAT = MetricFamily(
     "Format of the newest backup recognised from its first bytes (value 1).",
     ("format",),
 )
-COUNT = MetricFamily("readiness_backup_count", "Number of backups found in the source.")
+COUNT = MetricFamily("readiness_backup_backups_found",
+                     "Number of backups found in the source.")
 MAX_AGE = MetricFamily(
-    "readiness_backup_max_age_seconds", "Configured maximum age of the newest backup."
+    "readiness_backup_max_age_seconds",
+    "Accepted age of the newest backup: max_age (the backup interval) plus "
+    "expected_duration (a backup run in progress).",
 )
 CHECKSUM_OK = MetricFamily(
     "readiness_backup_checksum_ok",
@@ -71,7 +76,14 @@ class BackupCheck(CheckSpec):
     kind: Literal["backup"]
     source: BackupSource = Field(description="where the backups are")
     max_age: Duration | None = Field(
-        default=None, gt=0, description="the newest backup must be younger (e.g. 6h)"
+        default=None, gt=0,
+        description="the backup interval: the newest backup must be younger than this "
+        "plus expected_duration (e.g. 6h)",
+    )
+    expected_duration: Duration = Field(
+        default=0.0, ge=0,
+        description="how long one backup run may take; added to max_age so a backup in "
+        "progress does not turn the check red (e.g. 1h)",
     )
     min_size: int = Field(default=1, ge=0, description="bytes; smaller counts as empty")
     max_shrink: float | None = Field(
@@ -89,33 +101,38 @@ class BackupCheck(CheckSpec):
     )
 
 
-async def run(spec: BackupCheck, ctx: ProbeContext) -> Outcome:
-    """Find the newest backup and judge it."""
-    try:
-        listing = await list_backups(spec.source, ctx, request_timeout=spec.timeout)
-        reference = (await list_backups(spec.newer_than, ctx, option_path="newer_than",
-                                        request_timeout=spec.timeout)
-                     if spec.newer_than is not None else None)
-    except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+def accepted_age(spec: BackupCheck) -> float | None:
+    """Oldest accepted age of the newest backup: interval plus expected run time."""
+    return None if spec.max_age is None else spec.max_age + spec.expected_duration
 
+
+def _checksummed(spec: BackupCheck) -> DirectorySource | None:
+    """The directory source when it verifies checksum sidecars."""
+    source = spec.source
+    if isinstance(source, DirectorySource) and source.checksum != "none":
+        return source
+    return None
+
+
+def _listing_measurements(spec: BackupCheck, listing: Listing,
+                          ref_item: BackupItem | None) -> list[Measurement]:
+    """Facts known before the newest backup is looked at."""
     measurements = [Measurement(COUNT.name, float(listing.count))]
     measurements += [Measurement(TYPE_COMPLETION.name, when, {"type": kind})
                      for kind, when in sorted(listing.by_type.items())]
-    if spec.max_age is not None:
-        measurements.append(Measurement(MAX_AGE.name, spec.max_age))
-    ref_item = reference.latest if reference is not None else None
+    limit = accepted_age(spec)
+    if limit is not None:
+        measurements.append(Measurement(MAX_AGE.name, limit))
     if ref_item is not None:
         measurements.append(Measurement(REFERENCE.name, ref_item.completed))
+    return measurements
 
-    newest = listing.latest
-    if newest is None:
-        return Outcome.failed(f"no backups found in {describe(spec.source)}",
-                              tuple(measurements))
 
-    measurements += [Measurement(COMPLETION.name, newest.completed),
-                     Measurement(SIZE.name, float(newest.size))]
-    previous = listing.previous
+def _newest_measurements(spec: BackupCheck, newest: BackupItem,
+                         previous: BackupItem | None) -> list[Measurement]:
+    """Facts of the newest backup (and the size of the one before)."""
+    measurements = [Measurement(COMPLETION.name, newest.completed),
+                    Measurement(SIZE.name, float(newest.size))]
     if previous is not None:
         measurements.append(Measurement(PREVIOUS_SIZE.name, float(previous.size)))
     if newest.format is not None:
@@ -123,14 +140,15 @@ async def run(spec: BackupCheck, ctx: ProbeContext) -> Outcome:
             Measurement(ENCRYPTED.name, 1.0 if newest.format.encrypted else 0.0),
             Measurement(FORMAT.name, 1.0, {"format": newest.format.name}),
         ]
-    checksummed = isinstance(spec.source, DirectorySource) and spec.source.checksum != "none"
-    if checksummed:
+    if _checksummed(spec) is not None:
         measurements.append(Measurement(CHECKSUM_OK.name, 1.0 if newest.checksum_ok else 0.0))
+    return measurements
 
-    age = ctx.now() - newest.completed
+
+def _content_problems(spec: BackupCheck, newest: BackupItem,
+                      previous: BackupItem | None) -> list[str]:
+    """Size, shrink, encryption and checksum problems of the newest backup."""
     problems: list[str] = []
-    if spec.max_age is not None and age > spec.max_age:
-        problems.append(f"is {human_duration(age)} old (max {human_duration(spec.max_age)})")
     if newest.size < spec.min_size:
         problems.append(f"is empty ({newest.size} bytes)")
     if (spec.max_shrink is not None and previous is not None and previous.size > 0
@@ -141,19 +159,54 @@ async def run(spec: BackupCheck, ctx: ProbeContext) -> Outcome:
     if spec.require_encrypted and not (newest.format and newest.format.encrypted):
         shown = newest.format.name if newest.format else "not inspected"
         problems.append(f"is not encrypted (format {shown})")
-    if checksummed:
-        assert isinstance(spec.source, DirectorySource)
+    checksummed = _checksummed(spec)
+    if checksummed is not None:
         if newest.checksum_ok is None:
-            problems.append(f"has no {spec.source.checksum} sidecar")
+            problems.append(f"has no {checksummed.checksum} sidecar")
         elif not newest.checksum_ok:
-            problems.append(f"does not match its {spec.source.checksum} sidecar")
-    if spec.newer_than is not None:
-        if ref_item is None:
-            pass  # nothing to be newer than: nothing trained yet
-        elif newest.completed <= ref_item.completed:
-            problems.append(f"is older than {ref_item.name} "
-                            f"(by {human_duration(ref_item.completed - newest.completed)})")
+            problems.append(f"does not match its {checksummed.checksum} sidecar")
+    return problems
 
+
+def _timing_problems(spec: BackupCheck, newest: BackupItem, age: float,
+                     ref_item: BackupItem | None) -> list[str]:
+    """Age and newer-than-reference problems of the newest backup."""
+    problems: list[str] = []
+    limit = accepted_age(spec)
+    if limit is not None and age > limit:
+        allowance = (f" = {human_duration(spec.max_age or 0)} interval + "
+                     f"{human_duration(spec.expected_duration)} expected duration"
+                     if spec.expected_duration else "")
+        problems.append(f"is {human_duration(age)} old (max {human_duration(limit)}"
+                        f"{allowance})")
+    # no reference item: nothing trained yet, nothing to be newer than
+    if ref_item is not None and newest.completed <= ref_item.completed:
+        problems.append(f"is older than {ref_item.name} "
+                        f"(by {human_duration(ref_item.completed - newest.completed)})")
+    return problems
+
+
+async def run(spec: BackupCheck, ctx: ProbeContext) -> Outcome:
+    """Find the newest backup and judge it."""
+    try:
+        listing = await list_backups(spec.source, ctx, request_timeout=spec.timeout)
+        reference = (await list_backups(spec.newer_than, ctx, option_path="newer_than",
+                                        request_timeout=spec.timeout)
+                     if spec.newer_than is not None else None)
+    except ProbeError as exc:
+        return Outcome.errored(exc.reason, exc.message)
+
+    ref_item = reference.latest if reference is not None else None
+    measurements = _listing_measurements(spec, listing, ref_item)
+    newest = listing.latest
+    if newest is None:
+        return Outcome.failed(f"no backups found in {describe(spec.source)}",
+                              tuple(measurements))
+    previous = listing.previous
+    measurements += _newest_measurements(spec, newest, previous)
+    age = ctx.now() - newest.completed
+    problems = (_timing_problems(spec, newest, age, ref_item)
+                + _content_problems(spec, newest, previous))
     summary = f"newest backup {newest.name}"
     if problems:
         return Outcome.failed(f"{summary} " + "; ".join(problems), tuple(measurements))

@@ -26,6 +26,7 @@ from exporter.model import (
     ProbeKind,
 )
 from exporter.probes.backup import records as rec
+from exporter.probes.backup import signed_records as signed
 from exporter.probes.backup.common import DRILL_DURATION, RTO_TARGET, human_duration
 from exporter.probes.backup.records import DrillStore
 from exporter.probes.backup.sources import BackupSource, list_backups
@@ -91,10 +92,22 @@ class RpoCheck(CheckSpec):
     scenario: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     rpo_target: Duration = Field(ge=0, description="maximum data loss, e.g. 6h (0 allowed)")
     sources: list[PointSource] = Field(min_length=1)
+    expected_duration: Duration = Field(
+        default=0.0, ge=0,
+        description="how long one backup run takes: while the next backup runs, a gap up "
+        "to rpo_target plus this passes (the recovery point is that of the last backup)")
     connection: PostgresConnectionName | None = Field(
         default=None, description="postgres connection (wal_archive, sync_replication)")
     rto_target: Duration | None = Field(
         default=None, gt=0, description="also require a successful drill within this time")
+    max_drill_age: Duration | None = Field(
+        default=None, gt=0,
+        description="the drill that measured the RTO must be younger than this (e.g. 30d)")
+    keyring: Path | None = Field(
+        default=None, description="drill_records: accept only records signed by a key of "
+        "this attestation keyring allowed to sign for signer_role")
+    signer_role: str = Field(default="DevOps Lead", min_length=1,
+                             description="keyring role whose keys may sign drill records")
     drill_scenario: str | None = Field(
         default=None, description="drill scenario giving the measured RTO (default: scenario)")
     drill_records: Path | None = Field(
@@ -148,7 +161,12 @@ async def _point(source: BackupPoint | WalArchivePoint | SyncReplicationPoint,
 
 async def _measured_rto(spec: RpoCheck, ctx: ProbeContext) -> rec.DrillRecord | None:
     scenario = spec.drill_scenario or spec.scenario
-    if spec.drill_records is not None:
+    if spec.drill_records is not None and spec.keyring is not None:
+        keyring = await ctx.run_blocking(signed.read_keyring, spec.keyring,
+                                         f"checks (id {spec.id}).keyring")
+        found, _bad, _unsigned = await ctx.run_blocking(
+            signed.read_signed_jsonl, spec.drill_records, scenario, keyring, spec.signer_role)
+    elif spec.drill_records is not None:
         found, _bad = await ctx.run_blocking(rec.read_jsonl, spec.drill_records, scenario)
     else:
         found = await ctx.run_blocking(DrillStore(ctx.state_dir).read, scenario)
@@ -186,9 +204,11 @@ async def run(spec: RpoCheck, ctx: ProbeContext) -> Outcome:
         gap = max(0.0, now - point)
         measurements += [Measurement(RECOVERY_POINT.name, point, labels),
                          Measurement(RPO.name, gap, labels)]
-        if gap > spec.rpo_target:
+        allowance = (f" + {human_duration(spec.expected_duration)} expected backup duration"
+                     if spec.expected_duration else "")
+        if gap > spec.rpo_target + spec.expected_duration:
             problems.append(f"recovery point is {human_duration(gap)} old (RPO "
-                            f"{human_duration(spec.rpo_target)})")
+                            f"{human_duration(spec.rpo_target)}{allowance})")
         summary = f"recovery point {human_duration(gap)} old (RPO " \
                   f"{human_duration(spec.rpo_target)})"
     else:
@@ -197,9 +217,17 @@ async def run(spec: RpoCheck, ctx: ProbeContext) -> Outcome:
 
     if spec.rto_target is not None:
         measurements.append(Measurement(RTO_TARGET.name, spec.rto_target, labels))
-        drill = await _measured_rto(spec, ctx)
+        try:
+            drill = await _measured_rto(spec, ctx)
+        except ProbeError as exc:
+            return Outcome.errored(exc.reason, exc.message, tuple(measurements))
+        drill_age = now - drill.finished if drill is not None else 0.0
         if drill is None:
             problems.append("no successful drill measured the RTO")
+        elif spec.max_drill_age is not None and drill_age > spec.max_drill_age:
+            measurements.append(Measurement(DRILL_DURATION.name, drill.duration, labels))
+            problems.append(f"the drill that measured the RTO is {human_duration(drill_age)} "
+                            f"old (max_drill_age {human_duration(spec.max_drill_age)})")
         else:
             measurements.append(Measurement(DRILL_DURATION.name, drill.duration, labels))
             if drill.duration > spec.rto_target:

@@ -205,6 +205,60 @@ def _entry_size(entry: os.DirEntry[str]) -> int:
     return total
 
 
+def _read_directory(current: str, source: DirectorySource) -> list[os.DirEntry[str]] | None:
+    """The entries of `current`; None when a subdirectory vanished during the walk."""
+    try:
+        with os.scandir(current) as iterator:
+            return list(iterator)
+    except FileNotFoundError:
+        if current == str(source.path):
+            raise ProbeError(Reason.CONFIG, f"backup directory {source.path} does not "
+                             "exist") from None
+        return None
+    except OSError as exc:
+        raise ProbeError(Reason.CONFIG, f"cannot read {current}: {exc.strerror}") from None
+
+
+def _entry_time(entry: os.DirEntry[str], source: DirectorySource) -> float | None:
+    """Completion time of a matching entry (from its name or mtime); None to skip it."""
+    if source.time_from == "name":
+        assert source.name_format is not None
+        return time_from_name(entry.name, source.name_format)
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return None
+
+
+def _judge_entry(entry: os.DirEntry[str],
+                 source: DirectorySource) -> float | Literal[True] | None:
+    """A backup's completion time; True: a directory to descend into; None: skip."""
+    if _skip_name(entry.name):
+        return None
+    try:
+        is_dir = entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return None
+    descend: Literal[True] | None = True if is_dir and source.recursive else None
+    if is_dir and not source.directories:
+        return descend
+    if not fnmatch.fnmatchcase(entry.name, source.pattern):
+        return descend
+    return _entry_time(entry, source)
+
+
+def _items(candidates: list[tuple[float, str, os.DirEntry[str]]]) -> list[BackupItem]:
+    """The kept candidates, newest first, with their sizes."""
+    items = []
+    for when, path, entry in sorted(candidates, key=lambda c: c[:2], reverse=True):
+        try:
+            size = _entry_size(entry)
+        except OSError:
+            size = 0
+        items.append(BackupItem(name=entry.name, completed=when, size=size, location=path))
+    return items
+
+
 def scan_directory(source: DirectorySource, keep: int = 2) -> tuple[list[BackupItem], int]:
     """Walk the directory with `os.scandir` and keep the `keep` newest backups.
 
@@ -216,57 +270,20 @@ def scan_directory(source: DirectorySource, keep: int = 2) -> tuple[list[BackupI
     stack = [str(source.path)]
     while stack:
         current = stack.pop()
-        try:
-            iterator = os.scandir(current)
-        except FileNotFoundError:
-            if current == str(source.path):
-                raise ProbeError(Reason.CONFIG, f"backup directory {source.path} does not "
-                                 "exist") from None
-            continue
-        except OSError as exc:
-            raise ProbeError(Reason.CONFIG, f"cannot read {current}: {exc.strerror}") from None
-        with iterator:
-            for entry in iterator:
-                name = entry.name
-                if _skip_name(name):
-                    continue
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    continue
-                if is_dir and not source.directories:
-                    if source.recursive:
-                        stack.append(entry.path)
-                    continue
-                if not fnmatch.fnmatchcase(name, source.pattern):
-                    if is_dir and source.recursive:
-                        stack.append(entry.path)
-                    continue
-                if source.time_from == "name":
-                    assert source.name_format is not None
-                    when = time_from_name(name, source.name_format)
-                    if when is None:
-                        continue
-                else:
-                    try:
-                        when = entry.stat(follow_symlinks=False).st_mtime
-                    except OSError:
-                        continue
-                count += 1
-                item = (when, entry.path, entry)
-                if len(candidates) < keep:
-                    heapq.heappush(candidates, item)
-                elif item[:2] > candidates[0][:2]:
-                    heapq.heapreplace(candidates, item)
-    newest = sorted(candidates, key=lambda c: c[:2], reverse=True)
-    items = []
-    for when, path, entry in newest:
-        try:
-            size = _entry_size(entry)
-        except OSError:
-            size = 0
-        items.append(BackupItem(name=entry.name, completed=when, size=size, location=path))
-    return items, count
+        for entry in _read_directory(current, source) or ():
+            verdict = _judge_entry(entry, source)
+            if verdict is True:
+                stack.append(entry.path)
+                continue
+            if verdict is None:
+                continue
+            count += 1
+            item = (verdict, entry.path, entry)
+            if len(candidates) < keep:
+                heapq.heappush(candidates, item)
+            elif item[:2] > candidates[0][:2]:
+                heapq.heapreplace(candidates, item)
+    return _items(candidates), count
 
 
 def verify_checksum(path: Path, algorithm: str) -> bool | None:

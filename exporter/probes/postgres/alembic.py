@@ -5,7 +5,8 @@ them with the head(s) of a migrations directory, read with alembic's `ScriptDire
 in a thread (no migration is ever run, no `env.py` executed), or with an expected
 revision. In `verify: downgrade` mode it checks that each current revision's script
 has a `downgrade()` that does something (not only `pass`, `...`, a docstring or
-`raise NotImplementedError`).
+`raise NotImplementedError`); with `rollback_to` (the previous release's revision),
+every migration between the current revision and that one must have one.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class AlembicCheck(CheckSpec):
     verify: Literal["head", "downgrade"] = Field(
         default="head", description="head: at head; downgrade: current revision can roll back"
     )
+    rollback_to: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_]+$",
+        description="verify: downgrade: the previous release's revision; every migration "
+        "above it (down to the current revision) must have a downgrade()",
+    )
     version_table: str = Field(default="alembic_version", pattern=_IDENT)
     version_table_schema: str | None = Field(default=None, pattern=_IDENT)
     statement_timeout: Duration = Field(default=5.0, gt=0)
@@ -91,6 +97,7 @@ class ScriptFacts:
     known: frozenset[str]
     pending: int | None
     downgradable: dict[str, bool]
+    rollback_known: bool = True
 
 
 _cache: dict[Path, tuple[tuple[tuple[str, int], ...], Any]] = {}
@@ -153,7 +160,24 @@ def has_downgrade(path: str) -> bool:
     return False
 
 
-def script_facts(directory: Path, current: tuple[str, ...]) -> ScriptFacts:
+def _downgrade_path(script: Any, current: tuple[str, ...], known: frozenset[str],
+                    rollback_to: str | None) -> list[str] | None:
+    """Revisions whose downgrade() runs to reach `rollback_to` (all of `current` when
+    unset); None when `rollback_to` is unknown or not below the current revision."""
+    from alembic.util import CommandError
+
+    if rollback_to is None:
+        return list(current)
+    if rollback_to not in known or not all(rev in known for rev in current):
+        return None
+    try:
+        return [rev.revision for rev in script.iterate_revisions(current, rollback_to)]
+    except CommandError:
+        return None
+
+
+def script_facts(directory: Path, current: tuple[str, ...],
+                 rollback_to: str | None = None) -> ScriptFacts:
     """Heads, known revisions, pending count and downgrade paths (blocking: thread)."""
     from alembic.util import CommandError
 
@@ -168,14 +192,15 @@ def script_facts(directory: Path, current: tuple[str, ...]) -> ScriptFacts:
         except CommandError:
             pending = None  # e.g. database on a branch the heads do not descend from
     downgradable: dict[str, bool] = {}
-    for rev in current:
+    path = _downgrade_path(script, current, known, rollback_to)
+    for rev in current if path is None else path:
         if rev in known:
             revision = script.get_revision(rev)
             try:
                 downgradable[rev] = has_downgrade(revision.path)
             except (OSError, SyntaxError, UnicodeDecodeError):
                 downgradable[rev] = False
-    return ScriptFacts(heads, known, pending, downgradable)
+    return ScriptFacts(heads, known, pending, downgradable, rollback_known=path is not None)
 
 
 # --------------------------------------------------------------------------- probe
@@ -218,13 +243,14 @@ async def run(spec: AlembicCheck, ctx: ProbeContext) -> Outcome:
     facts: ScriptFacts | None = None
     if spec.script_location is not None:
         try:
-            facts = await ctx.run_blocking(script_facts, spec.script_location, current)
+            facts = await ctx.run_blocking(script_facts, spec.script_location, current,
+                                           spec.rollback_to)
         except ProbeError as exc:
             return Outcome.errored(exc.reason, exc.message, tuple(measurements))
     shown = ", ".join(current) or "none"
     if spec.verify == "downgrade":
         assert facts is not None
-        return _downgrade_outcome(current, facts, measurements)
+        return _downgrade_outcome(spec, current, facts, measurements)
 
     heads = facts.heads if facts is not None else (str(spec.expected_revision),)
     measurements += [Measurement(REVISION.name, 1, {"revision": _label(rev), "source": "head"})
@@ -249,20 +275,31 @@ async def run(spec: AlembicCheck, ctx: ProbeContext) -> Outcome:
     return Outcome.failed(f"database at {shown}, expected {', '.join(heads)}", result)
 
 
-def _downgrade_outcome(current: tuple[str, ...], facts: ScriptFacts,
+def _downgrade_outcome(spec: AlembicCheck, current: tuple[str, ...], facts: ScriptFacts,
                        measurements: list[Measurement]) -> Outcome:
     if not current:
         return Outcome.failed("no revision in the database to roll back from",
                               tuple(measurements))
+    if not facts.rollback_known:
+        return Outcome.errored(
+            Reason.CONFIG, f"checks (id {spec.id}).rollback_to: revision {spec.rollback_to} "
+            f"is not below the database revision {', '.join(current)} in "
+            f"{spec.script_location}", tuple(measurements))
     missing: list[str] = []
-    for rev in current:
+    for rev in list(facts.downgradable) if spec.rollback_to else current:
         available = facts.downgradable.get(rev, False)
         measurements.append(Measurement(DOWNGRADE.name, 1 if available else 0,
                                         {"revision": _label(rev)}))
         if not available:
             missing.append(rev if rev in facts.known else f"{rev} (not in scripts)")
+    target = f" back to {spec.rollback_to}" if spec.rollback_to else ""
     if missing:
-        return Outcome.failed(f"no downgrade path for {', '.join(missing)}", tuple(measurements))
+        return Outcome.failed(f"no downgrade path{target} for {', '.join(missing)}",
+                              tuple(measurements))
+    if spec.rollback_to:
+        return Outcome.passed(f"{len(facts.downgradable)} migration(s) from "
+                              f"{', '.join(current)} back to {spec.rollback_to} have a "
+                              "downgrade()", tuple(measurements))
     return Outcome.passed(f"revision {', '.join(current)} has a downgrade()",
                           tuple(measurements))
 

@@ -47,6 +47,10 @@ class SqlCheck(CheckSpec):
     null_value: float | None = Field(
         default=None, description="value used when the query returns NULL (default: error)"
     )
+    null_error: str | None = Field(
+        default=None, max_length=200,
+        description="what a NULL result means, reported as error/config (e.g. no admin "
+                    "account found); ignored when null_value is set")
     unit: str = Field(default="", max_length=16, pattern=r"^[a-z_]*$",
                       description="label for the exported value, e.g. seconds")
 
@@ -89,7 +93,8 @@ async def run(spec: SqlCheck, ctx: ProbeContext) -> Outcome:
     raw = rows[0][0]
     if raw is None:
         if spec.null_value is None:
-            return Outcome.errored(Reason.CONFIG, "query returned NULL (set null_value)")
+            return Outcome.errored(Reason.CONFIG, spec.null_error
+                                   or "query returned NULL (set null_value)")
         value = spec.null_value
     else:
         try:

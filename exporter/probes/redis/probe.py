@@ -171,11 +171,19 @@ async def _ttl(spec: RedisCheck, handle: RedisClient) -> Outcome:
         more = len(verdict.offenders) - _MESSAGE_OFFENDERS
         extra = f" and {more} more" if more > 0 else ""
         return Outcome.failed(
-            f"keys without TTL above {spec.ttl.max_share_without_ttl:.0%}: {named}{extra} "
+            f"keys without TTL{_over_max(spec)} above "
+            f"{spec.ttl.max_share_without_ttl:.0%}: {named}{extra} "
             f"({scope} keys)", verdict.measurements)
     return Outcome.passed(
-        f"{verdict.overall:.0%} of {found.sampled} keys without TTL, every prefix within "
+        f"{verdict.overall:.0%} of {found.sampled} keys without TTL{_over_max(spec)}, "
+        f"every prefix within "
         f"{spec.ttl.max_share_without_ttl:.0%} ({scope} keys)", verdict.measurements)
+
+
+def _over_max(spec: RedisCheck) -> str:
+    """Message suffix when over-long TTLs count as missing ones."""
+    limited = spec.ttl.max_ttl is not None or spec.ttl.max_ttl_per_prefix
+    return " (or over max TTL)" if limited else ""
 
 
 async def run(spec: RedisCheck, ctx: ProbeContext) -> Outcome:

@@ -4,7 +4,8 @@ The keyspace is walked with `SCAN cursor COUNT n` (never `KEYS`), each batch's T
 read in one pipeline, and the walk stops at the first of: cursor back at 0 (complete),
 `max_keys` keys sampled, or `time_budget` elapsed. SCAN visits keys in hash-table
 order, so a partial walk is an unbiased sample. Keys are grouped by prefix (the text
-before the first separator); only the `top_prefixes` largest groups get a label, the
+before the first separator); a key whose TTL exceeds `max_ttl` (or its prefix's limit)
+counts as a key without TTL. Only the `top_prefixes` largest groups get a label, the
 rest share `other`, so the label set stays bounded whatever the keyspace holds.
 """
 
@@ -43,6 +44,26 @@ class TtlOptions(BaseModel):
     ignore_prefixes: list[str] = Field(
         default=[], description="prefixes whose keys are meant to live forever (not judged)"
     )
+    max_ttl: Duration | None = Field(
+        default=None, gt=0,
+        description="longest accepted TTL: a key set to expire later counts as a key "
+                    "without TTL (a 10-year TTL is not a TTL); default: any TTL counts",
+    )
+    max_ttl_per_prefix: dict[str, Duration] = Field(
+        default={}, description="longest accepted TTL per key prefix, overriding max_ttl",
+    )
+
+    def ttl_limit_ms(self, prefix: str) -> float | None:
+        """The longest accepted TTL in milliseconds for keys of `prefix`, if any."""
+        limit = self.max_ttl_per_prefix.get(prefix, self.max_ttl)
+        return None if limit is None else limit * 1000.0
+
+    def counts_as_persistent(self, prefix: str, pttl: int) -> bool:
+        """A key without TTL, or whose TTL exceeds its prefix's limit."""
+        if pttl == -1:
+            return True
+        limit = self.ttl_limit_ms(prefix)
+        return limit is not None and pttl > limit
 
 
 KEYS_SAMPLED = MetricFamily(
@@ -127,7 +148,7 @@ async def sample(client: Redis, options: TtlOptions) -> TtlSample:
                     prefix = OTHER
                 result.sampled += 1
                 result.keys[prefix] += 1
-                if ttl == -1:
+                if options.counts_as_persistent(prefix, ttl):
                     result.persistent[prefix] += 1
         if cursor == 0:
             result.complete = True
