@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:9847
 # Debian packages the test suite talks to (real servers and tools, never stand-ins).
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter \
-	redis-server postgresql pgbackrest age chromium rabbitmq-server
+	redis-server postgresql postgresql-15-cron pgbackrest age chromium rabbitmq-server
 PYTEST_ARGS ?=
 
 .PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean
