@@ -196,3 +196,9 @@ class HttpTransport(Transport[HttpOptions, HttpClient]):
 
 HTTP = HttpTransport()
 """The HTTP transport (`await ctx.client(HTTP, HttpOptions(tls=spec.tls))`)."""
+
+
+def own_session() -> aiohttp.ClientSession:
+    """A session for an event loop of its own (a timed request sent from a worker thread
+    whose loop the main loop's busy neighbours cannot delay); the caller closes it."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)

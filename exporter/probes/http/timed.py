@@ -13,10 +13,9 @@ import asyncio
 import dataclasses
 from collections.abc import Mapping
 
-import aiohttp
-
 from exporter.model import ProbeContext
 from exporter.probes.http.client import Caller, Response
+from exporter.transport.http import own_session
 
 __all__ = ["timed_call"]
 
@@ -25,8 +24,7 @@ def _call_in_own_loop(caller: Caller, method: str, url: str,
                       extra_headers: Mapping[str, str], data: bytes | None,
                       follow_redirects: bool) -> Response:
     async def send() -> Response:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
-                                         trust_env=False) as session:
+        async with own_session() as session:
             own = dataclasses.replace(caller, client=dataclasses.replace(caller.client,
                                                                          session=session))
             return await own.call(method, url, extra_headers=extra_headers, data=data,
