@@ -16,7 +16,7 @@ from exporter import __version__
 REVISION_ENV = "READINESS_EXPORTER_REVISION"
 """Set by the image build (`--build-arg REVISION=$(git rev-parse HEAD)`)."""
 REVISION_FILE = Path(__file__).with_name("REVISION")
-"""Written at build time by `docker/install.sh` when the source has no `.git`."""
+"""Optional: a packager may write it at build time (a source tree without `.git`)."""
 UNKNOWN = "unknown"
 _REVISION = re.compile(r"[0-9A-Za-z._-]{1,64}")
 
