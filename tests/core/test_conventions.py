@@ -334,3 +334,21 @@ def test_serve_logs_json_by_default(serve: Callable[..., Served]) -> None:
                 if "readiness-exporter started" in line)
     entry = json.loads(line)
     assert entry["revision"] and entry["python_version"] == platform.python_version()
+
+
+def test_process_series_pass_promtool_and_are_documented(behaviour_kind: None) -> None:
+    from exporter.metrics import Exposition, ReloadState
+    from exporter.store import Store
+
+    exposition = Exposition(Store([]), {}, ReloadState(), process_series=True)
+    body = exposition.render(False)
+    names = {f.name for f in parse_text(body.decode())}
+    assert {"process_cpu_seconds", "process_resident_memory_bytes", "python_info"} <= names
+    result = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    documented = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
+    for family in parse_text(body.decode()):
+        if family.name.startswith(("process_", "python_")):
+            sample = family.samples[0].name
+            assert f"`{sample}`" in documented or f"`{sample}`," in documented, sample
