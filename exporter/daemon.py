@@ -228,6 +228,7 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
                 enable_lifecycle: bool = False) -> None:
     """Run the exporter until SIGTERM or SIGINT (an empty `host`: every interface, IPv4
     and IPv6)."""
+    build = build_info.current()  # before listening: it may run `git rev-parse` once
     runtime = Runtime(cfg, config_path, shard=shard, total_shards=total_shards)
     auth = BasicAuth(web_config.basic_auth_users if web_config else {})
     ssl_context = None
@@ -244,7 +245,6 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
     log.info("readiness board at %s://%s:%d/ (metrics at %s)",
              "https" if ssl_context else "http", shown_host or "localhost", port,
              telemetry_path)
-    build = build_info.current()
     log.info("readiness-exporter started", extra={
         "version": __version__, "revision": build.revision,
         "python_version": build.python_version, "listen": f"{shown_host}:{port}",
