@@ -1,28 +1,39 @@
 # syntax=docker/dockerfile:1
 # readiness-exporter container image.
-#   docker build -t readiness-exporter .
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t readiness-exporter .
+#   docker build --target restore-drill -t readiness-exporter:drill .   # + drill tools
 #   docker run --rm -p 9847:9847 readiness-exporter
-# Both stages run the commands in docker/install.sh; tests/deploy/test_image_recipe.py
+# Every stage runs the commands in docker/install.sh; tests/deploy/test_image_recipe.py
 # runs the same script outside a container and starts the exporter it installed.
+# Dependencies come from requirements/runtime.lock (pinned, hash-checked).
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base image, by tag and digest. PYTHON_DIGEST is empty until a release engineer
+# with registry access pins it: `docker/check-digest --write` resolves the tag's current
+# digest and writes it here; `docker/check-digest` (no argument) fails while it is empty.
+# Empty means the tag alone: not reproducible.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG PYTHON_DIGEST=
 
 # ---------------------------------------------------------------- builder: wheels only
-FROM ${PYTHON_IMAGE} AS builder
+FROM ${PYTHON_IMAGE}${PYTHON_DIGEST:+@}${PYTHON_DIGEST} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY --chmod=0755 docker/install.sh /usr/local/bin/install-readiness-exporter
 COPY pyproject.toml README.md /src/
+COPY requirements/runtime.lock /src/requirements/
 COPY exporter /src/exporter
 RUN install-readiness-exporter wheels /src /wheels
 
-# ---------------------------------------------------------------- final: venv, no compilers
-FROM ${PYTHON_IMAGE}
+# ---------------------------------------------------------------- runtime: venv, no compilers
+FROM ${PYTHON_IMAGE}${PYTHON_DIGEST:+@}${PYTHON_DIGEST} AS runtime
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="readiness-exporter" \
       org.opencontainers.image.description="A production deployment checklist as live Prometheus metrics" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.revision="${REVISION}"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    READINESS_EXPORTER_REVISION=${REVISION} \
     PATH=/opt/readiness-exporter/bin:$PATH
 COPY --chmod=0755 docker/install.sh /usr/local/bin/install-readiness-exporter
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
@@ -41,3 +52,18 @@ EXPOSE 9847
 # probe would be wrong for some of them; Kubernetes uses /healthz and /readyz (helm/).
 ENTRYPOINT ["readiness-exporter"]
 CMD ["serve", "--web.listen-address", ":9847"]
+
+# ---------------------------------------------------------------- restore-drill: + tools
+# The runtime plus what restore drills run (docs/probes/backup.md): pg_restore and psql
+# (postgresql-client), age and pgbackrest, from Debian bookworm. Build with
+# `--target restore-drill`.
+FROM runtime AS restore-drill
+USER 0:0
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       postgresql-client age pgbackrest \
+    && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+
+# ---------------------------------------------------------------- default target
+FROM runtime

@@ -60,12 +60,23 @@ def _load(path: Path | None) -> Config | None:
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[::1]:PORT` or `:PORT` (all interfaces)."""
+    """`HOST:PORT`, `[::1]:PORT` or `:PORT` (host "": every interface, IPv4 and IPv6)."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - only when the user asks for ':PORT'
-    return host, int(port)
+    return host.strip("[]"), int(port)
+
+
+def parse_telemetry_path(value: str) -> str:
+    """`--web.telemetry-path`: an absolute URL path other than the exporter's own pages."""
+    reserved = {"/", "/health", "/healthz", "/readyz", "/api/v1/checks", "/-/reload",
+                "/report.json", "/report.html"}
+    if not value.startswith("/") or any(c in value for c in "?#{} ") or value in reserved \
+            or value.startswith(("/static/", "/check/")):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected a path such as /metrics, not one of the exporter's own "
+            "pages (/, /health, /healthz, /readyz, /api/..., /-/..., /check/..., /static/...)")
+    return value
 
 
 # --------------------------------------------------------------------------- serve
@@ -94,9 +105,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web_dir = args.web_config_file.parent if args.web_config_file else Path.cwd()
     try:
         asyncio.run(serve(cfg, args.config_file, host, port, web_config, web_dir,
-                          shard=args.shard, total_shards=args.total_shards))
+                          shard=args.shard, total_shards=args.total_shards,
+                          telemetry_path=args.web_telemetry_path,
+                          enable_lifecycle=args.web_enable_lifecycle))
     except OSError as exc:
-        print(f"cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        print(f"cannot listen on {host}:{port}: {exc.strerror}; change --web.listen-address",
+              file=sys.stderr)
         return EXIT_CONFIG
     _exit_past_blocked_probe_threads()
     return EXIT_OK
@@ -344,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log.level", dest="log_level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log.format", dest="log_format", default="json",
+                        choices=jsonlog.LOG_FORMATS, help="log line format (default: json)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def config_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -356,10 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
                        type=parse_listen_address, default=parse_listen_address(DEFAULT_LISTEN))
     serve.add_argument("--web.config.file", dest="web_config_file", type=Path,
                        help="exporter-toolkit web config (TLS, basic auth)")
+    serve.add_argument("--web.telemetry-path", dest="web_telemetry_path",
+                       type=parse_telemetry_path, default="/metrics",
+                       help="path of the metrics exposition (default: /metrics)")
+    serve.add_argument("--web.enable-lifecycle", dest="web_enable_lifecycle",
+                       action="store_true",
+                       help="allow POST /-/reload (off: 403; SIGHUP always reloads)")
     serve.add_argument("--shard", type=int, default=0)
     serve.add_argument("--total-shards", dest="total_shards", type=int, default=1)
     serve.add_argument("--log.level", dest="log_level", default=argparse.SUPPRESS,
                        choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log.format", dest="log_format", default=argparse.SUPPRESS,
+                       choices=jsonlog.LOG_FORMATS,
+                       help="json (default) or logfmt; secrets are scrubbed in both")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="run checks once; exit 1 unless every enabled "
@@ -441,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     args = build_parser().parse_args(argv)
     level = args.log_level if args.command in ("serve", "check") else "warning"
-    jsonlog.setup(level)
+    jsonlog.setup(level, args.log_format)
     try:
         code: int = args.func(args)
     except BrokenPipeError:  # `readiness-exporter list | head`: the reader went away

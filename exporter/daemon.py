@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from exporter import __version__, config, lint, redact, registry
+from exporter import __version__, build_info, config, lint, redact, registry
 from exporter.config import Config, ConfigError
 from exporter.connection_guard import ConnectionGuard
 from exporter.context import RuntimeContext
@@ -63,7 +63,8 @@ class Runtime:
         self.history = History.follow(self.store, cfg.settings.state_dir)
         self.reload_state = ReloadState(successful=True, last_success=time.time(),
                                         phase=cfg.settings.phase)
-        self.exposition = Exposition(self.store, families_of(specs), self.reload_state)
+        self.exposition = Exposition(self.store, families_of(specs), self.reload_state,
+                                       process_series=True)
         self.ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
                                   checks=self.store.views, release=cfg.settings.release)
         self.scheduler = Scheduler(self.store, self.ctx,
@@ -223,8 +224,11 @@ async def load_off_loop(path: Path | None) -> Config:
 
 async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
                 web_config: WebConfig | None, web_config_dir: Path, *, shard: int = 0,
-                total_shards: int = 1) -> None:
-    """Run the exporter until SIGTERM or SIGINT."""
+                total_shards: int = 1, telemetry_path: str = "/metrics",
+                enable_lifecycle: bool = False) -> None:
+    """Run the exporter until SIGTERM or SIGINT (an empty `host`: every interface, IPv4
+    and IPv6)."""
+    build = build_info.current()  # before listening: it may run `git rev-parse` once
     runtime = Runtime(cfg, config_path, shard=shard, total_shards=total_shards)
     auth = BasicAuth(web_config.basic_auth_users if web_config else {})
     ssl_context = None
@@ -234,12 +238,18 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
         ssl_context = web_config.ssl_context or build_ssl_context(
             web_config.tls_server_config, web_config_dir)
     guard = ConnectionGuard()
-    app = make_app(runtime, auth, guard)
+    app = make_app(runtime, auth, guard, telemetry_path=telemetry_path,
+                   enable_lifecycle=enable_lifecycle)
     runner = await start_server(app, host, port, ssl_context, guard)
-    log.info("readiness board at %s://%s:%d/ (metrics at /metrics)",
-             "https" if ssl_context else "http", f"[{host}]" if ":" in host else host, port)
+    shown_host = f"[{host}]" if ":" in host else host
+    log.info("readiness board at %s://%s:%d/ (metrics at %s)",
+             "https" if ssl_context else "http", shown_host or "localhost", port,
+             telemetry_path)
     log.info("readiness-exporter started", extra={
-        "version": __version__, "listen": f"{host}:{port}", "tls": ssl_context is not None,
+        "version": __version__, "revision": build.revision,
+        "python_version": build.python_version, "listen": f"{shown_host}:{port}",
+        "telemetry_path": telemetry_path, "lifecycle": enable_lifecycle,
+        "tls": ssl_context is not None,
         "basic_auth": auth.enabled, "config": cfg.source, "checks": len(runtime.store.states),
         "shard": shard, "total_shards": total_shards,
     })

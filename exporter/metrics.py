@@ -9,7 +9,8 @@ Two renderers produce the same series:
   what the benchmark compares against);
 - `Exposition`: the served path. It renders each check's sample lines once, when its
   outcome changes, and a scrape only concatenates the cached lines (plus a few global
-  series computed at scrape time). Gzip is incremental: the compressed check part is
+  series computed at scrape time, and the `process_*`/`python_info` series of the
+  served process). Gzip is incremental: the compressed check part is
   cached and each scrape only compresses the small global tail on a copy of the
   compressor.
 """
@@ -28,8 +29,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go
 
-from exporter import __version__
+from exporter import build_info
 from exporter.model import CheckSpec, MetricFamily, Status
+from exporter.process_series import ProcessSeries
 from exporter.store import CheckState, Store
 from exporter.web.sections import SECTION_TITLES
 
@@ -76,8 +78,10 @@ GO_LIVE = MetricFamily(
     "1 when every enabled critical check passes and its result is fresh, else 0.",
 )
 BUILD_INFO = MetricFamily(
-    "readiness_exporter_build_info", "Version of the running readiness-exporter (always 1).",
-    ("version",),
+    "readiness_exporter_build_info",
+    "Version, source revision and Python version of the running readiness-exporter "
+    "(always 1).",
+    ("version", "revision", "python_version"),
 )
 RELOAD_OK = MetricFamily(
     "readiness_config_last_reload_successful",
@@ -290,12 +294,19 @@ def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict
     return out
 
 
+def build_info_lines(openmetrics: bool) -> str:
+    """The `readiness_exporter_build_info` family."""
+    info = build_info.current()
+    values = (info.version, info.revision, info.python_version)
+    return _header(BUILD_INFO, openmetrics) + _line(
+        BUILD_INFO.name, _labels(BUILD_INFO.labels, values), 1.0)
+
+
 def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: float) -> str:
     """The few series computed at scrape time."""
     return "".join((
         _header(GO_LIVE, openmetrics), _line(GO_LIVE.name, "", 1.0 if store.go_live(now) else 0.0),
-        _header(BUILD_INFO, openmetrics),
-        _line(BUILD_INFO.name, _labels(["version"], [__version__]), 1.0),
+        build_info_lines(openmetrics),
         _header(RELOAD_OK, openmetrics),
         _line(RELOAD_OK.name, "", 1.0 if reload.successful else 0.0),
         _header(RELOAD_TS, openmetrics), _line(RELOAD_TS.name, "", reload.last_success),
@@ -340,8 +351,10 @@ class Exposition:
     """
 
     def __init__(self, store: Store, families: Mapping[str, MetricFamily],
-                 reload: ReloadState, max_age: float = 1.0) -> None:
+                 reload: ReloadState, max_age: float = 1.0, *,
+                 process_series: bool = False) -> None:
         self._store = store
+        self._process = ProcessSeries() if process_series else None
         self._families = dict(families)
         self._reload = reload
         self.max_age = max_age
@@ -449,6 +462,8 @@ class Exposition:
         """The global series computed at scrape time (and `# EOF` for OpenMetrics)."""
         now = time.time() if now is None else now
         text = global_lines(self._store, self._reload, openmetrics, now)
+        if self._process is not None:
+            text += self._process.render(openmetrics)
         if openmetrics:
             text += "# EOF\n"
         return text.encode("utf-8")
@@ -554,8 +569,9 @@ class ReadinessCollector(Collector):
         yield from (family_metrics[name] for name in sorted(family_metrics))
         yield GaugeMetricFamily(GO_LIVE.name, GO_LIVE.help,
                                 value=1.0 if self._store.go_live() else 0.0)
-        info = GaugeMetricFamily(BUILD_INFO.name, BUILD_INFO.help, labels=["version"])
-        info.add_metric([__version__], 1.0)
+        info = GaugeMetricFamily(BUILD_INFO.name, BUILD_INFO.help, labels=list(BUILD_INFO.labels))
+        build = build_info.current()
+        info.add_metric([build.version, build.revision, build.python_version], 1.0)
         yield info
         yield GaugeMetricFamily(RELOAD_OK.name, RELOAD_OK.help,
                                 value=1.0 if self._reload.successful else 0.0)

@@ -104,22 +104,33 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "success"})
 
 
+async def lifecycle_disabled(request: web.Request) -> web.Response:
+    """POST /-/reload without `--web.enable-lifecycle`: 403, as Prometheus answers."""
+    return web.Response(status=403, text="Lifecycle API is not enabled; start serve with "
+                        "--web.enable-lifecycle, or send SIGHUP to reload.\n")
+
+
 def make_app(runtime: Runtime, auth: BasicAuth,
-             guard: ConnectionGuard | None = None) -> web.Application:
+             guard: ConnectionGuard | None = None, *, telemetry_path: str = "/metrics",
+             enable_lifecycle: bool = False) -> web.Application:
     """The exporter's HTTP application; the runtime starts and stops with it. With a
-    `guard`, connections are watched for idleness from the first middleware on."""
+    `guard`, connections are watched for idleness from the first middleware on.
+
+    The exposition is served at `telemetry_path`; `POST /-/reload` reloads only with
+    `enable_lifecycle` (`serve` defaults it to off, like Prometheus), else answers 403.
+    """
     middlewares = [basic_auth_middleware]
     if guard is not None:
         middlewares.insert(0, guard.middleware)
     app = web.Application(middlewares=middlewares)
     app[RUNTIME] = runtime
     app[AUTH] = auth
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/checks", checks_api)
-    app.router.add_post("/-/reload", reload)
+    app.router.add_post("/-/reload", reload if enable_lifecycle else lifecycle_disabled)
     board.setup(app, runtime)  # /, /check/{id}, /report.{json,html}, /static/{name}
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -135,11 +146,12 @@ async def start_server(app: web.Application, host: str, port: int,
                        ssl_context: ssl.SSLContext | None,
                        guard: ConnectionGuard) -> web.AppRunner:
     """Listen on host:port with the exporter's connection bounds; `cleanup()` the returned
-    runner (and `guard.stop()`) to stop."""
+    runner (and `guard.stop()`) to stop. An empty `host` listens on every interface of
+    every address family (IPv4 and IPv6)."""
     runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=http_logger(),
                            keepalive_timeout=guard.keepalive_timeout, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context)
     await site.start()
     assert runner.server is not None
     guard.start(runner.server)

@@ -170,7 +170,7 @@ def test_reload_by_sighup_and_post_keeps_running_config_when_invalid(
     tmp_path: Path, start_daemon: Any, env: dict[str, str]
 ) -> None:
     path = write_config(tmp_path)
-    daemon = start_daemon(["--config.file", str(path)], env)
+    daemon = start_daemon(["--config.file", str(path), "--web.enable-lifecycle"], env)
     wait_until(lambda: get(daemon.url + "/readyz")[0] == 200)
     path.write_text("checks:\n  - id: broken\n    kind: nope\n")
     daemon.process.send_signal(signal.SIGHUP)

@@ -89,7 +89,7 @@ def test_validate_and_check_print_the_warnings_to_stderr(tmp_path: Path) -> None
 
 
 def test_serve_logs_each_warning_once(tmp_path: Path, start_daemon: Any) -> None:
-    daemon = start_daemon(["--config.file", str(write(tmp_path))])
+    daemon = start_daemon(["--config.file", str(write(tmp_path)), "--web.enable-lifecycle"])
     with urllib.request.urlopen(daemon.url + "/-/reload", data=b"", timeout=10):
         pass
     time.sleep(0.5)

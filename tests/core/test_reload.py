@@ -234,7 +234,7 @@ def test_hostile_reload_is_reported_by_sighup_and_post_and_sigterm_still_works(
     tmp_path: Path, start_daemon: Any
 ) -> None:
     path = write(tmp_path, CONFIG)
-    served = start_daemon(["--config.file", str(path)])
+    served = start_daemon(["--config.file", str(path), "--web.enable-lifecycle"])
     deadline = time.monotonic() + 20
     while get(served.url + "/readyz")[0] != 200:
         assert time.monotonic() < deadline

@@ -191,6 +191,24 @@ def test_container_runs_serve_with_probes_and_writable_dirs(
         "matchLabels"]
 
 
+def test_lifecycle_and_log_format_flags(helm: Helm,
+                                        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The chart applies an edited ConfigMap with POST /-/reload, so it enables the
+    lifecycle API unless told not to; the log format follows `logFormat`."""
+    def args(docs: list[dict[str, Any]]) -> list[str]:
+        deployment = one(docs, "Deployment")
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    default = args(rendered["default-values.yaml"])
+    assert "--web.enable-lifecycle" in default
+    assert default[default.index("--log.format") + 1] == "json"
+    all_on = args(rendered["all-optional-values.yaml"])
+    assert all_on[all_on.index("--log.format") + 1] == "logfmt"
+    off = args(helm.template(sets=["lifecycle.enabled=false"]))
+    assert "--web.enable-lifecycle" not in off
+    assert helm.template_raw(sets=["logFormat=text"]).returncode != 0
+
+
 def test_state_dir_follows_settings_and_claim(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["namespaced-values.yaml"]
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
@@ -698,6 +716,10 @@ def test_rendered_command_starts_and_answers_the_probes(
         with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
             body = response.read().decode()
         assert 'readiness_check_status{check="6.1"' in body
+        # The rendered args enable the reload endpoint the chart relies on.
+        request = urllib.request.Request(base + "/-/reload", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=20)

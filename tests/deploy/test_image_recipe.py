@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -24,12 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.support.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements" / "runtime.lock"
 INSTALL = "install-readiness-exporter"
+BASE = "python:3.11-slim-bookworm"
+DRILL_PACKAGES = {"postgresql-client": ["psql", "pg_restore"], "age": ["age"],
+                  "pgbackrest": ["pgbackrest"]}
 
 
 @dataclass
@@ -42,6 +50,19 @@ class Stage:
 
     def all(self, keyword: str) -> list[str]:
         return [args for kw, args in self.instructions if kw == keyword]
+
+
+def substitute(text: str, args: dict[str, str]) -> str:
+    """Dockerfile variable substitution: `${X}`, `${X:+word}`, `${X:-word}`."""
+    def one(match: re.Match[str]) -> str:
+        name, op, word = match.group(1), match.group(2), match.group(3)
+        value = args.get(name, "")
+        if op == ":+":
+            return word if value else ""
+        if op == ":-":
+            return value or word
+        return value
+    return re.sub(r"\$\{(\w+)(?:(:[+-])([^}]*))?\}", one, text)
 
 
 def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
@@ -64,9 +85,7 @@ def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
         keyword = keyword.upper()
         if keyword == "FROM":
             words = rest.split()
-            base = words[0]
-            for key, value in args.items():
-                base = base.replace("${" + key + "}", value)
+            base = substitute(words[0], args)
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base, name))
         elif not stages and keyword == "ARG":
@@ -80,6 +99,20 @@ def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
 @pytest.fixture(scope="module")
 def stages() -> list[Stage]:
     return parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))[1]
+
+
+def stage_named(stages: list[Stage], name: str) -> Stage:
+    return next(s for s in stages if s.name == name)
+
+
+def lock_pins(text: str) -> dict[str, str]:
+    """`name==version` lines of a pip lock file (canonical names)."""
+    pins = {}
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9._-]+)==([^\s\\;]+)", line)
+        if match:
+            pins[canonicalize_name(match.group(1))] = match.group(2)
+    return pins
 
 
 def _install_steps(stage: Stage) -> list[list[str]]:
@@ -107,7 +140,7 @@ class Installed:
 def installed(stages: list[Stage], tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """Run the Dockerfile's build steps outside a container."""
     tmp = tmp_path_factory.mktemp("image")
-    builder, final = stages[0], stages[-1]
+    builder, final = stage_named(stages, "builder"), stage_named(stages, "runtime")
     context = tmp / "src"
     # COPY SRC... DEST into the build context (only what the Dockerfile copies).
     for copy in builder.all("COPY"):
@@ -146,17 +179,22 @@ def installed(stages: list[Stage], tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_dockerfile_is_multi_stage_slim_and_non_root(stages: list[Stage]) -> None:
     args, _ = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
-    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
-    assert len(stages) == 2
-    builder, final = stages
-    assert builder.name == "builder"
-    assert builder.base == final.base == "python:3.11-slim"
+    assert args["PYTHON_IMAGE"] == BASE
+    assert [s.name for s in stages] == ["builder", "runtime", "restore-drill", None]
+    builder, final = stage_named(stages, "builder"), stage_named(stages, "runtime")
+    # The base by digest when pinned (docker/check-digest), the tag alone until then.
+    digest = args["PYTHON_DIGEST"]
+    assert digest == "" or re.fullmatch(r"sha256:[0-9a-f]{64}", digest), digest
+    assert builder.base == final.base == (f"{BASE}@{digest}" if digest else BASE)
+    # `docker build .` builds the last stage: the runtime image, unchanged.
+    assert stages[-1].base == "runtime" and not stages[-1].instructions
     assert _install_steps(builder) == [["wheels", "/src", "/wheels"]]
     assert _install_steps(final) == [["venv", "/wheels", "/opt/readiness-exporter"]]
     # The final stage takes only wheels from the builder, by a build-time bind mount.
     assert any("--mount=type=bind,from=builder,source=/wheels" in r for r in final.all("RUN"))
     assert not any("--from" in c for c in final.all("COPY"))
     assert [c.split()[-2] for c in final.all("COPY")] == ["docker/install.sh"]
+    assert any("READINESS_EXPORTER_REVISION=${REVISION}" in e for e in final.all("ENV"))
     # No compilers or package installs in the final image.
     final_runs = " ".join(final.all("RUN"))
     for word in ("apt-get", "gcc", "build-essential", "apk "):
@@ -173,7 +211,101 @@ def test_dockerignore_keeps_the_context_to_what_is_copied() -> None:
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!exporter/", "!docker/install.sh"} <= set(lines)
+    assert {"!pyproject.toml", "!README.md", "!exporter/", "!docker/install.sh",
+            "!requirements/runtime.lock"} <= set(lines)
+
+
+def test_check_digest_agrees_with_the_dockerfile() -> None:
+    args, _ = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+    result = subprocess.run(["sh", str(ROOT / "docker" / "check-digest")], capture_output=True,
+                            text=True, timeout=30, check=False)
+    if args["PYTHON_DIGEST"]:
+        assert result.returncode == 0, result.stderr
+    else:  # not pinned yet: the release gate says so and how to fix it
+        assert result.returncode == 1
+        assert "PYTHON_DIGEST" in result.stderr and "--write" in result.stderr
+
+
+def test_restore_drill_target_adds_the_drill_tools_only(stages: list[Stage]) -> None:
+    drill = stage_named(stages, "restore-drill")
+    assert drill.base == "runtime"
+    (run,) = drill.all("RUN")
+    words = run.split()
+    assert "--no-install-recommends" in words and "rm -rf /var/lib/apt/lists/*" in run
+    installed = words[words.index("--no-install-recommends") + 1:words.index("&&", words.index(
+        "--no-install-recommends"))]
+    assert set(installed) == set(DRILL_PACKAGES)
+    assert drill.all("USER") == ["0:0", "10001:10001"]  # back to the runtime's user
+    assert not drill.all("ENTRYPOINT") and not drill.all("CMD")  # the runtime's
+
+
+@pytest.mark.parametrize("package", sorted(DRILL_PACKAGES))
+def test_drill_packages_provide_the_drill_binaries(package: str) -> None:
+    """The Debian package names of the drill target ship the binaries the drills call
+    (checked on this machine's Debian, where the test suite installs them)."""
+    wanted = DRILL_PACKAGES[package]
+    if package == "postgresql-client":  # a metapackage: its binaries are in -client-NN
+        query = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n",
+                                "postgresql-client-[0-9]*"], capture_output=True, text=True,
+                               check=False)
+        versioned = [line.split()[0] for line in query.stdout.splitlines()
+                     if line.endswith("install ok installed")]
+        package = versioned[0] if versioned else package
+    listed = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True,
+                            check=False)
+    if listed.returncode != 0:
+        pytest.skip(f"Debian package {package} is not installed here (make system-deps)")
+    names = {Path(p).name for p in listed.stdout.split()}
+    assert set(wanted) <= names
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def test_lock_pins_every_dependency_of_pyproject_with_hashes() -> None:
+    text = LOCK.read_text(encoding="utf-8")
+    pins = lock_pins(text)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for spec in pyproject["project"]["dependencies"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is in pyproject.toml but not in {LOCK.name}; " \
+            "regenerate it (docs/deployment.md)"
+        assert requirement.specifier.contains(pins[name], prereleases=True), \
+            f"{LOCK.name} pins {name}=={pins[name]}, outside pyproject's {requirement.specifier}"
+    # Every pin carries at least one hash (pip --require-hashes refuses otherwise).
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1] if text.startswith("#")
+                       else text)
+    for entry in entries:
+        if re.match(r"^[A-Za-z0-9._-]+==", entry):
+            assert "--hash=sha256:" in entry, entry.splitlines()[0]
+
+
+def test_venv_holds_exactly_the_locked_versions(installed: Installed) -> None:
+    python = installed.venv / "bin" / "python"
+    listing = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m, json; print(json.dumps("
+         "{d.metadata['Name']: d.version for d in m.distributions()}))"],
+        capture_output=True, text=True, check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    found = {canonicalize_name(k): v for k, v in json.loads(listing.stdout).items()}
+    expected = {**lock_pins(LOCK.read_text(encoding="utf-8")), "readiness-exporter": "0.1.0"}
+    assert found == expected
+
+
+def test_venv_install_refuses_a_wheel_that_does_not_match_its_hash(
+        installed: Installed, tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    shutil.copytree(installed.wheels, wheels)
+    victim = next(wheels.glob("six-*.whl"))
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    env = {**os.environ, "PYTHON": sys.executable}
+    env.pop("VIRTUAL_ENV", None)
+    result = subprocess.run(["sh", str(ROOT / "docker" / "install.sh"), "venv", str(wheels),
+                             str(tmp_path / "venv")], capture_output=True, text=True,
+                            env=env, timeout=240, check=False)
+    assert result.returncode != 0
+    assert "hash" in result.stderr.lower() and "six" in result.stderr
 
 
 def test_wheel_carries_presets_and_board_templates(installed: Installed) -> None:
@@ -197,14 +329,20 @@ def test_venv_is_self_contained(installed: Installed) -> None:
         [str(python), "-c", "import exporter, importlib.resources as r; print(exporter.__file__);"
          "print(r.files('exporter.presets').joinpath('default.yaml').is_file())"],
         capture_output=True, text=True, cwd=installed.workdir, check=True,
-        env={"PATH": "/usr/bin:/bin"})
+        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})  # as the image
     module_path, preset_found = result.stdout.split()
     assert Path(module_path).is_relative_to(installed.venv), module_path
     assert preset_found == "True"
-    # pip was removed after the install: nothing in the image can install more.
+    # pip and setuptools were removed after the install: nothing in the image can install
+    # more; no .pyc files were written (smaller image).
     assert not (installed.venv / "bin" / "pip").exists()
+    site = next((installed.venv / "lib").glob("python3*/site-packages"))
+    assert not (site / "setuptools").exists()
+    compiled = sorted(str(p.relative_to(site)) for p in site.rglob("*.pyc"))
+    assert not compiled, compiled[:5]
     version = subprocess.run([str(installed.venv / "bin" / "readiness-exporter"), "--version"],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True,
+                             env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
     assert version.stdout.strip().startswith("readiness-exporter ")
 
 
@@ -219,7 +357,7 @@ def _get(url: str) -> tuple[int, str]:
 @pytest.fixture
 def serving(installed: Installed, stages: list[Stage]) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     """ENTRYPOINT + CMD from the Dockerfile, listen address moved to a loopback port."""
-    final = stages[-1]
+    final = stage_named(stages, "runtime")
     command = json.loads(final.all("ENTRYPOINT")[0]) + json.loads(final.all("CMD")[0])
     port = free_port()
     at = command.index("--web.listen-address") + 1
