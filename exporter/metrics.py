@@ -108,10 +108,16 @@ PHASE = MetricFamily(
     "(preparing, go-live, live), 0 for the others. Alerts page only in live.",
     ("phase",),
 )
+SHARD_INFO = MetricFamily(
+    "readiness_shard_info",
+    "The shard of the checks this exporter runs (always 1): checks are split by a hash of "
+    "their id over total_shards exporters; rules join shards on these labels.",
+    ("shard", "total_shards"),
+)
 PHASES = ("preparing", "go-live", "live")
 CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, SKIPPED, CHECK_INFO,
                   CHECK_ENABLED, CHECK_STALE)
-GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, PHASE)
+GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, PHASE, SHARD_INFO)
 CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
 
 
@@ -122,6 +128,8 @@ class ReloadState:
     successful: bool = True
     last_success: float = 0.0
     phase: str = "preparing"  # settings.phase of the running configuration
+    shard: int = 0  # --shard / --total-shards of this process (fixed for its lifetime)
+    total_shards: int = 1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -300,6 +308,9 @@ def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: floa
         _line(RELOAD_OK.name, "", 1.0 if reload.successful else 0.0),
         _header(RELOAD_TS, openmetrics), _line(RELOAD_TS.name, "", reload.last_success),
         phase_lines(reload.phase, openmetrics),
+        _header(SHARD_INFO, openmetrics),
+        _line(SHARD_INFO.name, _labels(["shard", "total_shards"],
+                                       [str(reload.shard), str(reload.total_shards)]), 1.0),
     ))
 
 
@@ -587,3 +598,7 @@ class ReadinessCollector(Collector):
         for name in PHASES:
             phase.add_metric([name], 1.0 if name == self._reload.phase else 0.0)
         yield phase
+        shard = GaugeMetricFamily(SHARD_INFO.name, SHARD_INFO.help, labels=["shard",
+                                                                            "total_shards"])
+        shard.add_metric([str(self._reload.shard), str(self._reload.total_shards)], 1.0)
+        yield shard
