@@ -245,7 +245,7 @@ async def test_apply_touches_only_the_jobs_of_changed_checks() -> None:
         assert jobs.get_job("slower").trigger.interval == timedelta(seconds=120)
         # A changed check whose next run was far away runs again within the spread.
         assert jobs.get_job("far").next_run_time <= datetime.now(UTC) + timedelta(seconds=30)
-        assert store.get("off").status is Status.SKIPPED
+        assert store.get("off").status is Status.DISABLED
         # A disabled check whose reason changes shows the new reason; still no job.
         events.clear()
         new[3] = spec("off", enabled=False, disabled_reason="not in this release")
