@@ -257,3 +257,23 @@ def test_a_failing_check_on_one_shard_holds_the_fleets_go_live(tmp_path: Path) -
     owner = next(i for i, body in enumerate(bodies) if 'check="broken"' in body)
     assert go_live[owner] == ["0.0"]
     assert min(float(v[0]) for v in go_live.values()) == 0  # readiness:go_live is 0
+
+
+@pytest.mark.parametrize(("args", "env", "names"), [
+    (["--shard", "auto", "--total-shards", "3"], {"POD_NAME": "readiness"}, "POD_NAME"),
+    (["--shard", "auto"], {"POD_NAME": "readiness-4", "TOTAL_SHARDS": "3"}, "--total-shards"),
+    (["--shard", "3", "--total-shards", "3"], {}, "between 0 and 2"),
+    (["--shard", "auto"], {"POD_NAME": "readiness-0", "TOTAL_SHARDS": "x"}, "$TOTAL_SHARDS"),
+], ids=["no-ordinal", "ordinal-too-big", "shard-too-big", "bad-total-env"])
+def test_serve_refuses_a_shard_it_cannot_take(tmp_path: Path, args: list[str],
+                                              env: dict[str, str], names: str) -> None:
+    import subprocess
+
+    from tests.core.conftest import EXE
+
+    result = subprocess.run([str(EXE), "serve", "--web.listen-address", "127.0.0.1:1", *args],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env})
+    assert result.returncode == 2, result.stderr
+    assert names in result.stderr
+    assert "Traceback" not in result.stderr
