@@ -199,14 +199,15 @@ class Runtime:
         try:
             families = families_of(specs)
             self.exposition.set_families(families)
-            self.store.replace_specs(specs)
+            # Before replace_specs: the exposition's go-live tracking reads it then.
             self.store.fleet_verdicts = self._fleet_verdicts(specs)
+            self.store.replace_specs(specs)
             self.scheduler.apply(specs)
         except Exception as exc:  # all or nothing: put the running configuration back
             self.exposition.set_families(old_families)
             self._elsewhere = old_elsewhere
-            self.store.replace_specs(old_specs)
             self.store.fleet_verdicts = self._fleet_verdicts(old_specs)
+            self.store.replace_specs(old_specs)
             self.scheduler.apply(old_specs)
             return self._rejected([f"{new.source}: cannot be applied: unexpected "
                                    f"{type(exc).__name__}"])

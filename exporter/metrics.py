@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import __version__
-from exporter.model import CheckSpec, MetricFamily, Status
+from exporter.model import CheckSpec, MetricFamily, Severity, Status
 from exporter.store import CheckState, Store
 from exporter.web.sections import SECTION_TITLES
 
@@ -298,10 +298,13 @@ def check_lines(state: CheckState, families: Mapping[str, MetricFamily]) -> dict
     return out
 
 
-def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: float) -> str:
-    """The few series computed at scrape time."""
+def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: float,
+                 go_live: bool | None = None) -> str:
+    """The few series computed at scrape time (`go_live`: already known, else asked of
+    the store, which walks every check)."""
+    live = store.go_live(now) if go_live is None else go_live
     return "".join((
-        _header(GO_LIVE, openmetrics), _line(GO_LIVE.name, "", 1.0 if store.go_live(now) else 0.0),
+        _header(GO_LIVE, openmetrics), _line(GO_LIVE.name, "", 1.0 if live else 0.0),
         _header(BUILD_INFO, openmetrics),
         _line(BUILD_INFO.name, _labels(["version"], [__version__]), 1.0),
         _header(RELOAD_OK, openmetrics),
@@ -364,6 +367,10 @@ class Exposition:
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
         self._tails: dict[bool, tuple[tuple[bool, bool, float, str], float, bytes]] = {}
         self._stale = StaleTracker(store)
+        # Enabled critical checks that hold go-live down, kept up to date as outcomes
+        # and staleness change, so a scrape does not walk every check for go-live.
+        self._not_passing: set[str] = set()
+        self._stale_critical: set[str] = set()
         store.subscribe(self._on_change)
         self._on_change(list(store.states.values()))
 
@@ -383,19 +390,42 @@ class Exposition:
         now = time.time()
         for state in states:
             rendered = check_lines(state, self._families)
-            rendered[CHECK_STALE.name] = stale_line(state.spec.id,
-                                                    self._stale.update(state, now))
+            stale = self._stale.update(state, now)
+            rendered[CHECK_STALE.name] = stale_line(state.spec.id, stale)
             lines[state.spec.id] = rendered
+            self._track_go_live(state, stale)
         if len(lines) > len(self._store.states):  # checks removed by a reload
             current = self._store.states
             for check_id in [c for c in lines if c not in current]:
                 del lines[check_id]
                 self._stale.flags.pop(check_id, None)
+                self._not_passing.discard(check_id)
+                self._stale_critical.discard(check_id)
+
+    def _track_go_live(self, state: CheckState, stale: bool) -> None:
+        """Whether the check holds go-live down (`Store.blockers`, kept incrementally)."""
+        cid, spec = state.spec.id, state.spec
+        critical = spec.enabled and spec.severity is Severity.CRITICAL
+        exempt = state.status is Status.SKIPPED and cid in self._store.fleet_verdicts
+        if critical and state.status is not Status.PASS and not exempt:
+            self._not_passing.add(cid)
+        else:
+            self._not_passing.discard(cid)
+        if critical and stale and not exempt:
+            self._stale_critical.add(cid)
+        else:
+            self._stale_critical.discard(cid)
+
+    def go_live(self, now: float | None = None) -> bool:
+        """`Store.go_live`, from the tracked blockers (no walk over every check)."""
+        self._refresh_stale(now)
+        return not self._not_passing and not self._stale_critical
 
     def _refresh_stale(self, now: float | None = None) -> None:
         """Re-render the stale line of checks whose staleness flipped."""
         for state in self._stale.expired(time.time() if now is None else now):
             cid = state.spec.id
+            self._track_go_live(state, self._stale.flags[cid])
             if cid in self._lines:
                 self._lines[cid] = {**self._lines[cid],
                                     CHECK_STALE.name: stale_line(cid, self._stale.flags[cid])}
@@ -459,7 +489,7 @@ class Exposition:
     def tail(self, openmetrics: bool, now: float | None = None) -> bytes:
         """The global series computed at scrape time (and `# EOF` for OpenMetrics)."""
         now = time.time() if now is None else now
-        text = global_lines(self._store, self._reload, openmetrics, now)
+        text = global_lines(self._store, self._reload, openmetrics, now, self.go_live(now))
         if openmetrics:
             text += "# EOF\n"
         return text.encode("utf-8")
