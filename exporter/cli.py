@@ -85,11 +85,14 @@ def parse_telemetry_path(value: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the daemon."""
     from exporter.daemon import serve
+    from exporter.sharding import ShardError, resolve_shard, total_shards_of
     from exporter.webconfig import load_web_config
 
-    if not 0 <= args.shard < args.total_shards:
-        _print_errors([f"--shard must be between 0 and {args.total_shards - 1} "
-                       "(--total-shards - 1)"])
+    try:
+        total_shards = total_shards_of(args.total_shards)
+        shard = resolve_shard(args.shard, total_shards)
+    except ShardError as exc:
+        _print_errors([str(exc)])
         return EXIT_CONFIG
     cfg = _load(args.config_file)
     if cfg is None:
@@ -105,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web_dir = args.web_config_file.parent if args.web_config_file else Path.cwd()
     try:
         asyncio.run(serve(cfg, args.config_file, host, port, web_config, web_dir,
-                          shard=args.shard, total_shards=args.total_shards,
+                          shard=shard, total_shards=total_shards,
                           telemetry_path=args.web_telemetry_path,
                           enable_lifecycle=args.web_enable_lifecycle))
     except OSError as exc:
@@ -378,8 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--web.enable-lifecycle", dest="web_enable_lifecycle",
                        action="store_true",
                        help="allow POST /-/reload (off: 403; SIGHUP always reloads)")
-    serve.add_argument("--shard", type=int, default=0)
-    serve.add_argument("--total-shards", dest="total_shards", type=int, default=1)
+    serve.add_argument("--shard", default="0",
+                       help="this process's shard of the checks: N, or 'auto' for the "
+                            "StatefulSet ordinal of $POD_NAME or the hostname")
+    serve.add_argument("--total-shards", dest="total_shards", type=int, default=None,
+                       help="how many shards split the checks (default: $TOTAL_SHARDS or 1)")
     serve.add_argument("--log.level", dest="log_level", default=argparse.SUPPRESS,
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log.format", dest="log_format", default=argparse.SUPPRESS,

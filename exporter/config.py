@@ -74,6 +74,12 @@ class Settings(BaseModel):
         description="first runs are spread over this many seconds"
     )
     stale_after_intervals: float = Field(default=3.0, gt=1, le=1000)
+    retry_after_error: bool = Field(default=True, description="retry a check whose last "
+                                    "run ended in error before its next interval")
+    retry_initial: Duration = Field(default=1.0, ge=0.1, le=300, description="first retry "
+                                    "after an error (seconds; doubles per further error)")
+    retry_max: Duration = Field(default=30.0, ge=1, le=3600, description="longest retry "
+                                "delay after consecutive errors (seconds)")
     state_dir: Path = Field(default=Path("state"), description="persistent results")
     phase: Literal["preparing", "go-live", "live"] = Field(
         default="preparing", description="readiness phase; alerts page only in live"

@@ -10,17 +10,16 @@ import math
 import signal
 import threading
 import time
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from exporter import __version__, build_info, config, lint, redact, registry
+from exporter import __version__, build_info, config, lint, redact, registry, sharding
 from exporter.config import Config, ConfigError
 from exporter.connection_guard import ConnectionGuard
 from exporter.context import RuntimeContext
 from exporter.metrics import CORE_FAMILIES, Exposition, ReloadState
-from exporter.model import CheckSpec, MetricFamily
-from exporter.scheduler import Scheduler
+from exporter.model import CheckSpec, CheckView, MetricFamily
+from exporter.scheduler import RetryBackoff, Scheduler
 from exporter.server import make_app, start_server
 from exporter.store import Store
 from exporter.webconfig import BasicAuth, WebConfig, build_ssl_context
@@ -34,7 +33,14 @@ and share that next reload), so clients that reload in a loop cannot starve scra
 
 def in_shard(check_id: str, shard: int, total_shards: int) -> bool:
     """Stable assignment of a check to one of `total_shards` shards (crc32 of its id)."""
-    return zlib.crc32(check_id.encode("utf-8")) % total_shards == shard
+    return sharding.shard_of(check_id, total_shards) == shard
+
+
+def retry_backoff(cfg: Config) -> RetryBackoff:
+    """The scheduler's retry-after-error backoff from `settings:`."""
+    s = cfg.settings
+    return RetryBackoff(initial=s.retry_initial, maximum=s.retry_max,
+                        enabled=s.retry_after_error)
 
 
 def families_of(specs: Iterable[CheckSpec]) -> dict[str, MetricFamily]:
@@ -57,20 +63,24 @@ class Runtime:
         redact.install(redact.from_config(cfg))
         self.shard = shard
         self.total_shards = total_shards
+        self._elsewhere: list[CheckView] = []
         specs = self._select(cfg)
         self.store = Store(specs, cfg.settings.stale_after_intervals)
+        self.store.fleet_verdicts = self._fleet_verdicts(specs)
         from exporter.history import History  # the board's last outcomes per check
         self.history = History.follow(self.store, cfg.settings.state_dir)
         self.reload_state = ReloadState(successful=True, last_success=time.time(),
-                                        phase=cfg.settings.phase)
+                                        phase=cfg.settings.phase, shard=shard,
+                                        total_shards=total_shards)
         self.exposition = Exposition(self.store, families_of(specs), self.reload_state,
-                                       process_series=True)
+                                     process_series=True)
         self.ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
-                                  checks=self.store.views, release=cfg.settings.release)
+                                  checks=self.check_views, release=cfg.settings.release)
         self.scheduler = Scheduler(self.store, self.ctx,
                                    max_concurrency=cfg.settings.max_concurrency,
                                    jitter=cfg.settings.jitter,
-                                   first_round_spread=cfg.settings.first_round_spread)
+                                   first_round_spread=cfg.settings.first_round_spread,
+                                   retry=retry_backoff(cfg))
         self.reloads_run = 0
         """Reloads actually performed (requests that coalesced count once)."""
         self._next_reload: asyncio.Future[list[str]] | None = None
@@ -80,7 +90,28 @@ class Runtime:
         self._last_reload_end = -math.inf
 
     def _select(self, cfg: Config) -> list[CheckSpec]:
-        return [s for s in cfg.checks if in_shard(s.id, self.shard, self.total_shards)]
+        """This shard's checks; the others are remembered as views without results."""
+        keys = sharding.placement(cfg.checks)
+        mine: list[CheckSpec] = []
+        elsewhere: list[CheckView] = []
+        for spec in cfg.checks:
+            if sharding.shard_of(keys[spec.id], self.total_shards) == self.shard:
+                mine.append(spec)
+            else:
+                elsewhere.append(CheckView(spec.id, spec.section, spec.severity, spec.enabled,
+                                           None, None, elsewhere=True))
+        self._elsewhere = elsewhere
+        return mine
+
+    def _fleet_verdicts(self, specs: Iterable[CheckSpec]) -> frozenset[str]:
+        if self.total_shards == 1:
+            return frozenset()
+        return frozenset(s.id for s in specs if sharding.covered_by_fleet_go_live(s))
+
+    def check_views(self) -> list[CheckView]:
+        """Every configured check for aggregates: this shard's with their results,
+        the other shards' marked `elsewhere`."""
+        return self.store.views() + self._elsewhere
 
     async def start(self) -> None:
         """Start scheduling checks."""
@@ -162,16 +193,21 @@ class Runtime:
             return self._rejected([f"{self.config_path}: cannot be loaded: unexpected "
                                    f"{type(exc).__name__}"])
         scrubber = await asyncio.to_thread(redact.from_config, new)
+        old_elsewhere = self._elsewhere
         specs = self._select(new)
         old_specs = [state.spec for state in self.store.states.values()]
         old_families = families_of(old_specs)
         try:
             families = families_of(specs)
             self.exposition.set_families(families)
+            # Before replace_specs: the exposition's go-live tracking reads it then.
+            self.store.fleet_verdicts = self._fleet_verdicts(specs)
             self.store.replace_specs(specs)
             self.scheduler.apply(specs)
         except Exception as exc:  # all or nothing: put the running configuration back
             self.exposition.set_families(old_families)
+            self._elsewhere = old_elsewhere
+            self.store.fleet_verdicts = self._fleet_verdicts(old_specs)
             self.store.replace_specs(old_specs)
             self.scheduler.apply(old_specs)
             return self._rejected([f"{new.source}: cannot be applied: unexpected "
@@ -179,6 +215,7 @@ class Runtime:
         redact.install(scrubber)
         self.config = new
         self.store.stale_after_intervals = new.settings.stale_after_intervals
+        self.scheduler.retry = retry_backoff(new)
         await self.ctx.update_connections(new.connections)
         self.reload_state.successful = True
         self.reload_state.phase = new.settings.phase
@@ -237,6 +274,12 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
         # in code.
         ssl_context = web_config.ssl_context or build_ssl_context(
             web_config.tls_server_config, web_config_dir)
+    # Handlers first: a SIGTERM that arrives as soon as the port answers (a supervisor,
+    # a test) must stop the exporter cleanly, not kill it with the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     guard = ConnectionGuard()
     app = make_app(runtime, auth, guard, telemetry_path=telemetry_path,
                    enable_lifecycle=enable_lifecycle)
@@ -253,10 +296,6 @@ async def serve(cfg: Config, config_path: Path | None, host: str, port: int,
         "basic_auth": auth.enabled, "config": cfg.source, "checks": len(runtime.store.states),
         "shard": shard, "total_shards": total_shards,
     })
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

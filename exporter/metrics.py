@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import build_info
-from exporter.model import CheckSpec, MetricFamily, Status
+from exporter.model import CheckSpec, MetricFamily, Severity, Status
 from exporter.process_series import ProcessSeries
 from exporter.store import CheckState, Store
 from exporter.web.sections import SECTION_TITLES
@@ -112,10 +112,16 @@ PHASE = MetricFamily(
     "(preparing, go-live, live), 0 for the others. Alerts page only in live.",
     ("phase",),
 )
+SHARD_INFO = MetricFamily(
+    "readiness_shard_info",
+    "The shard of the checks this exporter runs (always 1): checks are split by a hash of "
+    "their id over total_shards exporters; rules join shards on these labels.",
+    ("shard", "total_shards"),
+)
 PHASES = ("preparing", "go-live", "live")
 CHECK_FAMILIES = (STATUS, LAST_RUN, DURATION, INTERVAL, RUNS, ERRORS, SKIPPED, CHECK_INFO,
                   CHECK_ENABLED, CHECK_STALE)
-GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, PHASE)
+GLOBAL_FAMILIES = (GO_LIVE, BUILD_INFO, RELOAD_OK, RELOAD_TS, PHASE, SHARD_INFO)
 CORE_FAMILIES = CHECK_FAMILIES + GLOBAL_FAMILIES
 
 
@@ -126,6 +132,8 @@ class ReloadState:
     successful: bool = True
     last_success: float = 0.0
     phase: str = "preparing"  # settings.phase of the running configuration
+    shard: int = 0  # --shard / --total-shards of this process (fixed for its lifetime)
+    total_shards: int = 1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -302,15 +310,21 @@ def build_info_lines(openmetrics: bool) -> str:
         BUILD_INFO.name, _labels(BUILD_INFO.labels, values), 1.0)
 
 
-def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: float) -> str:
-    """The few series computed at scrape time."""
+def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: float,
+                 go_live: bool | None = None) -> str:
+    """The few series computed at scrape time (`go_live`: already known, else asked of
+    the store, which walks every check)."""
+    live = store.go_live(now) if go_live is None else go_live
     return "".join((
-        _header(GO_LIVE, openmetrics), _line(GO_LIVE.name, "", 1.0 if store.go_live(now) else 0.0),
+        _header(GO_LIVE, openmetrics), _line(GO_LIVE.name, "", 1.0 if live else 0.0),
         build_info_lines(openmetrics),
         _header(RELOAD_OK, openmetrics),
         _line(RELOAD_OK.name, "", 1.0 if reload.successful else 0.0),
         _header(RELOAD_TS, openmetrics), _line(RELOAD_TS.name, "", reload.last_success),
         phase_lines(reload.phase, openmetrics),
+        _header(SHARD_INFO, openmetrics),
+        _line(SHARD_INFO.name, _labels(["shard", "total_shards"],
+                                       [str(reload.shard), str(reload.total_shards)]), 1.0),
     ))
 
 
@@ -366,6 +380,10 @@ class Exposition:
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
         self._tails: dict[bool, tuple[tuple[bool, bool, float, str], float, bytes]] = {}
         self._stale = StaleTracker(store)
+        # Enabled critical checks that hold go-live down, kept up to date as outcomes
+        # and staleness change, so a scrape does not walk every check for go-live.
+        self._not_passing: set[str] = set()
+        self._stale_critical: set[str] = set()
         store.subscribe(self._on_change)
         self._on_change(list(store.states.values()))
 
@@ -385,19 +403,42 @@ class Exposition:
         now = time.time()
         for state in states:
             rendered = check_lines(state, self._families)
-            rendered[CHECK_STALE.name] = stale_line(state.spec.id,
-                                                    self._stale.update(state, now))
+            stale = self._stale.update(state, now)
+            rendered[CHECK_STALE.name] = stale_line(state.spec.id, stale)
             lines[state.spec.id] = rendered
+            self._track_go_live(state, stale)
         if len(lines) > len(self._store.states):  # checks removed by a reload
             current = self._store.states
             for check_id in [c for c in lines if c not in current]:
                 del lines[check_id]
                 self._stale.flags.pop(check_id, None)
+                self._not_passing.discard(check_id)
+                self._stale_critical.discard(check_id)
+
+    def _track_go_live(self, state: CheckState, stale: bool) -> None:
+        """Whether the check holds go-live down (`Store.blockers`, kept incrementally)."""
+        cid, spec = state.spec.id, state.spec
+        critical = spec.enabled and spec.severity is Severity.CRITICAL
+        exempt = state.status is Status.SKIPPED and cid in self._store.fleet_verdicts
+        if critical and state.status is not Status.PASS and not exempt:
+            self._not_passing.add(cid)
+        else:
+            self._not_passing.discard(cid)
+        if critical and stale and not exempt:
+            self._stale_critical.add(cid)
+        else:
+            self._stale_critical.discard(cid)
+
+    def go_live(self, now: float | None = None) -> bool:
+        """`Store.go_live`, from the tracked blockers (no walk over every check)."""
+        self._refresh_stale(now)
+        return not self._not_passing and not self._stale_critical
 
     def _refresh_stale(self, now: float | None = None) -> None:
         """Re-render the stale line of checks whose staleness flipped."""
         for state in self._stale.expired(time.time() if now is None else now):
             cid = state.spec.id
+            self._track_go_live(state, self._stale.flags[cid])
             if cid in self._lines:
                 self._lines[cid] = {**self._lines[cid],
                                     CHECK_STALE.name: stale_line(cid, self._stale.flags[cid])}
@@ -461,7 +502,7 @@ class Exposition:
     def tail(self, openmetrics: bool, now: float | None = None) -> bytes:
         """The global series computed at scrape time (and `# EOF` for OpenMetrics)."""
         now = time.time() if now is None else now
-        text = global_lines(self._store, self._reload, openmetrics, now)
+        text = global_lines(self._store, self._reload, openmetrics, now, self.go_live(now))
         if self._process is not None:
             text += self._process.render(openmetrics)
         if openmetrics:
@@ -603,3 +644,7 @@ class ReadinessCollector(Collector):
         for name in PHASES:
             phase.add_metric([name], 1.0 if name == self._reload.phase else 0.0)
         yield phase
+        shard = GaugeMetricFamily(SHARD_INFO.name, SHARD_INFO.help, labels=["shard",
+                                                                            "total_shards"])
+        shard.add_metric([str(self._reload.shard), str(self._reload.total_shards)], 1.0)
+        yield shard

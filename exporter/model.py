@@ -627,6 +627,7 @@ class CheckView:
     enabled: bool
     status: Status | None  # None: not run yet
     last_run: float | None
+    elsewhere: bool = False  # configured, but run by another shard: no result here
 
 
 class ProbeContext(Protocol):

@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -33,7 +34,8 @@ class Scheduler:
     """Runs the store's checks on their schedules and records outcomes."""
 
     def __init__(self, store: Store, ctx: ProbeContext, *, max_concurrency: int = 64,
-                 jitter: float = 0.1, first_round_spread: float = 5.0) -> None:
+                 jitter: float = 0.1, first_round_spread: float = 5.0,
+                 retry: RetryBackoff | None = None) -> None:
         self._store = store
         self._ctx = ctx
         self._semaphore = asyncio.Semaphore(max_concurrency)
@@ -44,6 +46,10 @@ class Scheduler:
         self._specs: dict[str, CheckSpec] = {}
         # Checks with a run in flight (or waiting for a slot) -> set when that run ends.
         self._running: dict[str, asyncio.Event] = {}
+        self.retry = retry if retry is not None else RetryBackoff()
+        """The backoff of retries after `error` (replaced on reload)."""
+        # Consecutive `error` results per check (drives the retry backoff).
+        self._error_streak: dict[str, int] = {}
         self.skip_log = SkipLog()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         quiet_apscheduler_skip_lines()
@@ -68,6 +74,7 @@ class Scheduler:
         for check_id in [c for c in self._specs if c not in wanted]:
             self._remove_job(check_id)
             del self._specs[check_id]
+            self._error_streak.pop(check_id, None)
         now = datetime.now(UTC)
         for check_id, spec in wanted.items():
             old = self._specs.get(check_id)
@@ -183,8 +190,26 @@ class Scheduler:
                 return
             outcome, duration = await run_check(spec, self._ctx)
             previous = self._store.record(check_id, outcome, time.time(), duration)
+        self._after_result(spec, outcome.status)
         if previous != outcome.status:
             log_status_change(spec, previous, outcome)
+
+    def _after_result(self, spec: CheckSpec, status: Status) -> None:
+        """After an `error`, bring the check's next run forward to the retry backoff
+        (when that is sooner than its next interval); any other result ends the streak."""
+        if status is not Status.ERROR:
+            self._error_streak.pop(spec.id, None)
+            return
+        streak = self._error_streak.get(spec.id, 0) + 1
+        self._error_streak[spec.id] = streak
+        if not self.retry.enabled or not self._scheduler.running:
+            return
+        job = self._scheduler.get_job(spec.id)
+        if job is None or job.next_run_time is None:
+            return
+        retry_at = datetime.now(UTC) + timedelta(seconds=self.retry.delay(streak))
+        if retry_at < job.next_run_time:
+            self._scheduler.modify_job(spec.id, next_run_time=retry_at)
 
     async def shutdown(self, grace: float = 2.0) -> None:
         """Stop scheduling; give in-flight probes `grace` seconds, then cancel them."""
@@ -197,6 +222,23 @@ class Scheduler:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=grace)
+
+
+@dataclass(frozen=True)
+class RetryBackoff:
+    """When a check whose last run ended in `error` runs again: `initial` seconds after
+    the first error, doubling with each further error up to `maximum`, each delay drawn
+    at random from its upper half (jitter, so checks failing together do not retry in
+    step). A retry never delays a run: the interval's own next run wins when sooner."""
+
+    initial: float = 1.0
+    maximum: float = 30.0
+    enabled: bool = True
+
+    def delay(self, streak: int) -> float:
+        """Seconds before the retry that follows `streak` consecutive errors."""
+        ceiling = min(self.maximum, self.initial * 2.0 ** min(streak - 1, 32))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
 
 # A run in flight plus one pending start (see `Scheduler._run`): at most one run of a

@@ -63,6 +63,10 @@ class Store:
         self._states: dict[str, CheckState] = {s.id: CheckState(s) for s in specs}
         self._listeners: list[Listener] = []
         self.generation = 0
+        self.fleet_verdicts: frozenset[str] = frozenset()
+        """Checks whose verdict spans shards (set by the runtime when sharded): their
+        `skipped` ("cannot see other shards") does not block this shard's go-live, since
+        the fleet's go-live (every shard's) already covers what they summarise."""
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(changed_states)` after every change."""
@@ -167,6 +171,7 @@ class Store:
             s for s in self._states.values()
             if s.spec.enabled and s.spec.severity is Severity.CRITICAL
             and (s.status is not Status.PASS or not s.is_fresh(now, self.stale_after_intervals))
+            and not (s.status is Status.SKIPPED and s.spec.id in self.fleet_verdicts)
         ]
 
     def go_live(self, now: float | None = None) -> bool:

@@ -8,6 +8,12 @@ as dotted prefixes, `severities`) and is not in `exclude`; the aggregate never s
 itself. Disabled checks are left out. A result older than `max_age` counts as not
 passing.
 
+With sharding (`serve --shard`), a selected check that another shard runs has no result
+here: it counts as `other_shard`, neither passing nor failing. A verdict that depends on
+such inputs is `skipped` ("cannot see ..."), never assumed; across shards it is computed
+by the recording rules (`readiness:go_live`). A failing input this shard sees still
+fails an `all` aggregate, and a passing one passes an `any` aggregate.
+
 At start-up the aggregate may run before the checks it summarises: while a selected
 check has not run yet, it waits for that first result (up to `first_result_wait`,
 polling the store), and if one is still missing it reports `skipped` ("waiting for first
@@ -39,7 +45,7 @@ __all__ = ["KIND", "AggregateCheck", "run", "selected"]
 
 _LIST_IN_MESSAGE = 5
 # Every value of the `state` label (bounded).
-STATES = ("pass", "fail", "error", "skipped", "not_run", "stale")
+STATES = ("pass", "fail", "error", "skipped", "not_run", "stale", "other_shard")
 
 
 class AggregateCheck(CheckSpec):
@@ -97,7 +103,7 @@ class AggregateCheck(CheckSpec):
 CHECKS = MetricFamily(
     "readiness_aggregate_checks",
     "Selected checks by state of their latest result (pass, fail, error, skipped, "
-    "not_run, stale).",
+    "not_run, stale; other_shard: run by another shard, not visible here).",
     ("state",),
 )
 SELECTED = MetricFamily(
@@ -127,6 +133,8 @@ def selected(spec: AggregateCheck, views: list[CheckView]) -> list[CheckView]:
 
 
 def _state(spec: AggregateCheck, view: CheckView, now: float) -> str:
+    if view.elsewhere:
+        return "other_shard"
     if view.status is None:
         return "not_run"
     if (spec.max_age is not None and view.last_run is not None
@@ -140,7 +148,8 @@ _POLL_SECONDS = 0.1
 
 def _waiting(spec: AggregateCheck, views: list[CheckView]) -> list[str]:
     """Selected checks without a first result yet."""
-    return [view.id for view in selected(spec, views) if view.status is None]
+    return [view.id for view in selected(spec, views)
+            if view.status is None and not view.elsewhere]
 
 
 def _passing_states(spec: AggregateCheck) -> set[str]:
@@ -175,11 +184,14 @@ async def run(spec: AggregateCheck, ctx: ProbeContext) -> Outcome:
     failing: list[str] = []
     passing_states = _passing_states(spec)
     passing: list[str] = []
+    unseen: list[str] = []
     for view in chosen:
         state = _state(spec, view, now)
         counts[state] += 1
         if state in passing_states:
             passing.append(view.id)
+        elif state == "other_shard":
+            unseen.append(view.id)
         else:
             failing.append(f"{view.id} ({state.replace('_', ' ')})")
     measurements = [Measurement(CHECKS.name, float(count), {"state": state})
@@ -198,12 +210,22 @@ async def run(spec: AggregateCheck, ctx: ProbeContext) -> Outcome:
         if passing:
             return Outcome.passed(f"{_short(passing)} passes ({len(passing)} of "
                                   f"{len(chosen)} alternatives)", tuple(measurements))
+        if unseen:
+            return Outcome.skipped(_cannot_see(unseen, len(chosen)), tuple(measurements))
         return Outcome.failed(f"none of {len(chosen)} alternatives passes: {_short(failing)}",
                               tuple(measurements))
     if failing:
         return Outcome.failed(f"{len(failing)} of {len(chosen)} not passing: {_short(failing)}",
                               tuple(measurements))
+    if unseen:
+        return Outcome.skipped(_cannot_see(unseen, len(chosen)), tuple(measurements))
     return Outcome.passed(f"all {len(chosen)} selected checks pass", tuple(measurements))
+
+
+def _cannot_see(unseen: list[str], selected_count: int) -> str:
+    return (f"cannot see {len(unseen)} of {selected_count} selected checks, run by other "
+            f"shards ({_short(unseen)}); the verdict across shards is the recording rule "
+            "readiness:go_live (or list the inputs in `ids` to keep them on this shard)")
 
 
 def _short(items: list[str]) -> str:

@@ -145,9 +145,15 @@ def test_schema_accepts_every_default(helm: Helm) -> None:
 # --------------------------------------------------------------------------- Deployment
 
 
+def _workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one Deployment, or the StatefulSet of `sharding.enabled`."""
+    (workload,) = [d for d in docs if d["kind"] in {"Deployment", "StatefulSet"}]
+    return workload
+
+
 @pytest.mark.parametrize("values", VALUES_FILES, ids=VALUES_IDS)
 def test_pod_runs_restricted(rendered: dict[str, list[dict[str, Any]]], values: Path) -> None:
-    pod = one(rendered[values.name], "Deployment")["spec"]["template"]["spec"]
+    pod = _workload(rendered[values.name])["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -260,7 +266,7 @@ def test_config_is_the_values_config_and_loads(
     assert config == {**given, "settings": {**(given.get("settings") or {}),
                                             "state_dir": expected_state}}
     # Every ${NAME} in the file is set in the container, so the reference resolves.
-    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = _workload(docs)["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container.get("env", [])}
     text = _config_map(docs)["data"]["config.yaml"]
     for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text):
@@ -763,3 +769,62 @@ def test_chart_has_an_icon() -> None:
     assert chart["icon"].startswith("data:image/svg+xml;base64,")
     svg = base64.b64decode(chart["icon"].split(",", 1)[1]).decode()
     assert svg.startswith("<svg") and svg.endswith("</svg>")
+
+
+# --------------------------------------------------------------------------- sharding
+
+SHARDED = CI_VALUES / "sharded-values.yaml"
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_sharding_renders_a_statefulset_whose_pods_take_their_ordinal(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered[SHARDED.name]
+    assert of_kind(docs, "Deployment") == []
+    statefulset = one(docs, "StatefulSet")
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 3
+    assert spec["podManagementPolicy"] == "Parallel"
+    (container,) = spec["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--shard") + 1] == "auto"
+    assert "--total-shards" not in args  # from TOTAL_SHARDS, kept equal to replicas
+    env = _env(container)
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["TOTAL_SHARDS"] == "3"
+    headless = [s for s in of_kind(docs, "Service") if s["spec"].get("clusterIP") == "None"]
+    (service,) = headless
+    assert service["metadata"]["name"] == spec["serviceName"]
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    # The scraped Service still selects every shard's pod.
+    (scraped,) = [s for s in of_kind(docs, "Service") if s not in headless]
+    assert scraped["spec"]["selector"] == spec["selector"]["matchLabels"]
+
+
+def test_the_shard_count_follows_the_value(helm: Helm) -> None:
+    docs = helm.template(sets=["sharding.enabled=true", "sharding.shards=5",
+                               "replicaCount=2"])
+    spec = one(docs, "StatefulSet")["spec"]
+    assert spec["replicas"] == 5  # replicaCount does not apply to shards
+    assert _env(spec["template"]["spec"]["containers"][0])["TOTAL_SHARDS"] == "5"
+
+
+def test_without_sharding_no_statefulset_and_no_shard_env(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["default-values.yaml"]
+    assert of_kind(docs, "StatefulSet") == []
+    assert all(s["spec"].get("clusterIP") != "None" for s in of_kind(docs, "Service"))
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--shard" not in container["args"]
+    assert {"POD_NAME", "TOTAL_SHARDS"}.isdisjoint(_env(container))
+
+
+@pytest.mark.parametrize("setting", ["sharding.shards=0", "sharding.shards=three",
+                                     "sharding.enable=true"])
+def test_bad_sharding_values_fail_the_schema(helm: Helm, setting: str) -> None:
+    result = helm.template_raw(sets=[setting])
+    assert result.returncode != 0, setting
+    assert "sharding" in result.stdout + result.stderr

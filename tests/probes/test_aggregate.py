@@ -83,7 +83,7 @@ async def test_failure_error_and_not_run_count_as_not_passing(board_ctx: Any) ->
     assert waiting.status == Status.SKIPPED
     assert waiting.message == "waiting for first results of 5.1.4"
     assert counts(waiting) == {"pass": 1, "fail": 1, "error": 1, "skipped": 0,
-                               "not_run": 1, "stale": 0}
+                               "not_run": 1, "stale": 0, "other_shard": 0}
     board.views[3] = view("5.1.4", Status.FAIL)
     outcome = await KIND.run(spec(severities=["critical"]), ctx)
     assert outcome.status == Status.FAIL
@@ -91,7 +91,7 @@ async def test_failure_error_and_not_run_count_as_not_passing(board_ctx: Any) ->
     for check_id in ("5.1.2", "5.1.3", "5.1.4"):
         assert check_id in outcome.message
     assert counts(outcome) == {"pass": 1, "fail": 2, "error": 1, "skipped": 0,
-                               "not_run": 0, "stale": 0}
+                               "not_run": 0, "stale": 0, "other_shard": 0}
 
 
 async def test_section_prefix_is_dotted(board_ctx: Any) -> None:
