@@ -42,7 +42,7 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _load(path: Path | None) -> Config | None:
+def load_config(path: Path | None) -> Config | None:
     """The validated configuration, or None after printing why not (the caller exits 2)."""
     try:
         return config.load(path)
@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _print_errors([f"--shard must be between 0 and {args.total_shards - 1} "
                        "(--total-shards - 1)"])
         return EXIT_CONFIG
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     web_config = None
@@ -223,7 +223,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Run the selected checks once and print the result; exit 1 unless go-live."""
     from exporter.render.progress import ProgressLine
 
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     specs = select(cfg.checks, args.section, args.only)
@@ -243,7 +243,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load and validate; print a summary or every error."""
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     lint.print_warnings(cfg)
@@ -301,7 +301,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from exporter.explain import explain, find, trace
 
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     specs = find(cfg, args.check_id)
