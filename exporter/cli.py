@@ -17,13 +17,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from exporter import __version__, config, init_cmd, jsonlog, lint, redact, registry
+from exporter.checklist import in_section, section_key
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
 from exporter.model import CheckSpec
 from exporter.runner import run_check
 from exporter.scheduler import disabled_outcome
 from exporter.store import CheckState, Store
-from exporter.web.sections import in_section, section_key
 
 EXIT_OK, EXIT_CRITICAL, EXIT_CONFIG = 0, 1, 2
 DEFAULT_LISTEN = "127.0.0.1:9847"
@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only this probe or connection kind")
     listing.set_defaults(func=cmd_list)
 
-    _add_attest(sub)
+    _add_plugin_commands(sub)
     _add_explain(sub, config_arg)
     _add_schema(sub)
     _add_report(sub)
@@ -418,14 +418,12 @@ def _add_mixin(sub: Any) -> None:
     parser.set_defaults(func=mixin.run)
 
 
-def _add_attest(sub: Any) -> None:
-    try:
-        from exporter.probes.attestation import cli as attest_cli
-    except ImportError:
-        return
-    attest = sub.add_parser("attest", help="sign a checklist item (attestation)")
-    attest_cli.add_arguments(attest)
-    attest.set_defaults(func=attest_cli.run)
+def _add_plugin_commands(sub: Any) -> None:
+    """Subcommands plug-ins register in `registry.PLUGIN_COMMANDS` (e.g. `attest`)."""
+    for command in registry.plugin_commands():
+        parser = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(parser)
+        parser.set_defaults(func=command.run)
 
 
 def _add_report(sub: Any) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from exporter import config, registry
+from exporter.checklist import section_title
 from exporter.config import Config
 from exporter.model import CheckSpec
-from exporter.web.sections import section_title
 
 # Probe kinds documented on a page not named after their module family.
 DOCS_BY_FAMILY = {"redis_probe": "redis", "prometheus_query": "prometheus_query"}

@@ -29,9 +29,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import __version__
+from exporter.checklist import SECTION_TITLES
 from exporter.model import CheckSpec, MetricFamily, Status
 from exporter.store import CheckState, Store
-from exporter.web.sections import SECTION_TITLES
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
