@@ -29,6 +29,7 @@ from exporter.model import (
     TimeoutDuration,
     connection_references,
     read_file_bounded,
+    walk_options,
 )
 from exporter.yamlload import shorten
 
@@ -354,17 +355,9 @@ def _format_error(prefix: str, error: Mapping[str, Any],
 
 def iter_secret_refs(value: Any, path: str) -> Iterator[tuple[str, SecretRef]]:
     """(option path, reference) for every secret reference inside `value`."""
-    if isinstance(value, SecretRef):
-        yield path, value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from iter_secret_refs(getattr(value, name), f"{path}.{name}")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            yield from iter_secret_refs(item, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from iter_secret_refs(item, f"{path}.{key}")
+    for where, item in walk_options(value, path):
+        if isinstance(item, SecretRef):
+            yield where, item
 
 
 @dataclass
