@@ -33,3 +33,4 @@ def test_every_runtime_dependency_of_the_project_is_pinned() -> None:
     assert len(pins) == len(dependencies)
     assert "redis==5.0.1" in pins  # redis.asyncio's aclose() arrived in 5.0.1
     assert "kubernetes-asyncio==32.3.2" in pins  # leaderelection.resourcelock: 32.3.2
+    assert "detect-secrets==1.5" in pins  # plugins.gitlab_token arrived in 1.5
