@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-export
 	redis-server postgresql postgresql-15-cron pgbackrest age chromium rabbitmq-server
 PYTEST_ARGS ?=
 
-.PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean
+.PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean test-oldest
 
 # Stamps, not the console script: `make run` installs the runtime only, and a later
 # `make test` must still add the test extras.
@@ -61,5 +61,16 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+## test-oldest: a separate venv with every dependency at its pyproject.toml lower bound
+## (scripts/oldest_constraints.py), running tests/core and tests/transport there
+OLDEST_VENV ?= .venv-oldest
+test-oldest: services
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(PYTHON) scripts/oldest_constraints.py > $(OLDEST_VENV)/constraints.txt
+	$(OLDEST_VENV)/bin/pip install --quiet -c $(OLDEST_VENV)/constraints.txt -e '.[test]'
+	$(OLDEST_VENV)/bin/pip freeze > $(OLDEST_VENV)/installed.txt
+	$(OLDEST_VENV)/bin/pytest -q -p no:cacheprovider tests/core tests/transport $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache state
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache state

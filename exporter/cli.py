@@ -17,13 +17,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from exporter import __version__, config, init_cmd, jsonlog, lint, redact, registry
+from exporter.checklist import in_section, section_key
 from exporter.config import Config, ConfigError
 from exporter.context import RuntimeContext
 from exporter.model import CheckSpec
 from exporter.runner import run_check
 from exporter.scheduler import disabled_outcome
 from exporter.store import CheckState, Store
-from exporter.web.sections import in_section, section_key
 
 EXIT_OK, EXIT_CRITICAL, EXIT_CONFIG = 0, 1, 2
 DEFAULT_LISTEN = "127.0.0.1:9847"
@@ -42,7 +42,7 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _load(path: Path | None) -> Config | None:
+def load_config(path: Path | None) -> Config | None:
     """The validated configuration, or None after printing why not (the caller exits 2)."""
     try:
         return config.load(path)
@@ -94,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ShardError as exc:
         _print_errors([str(exc)])
         return EXIT_CONFIG
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     web_config = None
@@ -240,7 +240,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Run the selected checks once and print the result; exit 1 unless go-live."""
     from exporter.render.progress import ProgressLine
 
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     specs = select(cfg.checks, args.section, args.only)
@@ -260,7 +260,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load and validate; print a summary or every error."""
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     lint.print_warnings(cfg)
@@ -318,7 +318,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from exporter.explain import explain, find, trace
 
-    cfg = _load(args.config_file)
+    cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
     specs = find(cfg, args.check_id)
@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only this probe or connection kind")
     listing.set_defaults(func=cmd_list)
 
-    _add_attest(sub)
+    _add_plugin_commands(sub)
     _add_explain(sub, config_arg)
     _add_schema(sub)
     _add_report(sub)
@@ -449,14 +449,12 @@ def _add_mixin(sub: Any) -> None:
     parser.set_defaults(func=mixin.run)
 
 
-def _add_attest(sub: Any) -> None:
-    try:
-        from exporter.probes.attestation import cli as attest_cli
-    except ImportError:
-        return
-    attest = sub.add_parser("attest", help="sign a checklist item (attestation)")
-    attest_cli.add_arguments(attest)
-    attest.set_defaults(func=attest_cli.run)
+def _add_plugin_commands(sub: Any) -> None:
+    """Subcommands plug-ins register in `registry.PLUGIN_COMMANDS` (e.g. `attest`)."""
+    for command in registry.plugin_commands():
+        parser = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(parser)
+        parser.set_defaults(func=command.run)
 
 
 def _add_report(sub: Any) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from exporter import config, registry
+from exporter.checklist import section_title
 from exporter.config import Config
 from exporter.model import CheckSpec
-from exporter.web.sections import section_title
 
 # Probe kinds documented on a page not named after their module family.
 DOCS_BY_FAMILY = {"redis_probe": "redis", "prometheus_query": "prometheus_query"}
@@ -58,13 +58,13 @@ def _walk(data: dict[str, Any], origin: str, base_dir: Path | None,
             continue
         if "/" in ref or ref.endswith((".yaml", ".yml")):
             path = Path(ref) if base_dir is None else base_dir / ref
-            documents = [(str(path), config._read_file(path))]
+            documents = [(str(path), config.read_file(path))]
             inner_dir: Path | None = path.parent
         else:
-            documents = config._preset_documents(ref)
+            documents = config.preset_documents(ref)
             inner_dir = None
         for inner_origin, text in documents:
-            _walk(config._parse_yaml(text, inner_origin), inner_origin, inner_dir, provenance)
+            _walk(config.parse_yaml(text, inner_origin), inner_origin, inner_dir, provenance)
     provenance.record(data, origin)
 
 
@@ -72,11 +72,11 @@ def trace(path: Path | None) -> Provenance:
     """The provenance of every check of the configuration at `path` (None: embedded)."""
     provenance = Provenance()
     if path is None:
-        for origin, text in config._preset_documents(config.DEFAULT_PRESET):
-            _walk(config._parse_yaml(text, origin), f"embedded default ({origin})", None,
+        for origin, text in config.preset_documents(config.DEFAULT_PRESET):
+            _walk(config.parse_yaml(text, origin), f"embedded default ({origin})", None,
                   provenance)
     else:
-        _walk(config._parse_yaml(config._read_file(path), str(path)), str(path), path.parent,
+        _walk(config.parse_yaml(config.read_file(path), str(path)), str(path), path.parent,
               provenance)
     return provenance
 

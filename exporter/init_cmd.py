@@ -103,7 +103,7 @@ def _secret_lines(cfg: config.Config) -> list[tuple[str, str]]:
     """Secrets the connections use, by reference (never a value)."""
     lines = []
     for name, connection in sorted(cfg.connections.items()):
-        for option, ref in config._iter_secret_refs(connection, f"connections.{name}"):
+        for option, ref in config.iter_secret_refs(connection, f"connections.{name}"):
             lines.append((option, f"secret {ref.describe()}"))
         for field_name in type(connection).model_fields:
             value = getattr(connection, field_name)

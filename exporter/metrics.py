@@ -30,10 +30,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import build_info
+from exporter.checklist import SECTION_TITLES
 from exporter.model import CheckSpec, MetricFamily, Severity, Status
 from exporter.process_series import ProcessSeries
 from exporter.store import CheckState, Store
-from exporter.web.sections import SECTION_TITLES
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

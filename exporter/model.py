@@ -254,7 +254,8 @@ class SecretRef(BaseModel):
     file: Path | None = None
 
     @classmethod
-    def _coerce(cls, value: object) -> object:
+    def coerce(cls, value: object) -> object:
+        """Turn the `${ENV_NAME}` string form into `{env: NAME}`; refuse inline values."""
         if isinstance(value, str):
             match = _ENV_REF_RE.match(value.strip())
             if not match:
@@ -299,7 +300,7 @@ class SecretRef(BaseModel):
 
 
 def _secret_ref_before(value: object) -> object:
-    return SecretRef._coerce(value)
+    return SecretRef.coerce(value)
 
 
 SecretReference = Annotated[SecretRef, BeforeValidator(_secret_ref_before)]

@@ -200,14 +200,14 @@ def _basic_auth_pairs(value: Any) -> Iterator[tuple[str, SecretRef]]:
 def from_config(cfg: Config, environ: Mapping[str, str] | None = None) -> Scrubber:
     """A scrubber of every secret `cfg` refers to (checks and connections), including
     the `Authorization: Basic` value of each username/password pair."""
-    from exporter.config import _iter_secret_refs
+    from exporter.config import iter_secret_refs
 
     models: list[tuple[str, BaseModel]] = [
         (f"connections.{name}", conn) for name, conn in sorted(cfg.connections.items())]
     models += [(f"checks (id {spec.id})", spec) for spec in cfg.checks]
     secrets: dict[str, str] = {}
     for where, model in models:
-        refs = [ref for _, ref in _iter_secret_refs(model, where)]
+        refs = [ref for _, ref in iter_secret_refs(model, where)]
         for ref in [*refs, *_named_secrets(model)]:
             value = _read(ref, environ)
             if value is not None:

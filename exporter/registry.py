@@ -8,8 +8,10 @@ the Kubernetes client.
 
 from __future__ import annotations
 
+import argparse
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -56,6 +58,34 @@ CONNECTION_KINDS: dict[str, str] = {
     "redis": "exporter.probes.redis.probe:CONNECTION",  # issue 4, 15
     "kubernetes": "exporter.probes.kubernetes.connection:CONNECTION",  # issue 6
 }
+
+# Subcommands a plug-in adds to the CLI: command name -> (help, module). The module
+# defines `add_arguments(parser)` and `run(args) -> int`; the core CLI names no plug-in.
+PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "attest": ("sign a checklist item (attestation)", "exporter.probes.attestation.cli"),
+}
+
+
+@dataclass(frozen=True)
+class PluginCommand:
+    """One plug-in subcommand, loaded: its help line and its two functions."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def plugin_commands() -> list[PluginCommand]:
+    """Every plug-in subcommand whose module imports (a missing optional one is left out)."""
+    commands = []
+    for name, (help_text, module_name) in PLUGIN_COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        commands.append(PluginCommand(name, help_text, module.add_arguments, module.run))
+    return commands
 
 
 def _load(ref: str) -> Any:

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from exporter.checklist import section_key
 from exporter.store import CheckState
-from exporter.web.sections import section_key
 
 
 def record(state: CheckState, now: float | None = None,

@@ -149,6 +149,10 @@ class WebConfig(BaseModel):
         """The server TLS context built (and so checked) when the file was loaded."""
         return self._ssl_context
 
+    def attach_ssl_context(self, context: ssl.SSLContext) -> None:
+        """Keep the server TLS context the loader built from `tls_server_config`."""
+        self._ssl_context = context
+
 
 class _WebConfigLoader(yaml.SafeLoader):
     """Safe YAML without aliases (nothing in the file needs them) or duplicate keys."""
@@ -236,7 +240,7 @@ def load_web_config(path: Path) -> WebConfig:
         raise ConfigError([f"{origin}: nested too deeply"]) from None
     if web.tls_server_config is not None:
         try:
-            web._ssl_context = build_ssl_context(web.tls_server_config, path.parent)
+            web.attach_ssl_context(build_ssl_context(web.tls_server_config, path.parent))
         except ConfigError as exc:
             raise ConfigError([f"{origin}: {e}" for e in exc.errors]) from None
     return web

@@ -182,14 +182,20 @@ async def run(spec: FileCheck, ctx: ProbeContext) -> Outcome:
                             f"(max {spec.max_age / 86400:.1f})")
     if problems:
         return Outcome.failed(f"{spec.path}: {'; '.join(problems)}", tuple(measurements))
-    claims = [f"{facts.size} bytes"]
+    claims = ", ".join(_pass_claims(spec, facts.size))
+    return Outcome.passed(f"{spec.path} present ({claims})", tuple(measurements))
+
+
+def _pass_claims(spec: FileCheck, size: int) -> list[str]:
+    """What a pass checked, and only that."""
+    claims = [f"{size} bytes"]
     if spec.required_sections:
         claims.append(f"{len(spec.required_sections)} required sections with content")
     if spec.sha256 is not None:
         claims.append("sha256 matches")
     if spec.max_age is not None:
         claims.append(f"modified within {spec.max_age / 86400:g} days")
-    return Outcome.passed(f"{spec.path} present ({', '.join(claims)})", tuple(measurements))
+    return claims
 
 
 KIND = ProbeKind(

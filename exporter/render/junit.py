@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from xml.etree import ElementTree as ET
 
+from exporter.checklist import section_title
 from exporter.model import Severity
 from exporter.render.json_output import RunInfo
 from exporter.render.summary import status_name
 from exporter.results import record, sorted_states
 from exporter.store import CheckState
-from exporter.web.sections import section_title
 
 _COUNTERS = ("tests", "failures", "errors", "skipped")
 

@@ -71,7 +71,7 @@ def _generate(args: argparse.Namespace) -> int:
             key = load_signing_key(args.signing_key, args.passphrase_env)
         except SigningError as exc:
             return _fail(f"--signing-key: {exc}")
-    loaded = cli._load(args.config_file)
+    loaded = cli.load_config(args.config_file)
     if loaded is None:
         return EXIT_USAGE
     cfg = loaded.model_copy(update={

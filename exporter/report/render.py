@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.checklist import section_title
 from exporter.web.board import template_environment
-from exporter.web.sections import section_title
 
 
 def render_html(document: dict[str, Any]) -> str:

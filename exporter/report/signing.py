@@ -11,16 +11,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exporter.probes.attestation.keyring import Keyring, Signer, default_key_id
+from exporter.probes.attestation.private_key import PrivateKeyError, load_private_key
 
 DOMAIN = b"readiness-exporter evidence report v1\n"
 ALGORITHM = "ed25519"
@@ -40,24 +39,10 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
 def load_signing_key(path: Path, passphrase_env: str | None = None) -> Ed25519PrivateKey:
     """An Ed25519 private key from a PEM file, decrypted with the passphrase in
     `passphrase_env` when given."""
-    password: bytes | None = None
-    if passphrase_env:
-        if passphrase_env not in os.environ:
-            raise SigningError(f"environment variable {passphrase_env} (the signing key's "
-                               "passphrase) is not set")
-        password = os.environ[passphrase_env].encode("utf-8")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SigningError(f"signing key {path} cannot be read: {exc.strerror}") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=password)
-    except (ValueError, TypeError):
-        raise SigningError(f"signing key {path} is not a readable PEM private key (wrong or "
-                           "missing passphrase?)") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SigningError(f"signing key {path} is not an Ed25519 key")
-    return key
+        return load_private_key(path, passphrase_env, "signing key")
+    except PrivateKeyError as exc:
+        raise SigningError(str(exc)) from None
 
 
 def sign(document: dict[str, Any], key: Ed25519PrivateKey,

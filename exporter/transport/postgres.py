@@ -140,7 +140,7 @@ class PostgresConnection(ConnectionSpec, RenamedOptions):
             data["tls"] = _tls_from_libpq(data)
         model = handler(data)
         if used and isinstance(model, PostgresConnection):
-            model._old_spellings = used
+            model.note_old_spellings(used)
         return model
 
     @field_validator("tls")

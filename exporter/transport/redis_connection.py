@@ -77,7 +77,7 @@ class RedisConnection(ConnectionSpec, RenamedOptions):
                                  "or write tls: {ca_file: ...} to use TLS")
         model = handler(data)
         if flag and isinstance(model, RedisConnection):
-            model._tls_flag = True
+            model.note_tls_flag()
         return model
 
     @model_validator(mode="before")
@@ -118,6 +118,10 @@ class RedisConnection(ConnectionSpec, RenamedOptions):
         if self.password is not None and self.password_env is not None:
             raise ValueError("give either password or password_env, not both")
         return self
+
+    def note_tls_flag(self) -> None:
+        """Record that this instance was loaded with the old `tls: true|false` flag."""
+        self._tls_flag = True
 
     def old_spellings(self) -> list[tuple[str, str]]:
         """The renamed TLS files, and the old `tls: true|false` flag."""

@@ -10,6 +10,7 @@ loaded configuration and says, per use, which option to write instead. `validate
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from pydantic import (
@@ -47,8 +48,12 @@ class RenamedOptions(BaseModel):
                     used.append(old)
         model = handler(data)
         if used and isinstance(model, RenamedOptions):
-            model._old_spellings = tuple(used)
+            model.note_old_spellings(used)
         return model
+
+    def note_old_spellings(self, used: Iterable[str]) -> None:
+        """Record old option names this instance was loaded with (called while validating)."""
+        self._old_spellings = (*self._old_spellings, *used)
 
     def old_spellings(self) -> list[tuple[str, str]]:
         """(old, new) for every old option name this instance was loaded with."""

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 from multidict import MultiMapping
 
 from exporter import __version__, registry
+from exporter.checklist import in_section, section_key, section_title
 from exporter.history import History
 from exporter.model import Severity
 from exporter.report.document import public_options
@@ -27,7 +28,6 @@ from exporter.results import record
 from exporter.store import CheckState
 from exporter.web.causes import group_causes
 from exporter.web.docs import docs_url, runbook_url
-from exporter.web.sections import in_section, section_key, section_title
 
 if TYPE_CHECKING:
     from exporter.daemon import Runtime

@@ -250,14 +250,14 @@ def test_diamond_of_includes_loads_each_file_once(tmp_path: Path) -> None:
 
     shallow = write(tmp_path, "include: [d3.yaml]\n", "shallow.yaml")
     reads: list[str] = []
-    original = config._read_file
+    original = config.read_file
 
     def counting(path: Path) -> str:
         reads.append(path.name)
         return original(path)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(config, "_read_file", counting)
+        patch.setattr(config, "read_file", counting)
         assert [c.id for c in config.load(shallow, {"JWT_SECRET": "x"}).checks] == ["jwt"]
     assert sorted(reads) == sorted(set(reads))  # every file read once
     assert len(reads) == 1 + 3 * 3 + 1

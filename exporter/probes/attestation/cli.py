@@ -28,6 +28,7 @@ from exporter.probes.attestation.keyring import (
     load_keyring,
     raw_public_bytes,
 )
+from exporter.probes.attestation.private_key import PrivateKeyError, load_private_key
 from exporter.probes.attestation.probe import DEFAULT_DIRECTORY, DEFAULT_KEYRING
 from exporter.probes.attestation.record import (
     Attestation,
@@ -96,23 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_private_key(path: Path, passphrase_env: str | None) -> Ed25519PrivateKey:
-    password: bytes | None = None
-    if passphrase_env:
-        if passphrase_env not in os.environ:
-            raise CliError(f"environment variable {passphrase_env} is not set")
-        password = os.environ[passphrase_env].encode("utf-8")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CliError(f"{path}: cannot be read: {exc.strerror}") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=password)
-    except (ValueError, TypeError):
-        raise CliError(f"{path}: not a readable PEM private key (wrong or missing "
-                       "passphrase?)") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise CliError(f"{path}: not an Ed25519 private key")
-    return key
+        return load_private_key(path, passphrase_env, "--private-key")
+    except PrivateKeyError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _keygen(args: argparse.Namespace) -> int:

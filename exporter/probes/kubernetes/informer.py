@@ -155,7 +155,7 @@ class WatchedCollection:
     async def _relist(self) -> None:
         resource, namespace, labels, fields, metadata_only = self.key
         self.lists += 1
-        listing = await self.cluster._list_pages(resource, namespace, labels, fields,
+        listing = await self.cluster.list_pages(resource, namespace, labels, fields,
                                                  metadata_only)
         self._served = listing.served
         self.objects = {_ident(item): item for item in listing.items}

@@ -234,7 +234,7 @@ class Cluster:
         """
         key = ("list", resource, namespace, label_selector, field_selector, metadata_only)
         if not keep:
-            return await self._list_pages(resource, namespace, label_selector,
+            return await self.list_pages(resource, namespace, label_selector,
                                           field_selector, metadata_only)
         list_key: ListKey = (resource, namespace, label_selector, field_selector,
                              metadata_only)
@@ -245,7 +245,7 @@ class Cluster:
             return await watched.listing()
 
         async def make() -> Listing:
-            return await self._list_pages(resource, namespace, label_selector,
+            return await self.list_pages(resource, namespace, label_selector,
                                           field_selector, metadata_only)
         listing: Listing = await self._shared(key, make)
         return listing
@@ -260,7 +260,7 @@ class Cluster:
         return Listing(items, served=all(p.served for p in parts),
                        pages=sum(p.pages for p in parts))
 
-    async def _list_pages(self, resource: Resource, namespace: str | None,
+    async def list_pages(self, resource: Resource, namespace: str | None,
                           label_selector: str | None, field_selector: str | None,
                           metadata_only: bool) -> Listing:
         path = resource.path(namespace)

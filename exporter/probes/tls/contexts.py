@@ -104,7 +104,11 @@ def _set_groups(context: SSL.Context, groups: tuple[str, ...]) -> None:
     setter = getattr(lib, "SSL_CTX_set1_curves_list", None)
     if setter is None:
         raise ContextError("groups: the local OpenSSL binding cannot set key-exchange groups")
-    if setter(context._context, ":".join(groups).encode()) != 1:
+    # pyOpenSSL has no public call for groups and the standard library's ssl module has no
+    # set_groups before Python 3.15 (requires-python is 3.11): the binding needs the raw
+    # SSL_CTX, which pyOpenSSL keeps in `_context`. Drop this once either offers a setter.
+    raw_context = context._context  # noqa: SLF001
+    if setter(raw_context, ":".join(groups).encode()) != 1:
         raise ContextError(f"groups: the local OpenSSL does not know one of {', '.join(groups)}")
 
 

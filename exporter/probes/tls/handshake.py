@@ -120,7 +120,7 @@ class _Client(asyncio.Protocol):
         if not self.done.done():
             self.done.set_exception(HandshakeError(failure, detail))
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         out = _pending(self.conn)
         if out and self.transport is not None:
             self.transport.write(out)
@@ -130,14 +130,14 @@ class _Client(asyncio.Protocol):
         try:
             self.conn.do_handshake()
         except SSL.WantReadError:
-            self._flush()
+            self.flush()
             return
         except SSL.Error as exc:
             sent_before = self.sent
-            self._flush()  # the alert, if any
+            self.flush()  # the alert, if any
             self._fail(Failure.ALERT if sent_before else Failure.LOCAL, _ssl_error_text(exc))
             return
-        self._flush()
+        self.flush()
         if not self.done.done():
             self.done.set_result(None)
 
@@ -221,7 +221,7 @@ async def handshake(
         )
         with contextlib.suppress(SSL.Error):
             conn.shutdown()
-        client._flush()  # close_notify
+        client.flush()  # close_notify
         return result
     except TimeoutError:
         raise HandshakeError(Failure.TIMEOUT, f"no TLS handshake with {host}:{port} within "

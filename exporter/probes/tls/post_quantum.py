@@ -54,7 +54,8 @@ def _known(group: str) -> bool:
     if setter is None:
         return False
     context = SSL.Context(SSL.TLS_METHOD)
-    return bool(setter(context._context, group.encode()) == 1)
+    # The raw SSL_CTX for the groups call (same justified exception as tls/contexts.py).
+    return bool(setter(context._context, group.encode()) == 1)  # noqa: SLF001
 
 
 def groups_to_offer(allowed: list[str] | tuple[str, ...]) -> tuple[str, ...]:
