@@ -10,15 +10,10 @@ asyncpg's private connection parameters instead, where an SSL context shows as
 from __future__ import annotations
 
 import ast
-import os
-import pwd
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from exporter.context import RuntimeContext
 from exporter.model import Status
@@ -26,7 +21,7 @@ from exporter.probes.backup import drill
 from exporter.probes.backup.drill import KIND, RestoreDrillCheck
 from exporter.transport.postgres import PostgresConnection, database
 from tests.probes.backup.support import pg_dump
-from tests.support.servers import PgCluster, pg_cluster
+from tests.support.servers import PgCluster, pg_tls_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,29 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tls_only() -> Iterator[tuple[PgCluster, Path]]:
     """A cluster that rejects every connection without TLS, and its CA file."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certdir = Path(tempfile.mkdtemp(prefix="readiness-drilltls-"))
-    cert.cert_chain_pems[0].write_to_path(str(certdir / "server.crt"))
-    cert.private_key_pem.write_to_path(str(certdir / "server.key"))
-    ca.cert_pem.write_to_path(str(certdir / "ca.crt"))
-    if os.geteuid() == 0:
-        uid = pwd.getpwnam("postgres").pw_uid
-        for name in ("server.crt", "server.key"):
-            os.chown(certdir / name, uid, -1)
-    os.chmod(certdir / "server.key", 0o600)
-    os.chmod(certdir, 0o755)
-    settings = {"ssl": "on", "ssl_cert_file": f"'{certdir / 'server.crt'}'",
-                "ssl_key_file": f"'{certdir / 'server.key'}'"}
-    try:
-        with pg_cluster(settings, hba_extra=["hostnossl all all 127.0.0.1/32 reject"]) \
-                as cluster:
-            cluster.psql("CREATE DATABASE appdb")
-            cluster.psql("CREATE TABLE customers AS SELECT g AS id FROM "
-                         "generate_series(1, 300) g", "appdb")
-            yield cluster, certdir / "ca.crt"
-    finally:
-        shutil.rmtree(certdir, ignore_errors=True)
+    with pg_tls_cluster(["hostnossl all all 127.0.0.1/32 reject"]) as (cluster, ca_file):
+        cluster.psql("CREATE DATABASE appdb")
+        cluster.psql("CREATE TABLE customers AS SELECT g AS id FROM "
+                     "generate_series(1, 300) g", "appdb")
+        yield cluster, ca_file
 
 
 @pytest.fixture

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import pwd
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +24,7 @@ from exporter.model import Outcome, Reason, Status
 from exporter.probes.postgres import probe
 from exporter.probes.postgres.connection import PostgresConnection
 from exporter.transport.postgres import database
-from tests.support.servers import PgCluster, free_port, pg_cluster
+from tests.support.servers import PgCluster, free_port, pg_cluster, pg_tls_cluster
 
 PASSWORD = "Pw-4b7c1e9f-not-in-output"
 
@@ -45,25 +41,8 @@ def plain() -> Iterator[PgCluster]:
 
 @pytest.fixture(scope="module")
 def tls_cluster() -> Iterator[tuple[PgCluster, Path]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certdir = Path(tempfile.mkdtemp(prefix="readiness-pgtls-"))
-    cert.cert_chain_pems[0].write_to_path(str(certdir / "server.crt"))
-    cert.private_key_pem.write_to_path(str(certdir / "server.key"))
-    ca.cert_pem.write_to_path(str(certdir / "ca.crt"))
-    if os.geteuid() == 0:
-        uid = pwd.getpwnam("postgres").pw_uid
-        for name in ("server.crt", "server.key"):
-            os.chown(certdir / name, uid, -1)
-    os.chmod(certdir / "server.key", 0o600)
-    os.chmod(certdir, 0o755)
-    settings = {"ssl": "on", "ssl_cert_file": f"'{certdir / 'server.crt'}'",
-                "ssl_key_file": f"'{certdir / 'server.key'}'"}
-    try:
-        with pg_cluster(settings) as cluster:
-            yield cluster, certdir / "ca.crt"
-    finally:
-        shutil.rmtree(certdir, ignore_errors=True)
+    with pg_tls_cluster() as (cluster, ca_file):
+        yield cluster, ca_file
 
 
 @pytest.fixture

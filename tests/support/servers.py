@@ -191,3 +191,32 @@ def redis_server(args: Sequence[str] = (), password: str | None = None) -> Itera
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pg_tls_cluster(hba_extra: Sequence[str] = ()) -> Iterator[tuple[PgCluster, Path]]:
+    """A started throw-away cluster with ssl=on (a certificate for 127.0.0.1 from its own
+    trustme CA), and the CA file that verifies it; both removed afterwards."""
+    import pwd
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certdir = Path(tempfile.mkdtemp(prefix="readiness-pgtls-"))
+    cert.cert_chain_pems[0].write_to_path(str(certdir / "server.crt"))
+    cert.private_key_pem.write_to_path(str(certdir / "server.key"))
+    ca.cert_pem.write_to_path(str(certdir / "ca.crt"))
+    if os.geteuid() == 0:  # the server runs as postgres and must read its key
+        uid = pwd.getpwnam("postgres").pw_uid
+        for name in ("server.crt", "server.key"):
+            os.chown(certdir / name, uid, -1)
+    os.chmod(certdir / "server.key", 0o600)
+    os.chmod(certdir, 0o755)
+    settings = {"ssl": "on", "ssl_cert_file": f"'{certdir / 'server.crt'}'",
+                "ssl_key_file": f"'{certdir / 'server.key'}'"}
+    try:
+        with pg_cluster(settings, hba_extra) as cluster:
+            yield cluster, certdir / "ca.crt"
+    finally:
+        shutil.rmtree(certdir, ignore_errors=True)

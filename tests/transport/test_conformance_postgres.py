@@ -14,11 +14,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
-import pwd
-import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,7 +28,7 @@ from exporter.context import RuntimeContext
 from exporter.model import CheckSpec, Reason, Status
 from exporter.runner import run_check
 from exporter.transport.postgres import PostgresConnection
-from tests.support.servers import PgCluster, free_port, pg_cluster
+from tests.support.servers import PgCluster, free_port, pg_tls_cluster
 
 PASSWORD = "Pg-conformance-8d1f0c2a-secret"
 WRONG = "Wrong-pg-5e7a9b31-secret"
@@ -43,26 +39,9 @@ KEY = base64.b64encode(b"k" * 32).decode()
 def tls_cluster() -> Iterator[PgCluster]:
     """A throw-away cluster with ssl=on (certificate for 127.0.0.1 from its own CA) and a
     role `app` that logs in with a password."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certdir = Path(tempfile.mkdtemp(prefix="readiness-pgconf-"))
-    cert.cert_chain_pems[0].write_to_path(str(certdir / "server.crt"))
-    cert.private_key_pem.write_to_path(str(certdir / "server.key"))
-    if os.geteuid() == 0:
-        uid = pwd.getpwnam("postgres").pw_uid
-        for name in ("server.crt", "server.key"):
-            os.chown(certdir / name, uid, -1)
-    os.chmod(certdir / "server.key", 0o600)
-    os.chmod(certdir, 0o755)
-    settings = {"ssl": "on", "ssl_cert_file": f"'{certdir / 'server.crt'}'",
-                "ssl_key_file": f"'{certdir / 'server.key'}'"}
-    try:
-        with pg_cluster(settings, hba_extra=["host all app 127.0.0.1/32 scram-sha-256"]) \
-                as cluster:
-            cluster.psql(f"CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'")
-            yield cluster
-    finally:
-        shutil.rmtree(certdir, ignore_errors=True)
+    with pg_tls_cluster(["host all app 127.0.0.1/32 scram-sha-256"]) as (cluster, _):
+        cluster.psql(f"CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'")
+        yield cluster
 
 
 @contextlib.contextmanager
