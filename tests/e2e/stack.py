@@ -192,8 +192,10 @@ def start_exporter(config: Mapping[str, Any], directory: Path,
     raise RuntimeError(f"exporter did not serve /metrics in {timeout}s:\n{exporter.log_tail()}")
 
 
-def short_for_rules(text: str, duration: str) -> str:
-    """The rule file `text` with every alert's `for:` set to `duration` (a test copy).
+def short_for_rules(text: str, duration: str,
+                    overrides: Mapping[str, str] | None = None) -> str:
+    """The rule file `text` with every alert's `for:` set to `duration`, or to its entry
+    in `overrides` (a test copy).
 
     Only `for:` changes: expressions, labels and annotations stay those of the shipped
     file, whose `for:` boundaries the promtool unit tests in alerts/tests/ cover.
@@ -202,7 +204,7 @@ def short_for_rules(text: str, duration: str) -> str:
     for group in data["groups"]:
         for rule in group["rules"]:
             if "alert" in rule:
-                rule["for"] = duration
+                rule["for"] = (overrides or {}).get(rule["alert"], duration)
     return json.dumps(data, indent=2)
 
 
