@@ -40,6 +40,7 @@ from exporter.model import (
     SecretRef,
     SecretReference,
 )
+from exporter.transport.base import Deadline, request_budget
 from exporter.transport.http import HTTP, HttpClient, HttpOptions, reject_credentials
 from exporter.transport.secrets import resolve_secret
 from exporter.transport.spellings import RenamedOptions
@@ -152,12 +153,13 @@ class _Api:
     def __init__(self, spec: BrokerCheck, client: HttpClient, password: str) -> None:
         self.spec = spec
         self.client = client
+        self.deadline = Deadline(request_budget(spec.timeout))
         token = base64.b64encode(f"{spec.user}:{password}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
 
     async def get(self, path: str, *, accept: tuple[int, ...] = (200,)) -> tuple[int, Any]:
         url = f"{self.spec.url}{path}"
-        response = await self.client.request("GET", url, budget=self.spec.timeout,
+        response = await self.client.request("GET", url, budget=self.deadline.remaining(),
                                              headers=self._headers)
         status = response.status
         if status in (401, 403):

@@ -14,17 +14,18 @@ when the runtime stops.
 from __future__ import annotations
 
 import ssl
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiohttp
 
-from exporter.model import ProbeError
+from exporter.model import ProbeError, Reason
 from exporter.transport.errors import BASE_ERRORS, ErrorTable
 from exporter.transport.tls import TlsClientOptions
 
-__all__ = ["Transport", "TransportRuntime", "request_budget"]
+__all__ = ["Deadline", "Transport", "TransportRuntime", "request_budget"]
 
 OptT = TypeVar("OptT")
 H = TypeVar("H")
@@ -42,6 +43,22 @@ def request_budget(check_timeout: float) -> float:
     as a cancelled run.
     """
     return check_timeout * _BUDGET_SHARE
+
+
+class Deadline:
+    """The time left for the remaining requests of one run (start it with
+    `request_budget(spec.timeout)`)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+        self.total = seconds
+
+    def remaining(self) -> float:
+        """Seconds left; raises `ProbeError(timeout)` when none are."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise ProbeError(Reason.TIMEOUT, f"no time left within {self.total:g}s")
+        return left
 
 
 class TransportRuntime(Protocol):

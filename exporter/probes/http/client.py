@@ -8,13 +8,12 @@ main request and the sub-checks' extra requests.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
 
-from exporter.model import ProbeError, Reason
+from exporter.transport.base import Deadline
 from exporter.transport.http import HttpClient, Response
 
 __all__ = ["USER_AGENT", "Caller", "Deadline", "Response"]
@@ -22,21 +21,6 @@ __all__ = ["USER_AGENT", "Caller", "Deadline", "Response"]
 USER_AGENT = "readiness-exporter/http-probe"
 """What `http` checks send as User-Agent (unchanged by the transport layer: WAF rules and
 access-log filters may name it); other HTTP kinds send `readiness-exporter`."""
-
-
-class Deadline:
-    """The time left for the remaining requests of one run."""
-
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
-        self.total = seconds
-
-    def remaining(self) -> float:
-        """Seconds left; raises `ProbeError(timeout)` when none are."""
-        left = self._end - time.monotonic()
-        if left <= 0:
-            raise ProbeError(Reason.TIMEOUT, f"no time left within {self.total:g}s")
-        return left
 
 
 @dataclass(frozen=True, slots=True)
