@@ -43,7 +43,7 @@ PLURALS = {
     "Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
     "ClusterRoleBinding": "clusterrolebindings", "PeerAuthentication": "peerauthentications",
     "DestinationRule": "destinationrules", "ExternalSecret": "externalsecrets",
-    "Ingress": "ingresses",
+    "Ingress": "ingresses", "ConfigMap": "configmaps",
 }
 CLUSTER_SCOPED = {"namespaces", "clusterroles", "clusterrolebindings"}
 METADATA_AS = "as=PartialObjectMetadataList"

@@ -113,7 +113,8 @@ async def network_policies(spec: KubernetesCheck, cluster: Cluster, now: float) 
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster)
     policies = await scope.items(cluster, r.NETWORK_POLICIES)
-    workloads = await scope.workloads(cluster, ("Deployment", "StatefulSet", "DaemonSet"))
+    workloads = await scope.workloads(cluster, ("Deployment", "StatefulSet", "DaemonSet"),
+                                      required=False)
     by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for policy in policies:
         by_ns[ns_of(policy)].append(policy)

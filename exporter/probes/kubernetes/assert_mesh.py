@@ -159,6 +159,8 @@ async def traffic_policies(spec: KubernetesCheck, cluster: Cluster, now: float) 
     scope = Scope(spec)
     services = [s for s in await scope.items(cluster, r.SERVICES, filter_labels=True)
                 if (s.get("spec") or {}).get("type") != "ExternalName"]
+    if not services and not spec.services:
+        raise await scope.nothing(cluster, "Service (other than ExternalName)")
     listing = await cluster.list_scoped(r.DESTINATION_RULES, scope.include)
     tally = Tally(spec, now, "Services without a DestinationRule trafficPolicy")
     if not listing.served:

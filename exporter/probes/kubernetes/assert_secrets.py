@@ -7,11 +7,20 @@ import base64
 import fnmatch
 from collections import defaultdict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from exporter.model import MetricFamily, Outcome, ProbeError, Reason
 from exporter.probes.kubernetes import resources as r
 from exporter.probes.kubernetes.common import Scope, Tally, labels_of, name_of, ns_of
+from exporter.probes.kubernetes.encryption import (
+    MAX_BYTES,
+    EncryptionConfigInvalid,
+    SecretsEncryption,
+    provider_config_path,
+    secrets_encryption,
+)
+from exporter.probes.kubernetes.resources import Resource
 from exporter.probes.kubernetes.snapshot import Cluster
 from exporter.probes.kubernetes.spec import KubernetesCheck
 
@@ -70,40 +79,128 @@ async def secrets_present(spec: KubernetesCheck, cluster: Cluster, now: float) -
             tally.judge(item, _ready(item), f"ExternalSecret {ns_of(item)}/{name_of(item)} "
                         "(not Ready)")
         if not items and not spec.required_secrets:
-            where = ("the API does not serve ExternalSecret" if not listing.served
-                     else "no ExternalSecret in scope")
-            tally.notes.append(f"{where} and no required_secrets configured")
+            if not listing.served:
+                raise ProbeError(Reason.CONFIG, "the API does not serve ExternalSecret and "
+                                 "no required_secrets are configured: list the Secrets the "
+                                 "application needs in `required_secrets`")
+            raise await scope.nothing(cluster, "ExternalSecret",
+                                      "or list the Secrets in `required_secrets`")
     return tally.outcome(f"{len(spec.required_secrets)} required Secrets present, "
                          f"{external} ExternalSecrets Ready")
 
 
-def _encryption_flag(pod: Mapping[str, Any]) -> bool:
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        words = list(container.get("command") or []) + list(container.get("args") or [])
-        if any(str(w).startswith("--encryption-provider-config") for w in words):
-            return True
-    return False
+CONFIG_MAPS = Resource("configmaps")
+ATTESTED = ("the attested alternative applies (a signed 4.4.2 attestation, the preset's "
+            "4.4.2-attested)")
+
+
+def _read_text(path: Path) -> str:
+    with path.open("rb") as handle:
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ValueError("larger than 1 MiB")
+    return data.decode("utf-8")
+
+
+async def _file_text(path: Path) -> str | None:
+    """The file's text, or None when this process cannot read it."""
+    try:
+        return await asyncio.to_thread(_read_text, path)
+    except (OSError, ValueError):
+        return None
+
+
+def _judge(text: str, source: str) -> SecretsEncryption:
+    try:
+        return secrets_encryption(text, source)
+    except EncryptionConfigInvalid as exc:
+        raise ProbeError(Reason.CONFIG, str(exc)) from None
+
+
+def _verdict(found: SecretsEncryption, source: str) -> Outcome:
+    if found.encrypted:
+        return Outcome.passed(f"Secrets are written with {found.detail} (first provider "
+                              f"for secrets in {source})")
+    return Outcome.failed(f"Secrets are stored unencrypted in etcd: the first provider for "
+                          f"secrets is {found.detail} in {source}")
+
+
+async def _configmap_text(spec: KubernetesCheck, cluster: Cluster) -> tuple[str, str]:
+    ref = str(spec.encryption_config_configmap)
+    namespace, name = ref.split("/", 1)
+    source = f"ConfigMap {ref} (`encryption_config_configmap`)"
+    obj = await cluster.get(CONFIG_MAPS, name, namespace)
+    if obj is None:
+        raise ProbeError(Reason.CONFIG, f"{source} does not exist")
+    data = obj.get("data") or {}
+    key = spec.encryption_config_key
+    if key is None and len(data) == 1:
+        key = next(iter(data))
+    if key is None or key not in data:
+        raise ProbeError(Reason.CONFIG, f"{source} has no key "
+                         f"{key or '(several: set encryption_config_key)'}")
+    return str(data[key]), f"ConfigMap {ref} key {key}"
 
 
 async def etcd_encryption(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
-    """4.4.2: kube-apiserver runs with --encryption-provider-config, where visible."""
+    """4.4.2: the first provider for Secrets in the EncryptionConfiguration is not identity.
+
+    The configuration is read from `encryption_config_file`, from
+    `encryption_config_configmap`, or from the path each kube-apiserver pod passes in
+    `--encryption-provider-config` when that file is readable here. Not visible (managed
+    control plane, another node): `skipped`, the attested alternative applies.
+    """
+    if spec.encryption_config_file is not None:
+        path = spec.encryption_config_file
+        text = await _file_text(path)
+        if text is None:
+            raise ProbeError(Reason.CONFIG, f"encryption_config_file: {path} cannot be read")
+        source = f"{path} (`encryption_config_file`)"
+        return _verdict(_judge(text, source), source)
+    if spec.encryption_config_configmap is not None:
+        text, source = await _configmap_text(spec, cluster)
+        return _verdict(_judge(text, source), source)
+    return await _from_apiserver_pods(spec, cluster, now)
+
+
+async def _from_apiserver_pods(spec: KubernetesCheck, cluster: Cluster,
+                               now: float) -> Outcome:
     try:
         listing = await cluster.list_all(r.PODS, spec.apiserver_namespace,
-                                     label_selector=spec.apiserver_selector)
+                                         label_selector=spec.apiserver_selector)
     except ProbeError as exc:
         if exc.reason is not Reason.AUTH:
             raise
-        return Outcome.skipped(f"API server pods not visible ({exc.message}); "
-                               "use the attested check 4.4.2-attested")
+        return Outcome.skipped(f"the EncryptionConfiguration is not visible: API server "
+                               f"pods cannot be read ({exc.message}); {ATTESTED}")
     if not listing.items:
-        return Outcome.skipped(f"no pod matching {spec.apiserver_selector} in "
-                               f"{spec.apiserver_namespace} (managed control plane?); "
-                               "use the attested check 4.4.2-attested")
-    tally = Tally(spec, now, "kube-apiserver pods without --encryption-provider-config")
+        return Outcome.skipped(f"the EncryptionConfiguration is not visible: no pod matching "
+                               f"{spec.apiserver_selector} in {spec.apiserver_namespace} "
+                               f"(managed control plane?); {ATTESTED}")
+    tally = Tally(spec, now, "kube-apiserver pods writing Secrets unencrypted",
+                  "kube-apiserver pods")
+    unseen: list[str] = []
+    providers: set[str] = set()
     for pod in listing.items:
-        tally.judge(pod, _encryption_flag(pod), f"{ns_of(pod)}/{name_of(pod)}")
-    return tally.outcome(f"all {tally.evaluated} kube-apiserver pods set "
-                         "--encryption-provider-config")
+        ref = f"{ns_of(pod)}/{name_of(pod)}"
+        where = provider_config_path(pod)
+        if where is None:
+            tally.judge(pod, False, f"{ref} (no --encryption-provider-config: identity)")
+            continue
+        text = await _file_text(Path(where))
+        if text is None:
+            unseen.append(where)
+            continue
+        found = _judge(text, f"{where} (--encryption-provider-config of {ref})")
+        providers.add(found.detail)
+        tally.judge(pod, found.encrypted, f"{ref} (first provider for secrets in {where} "
+                    f"is {found.detail})")
+    if unseen and not tally.offenders:
+        return Outcome.skipped(
+            f"the EncryptionConfiguration is not visible: {', '.join(sorted(set(unseen)))} "
+            f"(--encryption-provider-config) cannot be read from the exporter; {ATTESTED}")
+    return tally.outcome(f"all {tally.evaluated} kube-apiserver pods write Secrets with "
+                         f"{', '.join(sorted(providers))}")
 
 
 def _grants_secret_read(role: Mapping[str, Any] | None) -> bool:

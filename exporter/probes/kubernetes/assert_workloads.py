@@ -6,9 +6,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.model import MetricFamily, Outcome
+from exporter.model import Measurement, MetricFamily, Outcome
 from exporter.probes.kubernetes import resources as r
 from exporter.probes.kubernetes.common import (
+    OBJECTS_EVALUATED,
+    OBJECTS_FAILING,
     Scope,
     Tally,
     Workload,
@@ -27,7 +29,8 @@ HPA_MIN_REPLICAS = MetricFamily(
     "minReplicas of the HPA targeting the workload.", ("namespace", "workload", "kind"))
 PDB_ALLOWED = MetricFamily(
     "readiness_kubernetes_pdb_allowed_disruptions",
-    "Disruptions the workload's PDB allows at its desired replicas (from the PDB spec).",
+    "Disruptions the workload's PDB allows at the desired replicas of all the pods it "
+    "covers (every workload it selects; from the PDB spec).",
     ("namespace", "workload", "kind"))
 REPLICAS_DESIRED = MetricFamily(
     "readiness_kubernetes_workload_replicas",
@@ -83,16 +86,17 @@ def _compare(found: Any, want: str, mode: str) -> str | None:
 
 async def resource_baseline(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
     """9.1: containers' requests and limits match the component table."""
-    workloads = await Scope(spec).workloads(cluster, SCALABLE)
+    scope = Scope(spec)
+    workloads = await scope.workloads(cluster, SCALABLE)
     tally = Tally(spec, now, "workloads off the resource baseline")
-    for component in spec.components:
+    for index, component in enumerate(spec.components):
         selector = parse_selector(component.selector)
         chosen = [w for w in workloads if matches(selector, w.pod_labels)
                   or matches(selector, labels_of(w.obj))]
         if not chosen:
-            tally.notes.append(f"component {component.name}: no workload matches "
-                               f"{component.selector}")
-            continue
+            raise await scope.nothing(
+                cluster, f"workload of component {component.name}",
+                f"`components[{index}].selector: {component.selector}` matches none")
         wants = (("requests", "cpu", component.cpu_request),
                  ("limits", "cpu", component.cpu_limit),
                  ("requests", "memory", component.memory_request),
@@ -151,12 +155,39 @@ def _selects(pdb: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     return matches((pdb.get("spec") or {}).get("selector"), labels)
 
 
+def _replicated(spec: KubernetesCheck, workloads: list[Workload]) -> list[Workload]:
+    return [w for w in workloads if w.replicas >= spec.min_replicas]
+
+
+def _none_replicated(spec: KubernetesCheck, workloads: list[Workload], what: str) -> Outcome:
+    """The pass of an assertion about replicated workloads when none is replicated: it
+    says what was checked (the workloads in scope all run fewer replicas)."""
+    return Outcome.passed(
+        f"none of the {len(workloads)} workloads in scope runs >= {spec.min_replicas} "
+        f"replicas: no {what} required",
+        (Measurement(OBJECTS_EVALUATED.name, 0.0), Measurement(OBJECTS_FAILING.name, 0.0)))
+
+
+def _covered(pdb: Mapping[str, Any], workloads: list[Workload]) -> list[Workload]:
+    """The workloads of the PDB's namespace whose pods it selects."""
+    return [w for w in workloads if w.namespace == ns_of(pdb) and _selects(pdb, w.pod_labels)]
+
+
 async def pdb_coverage(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
-    """4.2.3: workloads with replicas >= floor have exactly one PDB allowing a disruption."""
+    """4.2.3: workloads with replicas >= floor have exactly one PDB allowing a disruption.
+
+    A PDB is judged against every pod it covers: the replicas of all the Deployments and
+    StatefulSets of its namespace whose pod template it selects, as the disruption
+    controller counts them (two Deployments of 3 and 2 under `minAvailable: 3` allow 2
+    disruptions).
+    """
     scope = Scope(spec)
-    workloads = [w for w in await scope.workloads(cluster, SCALABLE)
-                 if w.replicas >= spec.min_replicas]
+    in_scope = await scope.workloads(cluster, SCALABLE)
+    workloads = _replicated(spec, in_scope)
+    if not workloads:
+        return _none_replicated(spec, in_scope, "PodDisruptionBudget")
     pdbs = await scope.items(cluster, r.PDBS)
+    every = await scope.all_workloads(cluster, SCALABLE)
     by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for pdb in pdbs:
         by_ns[ns_of(pdb)].append(pdb)
@@ -172,10 +203,14 @@ async def pdb_coverage(spec: KubernetesCheck, cluster: Cluster, now: float) -> O
             names = ", ".join(sorted(name_of(p) for p in chosen))
             tally.workload(workload, False, f"several PDBs ({names}): evictions fail")
             continue
-        allowed, why = pdb_allowed(chosen[0], workload.replicas)
+        covered = _covered(chosen[0], every) or [workload]
+        pods = sum(w.replicas for w in covered)
+        allowed, why = pdb_allowed(chosen[0], pods)
         tally.add(PDB_ALLOWED, float(max(allowed, 0)), workload.gauge_labels())
+        shared = (f" pods of {', '.join(sorted(w.name for w in covered))}"
+                  if len(covered) > 1 else "")
         tally.workload(workload, allowed >= 1, f"PDB {name_of(chosen[0])} {why} of "
-                       f"{workload.replicas} blocks drains")
+                       f"{pods}{shared} blocks drains")
     return tally.outcome()
 
 
@@ -207,8 +242,10 @@ def spreads(workload: Workload, keys: list[str]) -> bool:
 
 async def anti_affinity(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
     """4.2.4: replicated workloads spread their pods over hosts or zones."""
-    workloads = [w for w in await Scope(spec).workloads(cluster, SCALABLE)
-                 if w.replicas >= spec.min_replicas]
+    in_scope = await Scope(spec).workloads(cluster, SCALABLE)
+    workloads = _replicated(spec, in_scope)
+    if not workloads:
+        return _none_replicated(spec, in_scope, "spreading")
     tally = Tally(spec, now, "replicated workloads without anti-affinity or spread",
                   "replicated workloads")
     for workload in workloads:
@@ -244,7 +281,8 @@ def _rollout(workload: Workload) -> tuple[int, int, str | None]:
 async def deployments_available(spec: KubernetesCheck, cluster: Cluster,
                                 now: float) -> Outcome:
     """7.3: the app's Deployments (and StatefulSets if asked) are fully available."""
-    workloads = await Scope(spec).workloads(cluster, ("Deployment",))
+    scope = Scope(spec)
+    workloads = await scope.workloads(cluster, ("Deployment",), required=not spec.workloads)
     tally = Tally(spec, now, "workloads not fully available")
     seen = {w.ref for w in workloads} | {w.name for w in workloads}
     for wanted in spec.workloads:
@@ -255,8 +293,6 @@ async def deployments_available(spec: KubernetesCheck, cluster: Cluster,
         tally.add(REPLICAS_DESIRED, float(desired), workload.gauge_labels())
         tally.add(REPLICAS_AVAILABLE, float(available), workload.gauge_labels())
         tally.workload(workload, problem is None, problem or "")
-    if not workloads and not spec.workloads:
-        tally.notes.append("no workload in scope")
     return tally.outcome(f"all {tally.evaluated} workloads fully available")
 
 

@@ -136,7 +136,8 @@ class Scope:
 
         With `namespaces:` set each one is read by GET. Under namespace-scoped RBAC that
         GET may be forbidden; checks that do not read namespace labels then go on with
-        the names alone (their LISTs per namespace tell the rest).
+        the names alone (their LISTs per namespace tell the rest). No namespace in
+        scope at all is `error/config`; some of several absent is the caller's verdict.
         """
         if self.include is not None:
             try:
@@ -154,10 +155,53 @@ class Scope:
             missing = []
         if self.selector is not None:
             found = [obj for obj in found if matches(self.selector, labels_of(obj))]
+        if not found:
+            raise await self.nothing(cluster, "namespace")
         return found, missing
 
-    async def workloads(self, cluster: Cluster, kinds: Iterable[str]) -> list[Workload]:
-        """Workloads of the given kinds in scope (built once per snapshot listing)."""
+    def where(self) -> str:
+        """The scope in words, naming the options that set it (for error messages)."""
+        if self.include is not None:
+            text = f"namespaces {', '.join(self.include)} (`namespaces`)"
+        else:
+            text = ("every namespace except " + ", ".join(sorted(self.exclude))
+                    + " (`exclude_namespaces`)" if self.exclude else "every namespace")
+        if self.spec.label_selector:
+            text += f" matching `label_selector: {self.spec.label_selector}`"
+        return text
+
+    async def absent(self, cluster: Cluster) -> list[str]:
+        """The `namespaces:` entries that do not exist (none when they cannot be read)."""
+        if self.include is None:
+            return []
+        try:
+            got = await asyncio.gather(*(cluster.get(r.NAMESPACES, name)
+                                         for name in self.include))
+        except ProbeError:
+            return []
+        return [name for name, obj in zip(self.include, got, strict=True) if obj is None]
+
+    async def nothing(self, cluster: Cluster, what: str, hint: str = "") -> ProbeError:
+        """The `error/config` of an assertion that found no `what` to judge.
+
+        "All 0 comply" would be a pass that claims nothing: a misspelled namespace or a
+        selector matching nothing must be fixed in the configuration, so the message
+        names the namespaces and selector to change.
+        """
+        absent = await self.absent(cluster)
+        message = f"nothing in scope: no {what} in {self.where()}"
+        if absent:
+            message += f"; namespace {', '.join(absent)} does not exist"
+        if hint:
+            message += f"; {hint}"
+        return ProbeError(Reason.CONFIG, message + "; change the scope or disable the check")
+
+    async def workloads(self, cluster: Cluster, kinds: Iterable[str], *,
+                        required: bool = True) -> list[Workload]:
+        """Workloads of the given kinds in scope (built once per snapshot listing).
+
+        None in scope is `error/config` (see `nothing`) unless `required` is false.
+        """
         wanted = list(self.spec.workload_kinds or kinds)
         listings = await asyncio.gather(*(cluster.list_scoped(r.WORKLOAD_RESOURCES[kind],
                                                               self.include) for kind in wanted))
@@ -170,6 +214,25 @@ class Scope:
         if self.spec.workloads:
             names = set(self.spec.workloads)
             result = [w for w in result if w.ref in names or w.name in names]
+        if required and not result:
+            hint = (f"`workloads: {', '.join(self.spec.workloads)}` matched none"
+                    if self.spec.workloads else "")
+            raise await self.nothing(cluster, " or ".join(wanted), hint)
+        return result
+
+    async def all_workloads(self, cluster: Cluster, kinds: Iterable[str]) -> list[Workload]:
+        """Every workload of `kinds` in the namespaces in scope, whatever
+        `label_selector`, `workloads` and `workload_kinds` say (the pods a PDB covers
+        belong to workloads the check may not judge)."""
+        kinds = list(kinds)
+        listings = await asyncio.gather(*(cluster.list_scoped(r.WORKLOAD_RESOURCES[kind],
+                                                              self.include) for kind in kinds))
+        result: list[Workload] = []
+        for kind, listing in zip(kinds, listings, strict=True):
+            built = listing.derived.get("workloads")
+            if built is None:
+                built = listing.derived["workloads"] = [Workload(kind, o) for o in listing.items]
+            result.extend(w for w in built if self.namespace_in(w.namespace))
         return result
 
 
@@ -219,6 +282,11 @@ class Tally:
         self.measurements.append(Measurement(family.name, value, labels or more))
 
     def outcome(self, passed_message: str | None = None) -> Outcome:
+        """The verdict; `error/config` when nothing was judged (never "all 0 comply")."""
+        if not self.evaluated and not self.notes:
+            scope = Scope(self.spec)
+            raise ProbeError(Reason.CONFIG, f"nothing in scope: no {self.subject} in "
+                             f"{scope.where()}; change the scope or disable the check")
         failing = len(self.offenders)
         self.add(OBJECTS_EVALUATED, float(self.evaluated))
         self.add(OBJECTS_FAILING, float(failing))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -108,6 +109,14 @@ class KubernetesCheck(CheckSpec):
     warn_days: float = Field(default=30.0, gt=0)
     apiserver_namespace: str = "kube-system"
     apiserver_selector: str = "component=kube-apiserver"
+    encryption_config_file: Path | None = Field(
+        default=None, description="the EncryptionConfiguration as a file readable by the "
+        "exporter (default: the path in the kube-apiserver pods' --encryption-provider-config)")
+    encryption_config_configmap: str | None = Field(
+        default=None, pattern=r"^[^/]+/[^/]+$", description="'namespace/name' of a ConfigMap "
+        "holding a copy of the EncryptionConfiguration")
+    encryption_config_key: str | None = Field(
+        default=None, description="its key (default: the ConfigMap's only key)")
 
     @field_validator("label_selector", "apiserver_selector")
     @classmethod
