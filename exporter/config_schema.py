@@ -58,15 +58,38 @@ class _LoaderLikeSchema(GenerateJsonSchema):
 
     def tagged_union_schema(self, schema: core_schema.TaggedUnionSchema) -> JsonSchemaValue:
         union = super().tagged_union_schema(schema)
-        if schema.get("discriminator") == "kind":  # checks and connections: never one string
-            return union
+        discriminator = schema.get("discriminator")
+        if isinstance(discriminator, str) and discriminator in _variant_keys():
+            return union  # checks, connections and a kind's variants: never one string
         return {"anyOf": [union, EXPANSION]}
+
+
+def _variant_keys() -> set[str]:
+    """`kind` and the fields that pick a kind's variant: unions on them are never one
+    `${...}` string."""
+    keys = {"kind"}
+    for name in registry.probe_kind_names():
+        key = getattr(registry.probe_kind(name).spec, "variant_key", None)
+        if isinstance(key, str):
+            keys.add(key)
+    return keys
+
+
+def _variants(model: type[BaseModel]) -> Any:
+    """A kind whose options depend on one field (`kubernetes`'s `assert`): the union of its
+    per-value models, discriminated on that field; any other kind: its model."""
+    variants = getattr(model, "variants", None)
+    key = getattr(model, "variant_key", None)
+    if not callable(variants) or not isinstance(key, str):
+        return model
+    return Annotated[Union[tuple(variants())], Field(discriminator=key)]  # noqa: UP007
 
 
 def _union(models: list[type[BaseModel]]) -> Any:
     if len(models) == 1:
-        return models[0]
-    return Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
+        return _variants(models[0])
+    members = tuple(_variants(m) for m in models)
+    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007
 
 
 class _CheckOverride(BaseModel):

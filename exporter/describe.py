@@ -123,5 +123,31 @@ def _first_line(doc: str) -> str:
 
 
 def kind_option_lines(model: type[BaseModel]) -> list[str]:
-    """A probe or connection kind's own options (not the fields every check has)."""
-    return field_lines(model, skip=frozenset(CheckSpec.model_fields) | {"kind"})
+    """A probe or connection kind's own options (not the fields every check has).
+
+    A kind whose options depend on one field (`kubernetes`'s `assert`) lists its shared
+    options, then each value with only the options it accepts; an option shared by
+    several values is described the first time and named after that.
+    """
+    skip = frozenset(CheckSpec.model_fields) | {"kind"}
+    variants = getattr(model, "variants", None)
+    key = getattr(model, "variant_key", None)
+    if not callable(variants) or not isinstance(key, str):
+        return field_lines(model, skip=skip)
+    lines = field_lines(model, skip=skip | {key})
+    info = model.model_fields[key]
+    spelled = info.alias or key
+    lines.append(f"    {spelled}: one of the following, each with its own options")
+    described = set(model.model_fields)
+    for variant in variants():
+        value = get_args(variant.model_fields[key].annotation)[0]
+        doc = f": {_first_line(variant.__doc__)}" if variant.__doc__ else ""
+        lines.append(f"      {spelled}: {value}{doc}")
+        fresh = [n for n in variant.model_fields if n not in described]
+        again = [n for n in variant.model_fields if n in described and n not in model.model_fields]
+        lines.extend(field_lines(variant, indent=8,
+                                 skip=frozenset(variant.model_fields) - set(fresh)))
+        if again:
+            lines.append(f"        also: {', '.join(again)} (described above)")
+        described.update(fresh)
+    return lines

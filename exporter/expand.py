@@ -161,8 +161,19 @@ def _is_path(annotation: Any) -> bool:
     return False
 
 
-def _field_annotation(models: list[type[BaseModel]], key: str) -> Any:
+def _with_variants(models: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """The models, then the per-value models of a kind validated through a base
+    (`kubernetes`'s per-assertion models: `variants()`)."""
+    out = list(models)
     for model in models:
+        variants = getattr(model, "variants", None)
+        if callable(variants):
+            out.extend(variants())
+    return out
+
+
+def _field_annotation(models: list[type[BaseModel]], key: str) -> Any:
+    for model in _with_variants(models):
         for name, info in model.model_fields.items():
             if key in (name, info.alias):
                 return info.annotation

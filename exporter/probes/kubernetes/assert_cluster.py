@@ -12,7 +12,13 @@ from exporter.probes.kubernetes import resources as r
 from exporter.probes.kubernetes.common import Scope, Tally, labels_of, name_of, ns_of
 from exporter.probes.kubernetes.selectors import matches
 from exporter.probes.kubernetes.snapshot import Cluster
-from exporter.probes.kubernetes.spec import KubernetesCheck
+from exporter.probes.kubernetes.spec import (
+    NamespacesExistCheck,
+    NetworkPoliciesCheck,
+    PodSecurityCheck,
+    ResourceQuotasCheck,
+    ServerVersionCheck,
+)
 
 SERVER_VERSION = MetricFamily(
     "readiness_kubernetes_server_version_info",
@@ -21,7 +27,7 @@ SERVER_VERSION = MetricFamily(
 PSS_LABEL = "pod-security.kubernetes.io/enforce"
 
 
-async def server_version(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def server_version(spec: ServerVersionCheck, cluster: Cluster, now: float) -> Outcome:
     """4.1.1: the API server's version is at least `min_version`."""
     data = await cluster.version()
     git_version = str(data.get("gitVersion") or "")
@@ -44,7 +50,7 @@ async def server_version(spec: KubernetesCheck, cluster: Cluster, now: float) ->
     return Outcome.passed(f"Kubernetes {shown} (>= {spec.min_version})", tuple(measurements))
 
 
-async def namespaces_exist(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def namespaces_exist(spec: NamespacesExistCheck, cluster: Cluster, now: float) -> Outcome:
     """4.1.2: the required namespaces exist (and are not terminating)."""
     tally = Tally(spec, now, "required namespaces missing")
     try:
@@ -66,7 +72,7 @@ async def namespaces_exist(spec: KubernetesCheck, cluster: Cluster, now: float) 
     return tally.outcome(f"namespaces {', '.join(spec.required_namespaces)} exist")
 
 
-async def resource_quotas(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def resource_quotas(spec: ResourceQuotasCheck, cluster: Cluster, now: float) -> Outcome:
     """4.1.3: every namespace in scope has a ResourceQuota (with the required keys)."""
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster)
@@ -108,7 +114,7 @@ def _is_default_deny(policy: dict[str, Any], direction: str) -> bool:
     return direction in _policy_types(policy) and not pspec.get(key)
 
 
-async def network_policies(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def network_policies(spec: NetworkPoliciesCheck, cluster: Cluster, now: float) -> Outcome:
     """4.1.4: a default-deny per namespace, and every workload selected by a policy."""
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster)
@@ -141,7 +147,7 @@ async def network_policies(spec: KubernetesCheck, cluster: Cluster, now: float) 
                          f"{len(workloads)} workloads selected by a NetworkPolicy")
 
 
-async def pod_security(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def pod_security(spec: PodSecurityCheck, cluster: Cluster, now: float) -> Outcome:
     """4.1.5: `pod-security.kubernetes.io/enforce` is one of the accepted levels."""
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster, need_labels=True)

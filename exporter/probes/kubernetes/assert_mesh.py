@@ -11,7 +11,12 @@ from exporter.model import Outcome
 from exporter.probes.kubernetes import resources as r
 from exporter.probes.kubernetes.common import Scope, Tally, labels_of, meta, name_of, ns_of
 from exporter.probes.kubernetes.snapshot import Cluster
-from exporter.probes.kubernetes.spec import KubernetesCheck
+from exporter.probes.kubernetes.spec import (
+    IstioInstalledCheck,
+    MtlsStrictCheck,
+    SidecarInjectionCheck,
+    TrafficPoliciesCheck,
+)
 
 WEAK_MODES = ("PERMISSIVE", "DISABLE")
 
@@ -23,7 +28,7 @@ def _condition(obj: Mapping[str, Any], kind: str) -> str | None:
     return None
 
 
-async def istio_installed(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def istio_installed(spec: IstioInstalledCheck, cluster: Cluster, now: float) -> Outcome:
     """4.3.1: the Istio API groups are served and istiod is available."""
     served = await asyncio.gather(*(cluster.discover(g) for g in spec.istio_groups))
     istiod = await cluster.get(r.DEPLOYMENTS, spec.istiod_deployment, spec.istio_namespace)
@@ -55,7 +60,7 @@ def _weak_ports(pa: Mapping[str, Any]) -> list[str]:
             if str((v or {}).get("mode", "")).upper() in WEAK_MODES]
 
 
-async def mtls_strict(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def mtls_strict(spec: MtlsStrictCheck, cluster: Cluster, now: float) -> Outcome:
     """4.3.2: STRICT mesh-wide or per namespace, with no PERMISSIVE/DISABLE override."""
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster)
@@ -109,7 +114,7 @@ def _has_proxy(pod: Mapping[str, Any]) -> bool:
     return any(c.get("name") == "istio-proxy" for c in containers)
 
 
-async def sidecar_injection(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def sidecar_injection(spec: SidecarInjectionCheck, cluster: Cluster, now: float) -> Outcome:
     """4.3.3: namespaces carry the injection label and running pods carry istio-proxy."""
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster, need_labels=True)
@@ -154,7 +159,7 @@ def _host_matches(patterns: set[str], fqdn: str) -> bool:
     return any("*." + ".".join(parts[i:]) in patterns for i in range(1, len(parts)))
 
 
-async def traffic_policies(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def traffic_policies(spec: TrafficPoliciesCheck, cluster: Cluster, now: float) -> Outcome:
     """4.3.4: each Service in scope has a DestinationRule with a trafficPolicy."""
     scope = Scope(spec)
     services = [s for s in await scope.items(cluster, r.SERVICES, filter_labels=True)

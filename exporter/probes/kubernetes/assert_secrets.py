@@ -22,7 +22,13 @@ from exporter.probes.kubernetes.encryption import (
 )
 from exporter.probes.kubernetes.resources import Resource
 from exporter.probes.kubernetes.snapshot import Cluster
-from exporter.probes.kubernetes.spec import KubernetesCheck
+from exporter.probes.kubernetes.spec import (
+    EtcdEncryptionCheck,
+    HelmRollbackCheck,
+    SecretsPresentCheck,
+    SecretsRbacCheck,
+    TlsSecretsCheck,
+)
 
 HELM_REVISIONS = MetricFamily(
     "readiness_kubernetes_helm_release_revisions",
@@ -55,7 +61,7 @@ def _ready(obj: Mapping[str, Any]) -> bool:
     return False
 
 
-async def secrets_present(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def secrets_present(spec: SecretsPresentCheck, cluster: Cluster, now: float) -> Outcome:
     """4.4.1: required Secrets exist (metadata only) and ExternalSecrets are Ready."""
     tally = Tally(spec, now, "Secrets missing or ExternalSecrets not Ready")
     if spec.required_secrets:
@@ -125,7 +131,7 @@ def _verdict(found: SecretsEncryption, source: str) -> Outcome:
                           f"secrets is {found.detail} in {source}")
 
 
-async def _configmap_text(spec: KubernetesCheck, cluster: Cluster) -> tuple[str, str]:
+async def _configmap_text(spec: EtcdEncryptionCheck, cluster: Cluster) -> tuple[str, str]:
     ref = str(spec.encryption_config_configmap)
     namespace, name = ref.split("/", 1)
     source = f"ConfigMap {ref} (`encryption_config_configmap`)"
@@ -142,7 +148,7 @@ async def _configmap_text(spec: KubernetesCheck, cluster: Cluster) -> tuple[str,
     return str(data[key]), f"ConfigMap {ref} key {key}"
 
 
-async def etcd_encryption(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def etcd_encryption(spec: EtcdEncryptionCheck, cluster: Cluster, now: float) -> Outcome:
     """4.4.2: the first provider for Secrets in the EncryptionConfiguration is not identity.
 
     The configuration is read from `encryption_config_file`, from
@@ -163,7 +169,7 @@ async def etcd_encryption(spec: KubernetesCheck, cluster: Cluster, now: float) -
     return await _from_apiserver_pods(spec, cluster, now)
 
 
-async def _from_apiserver_pods(spec: KubernetesCheck, cluster: Cluster,
+async def _from_apiserver_pods(spec: EtcdEncryptionCheck, cluster: Cluster,
                                now: float) -> Outcome:
     try:
         listing = await cluster.list_all(r.PODS, spec.apiserver_namespace,
@@ -221,7 +227,7 @@ def _broad(subject: Mapping[str, Any], patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(text, pattern) for pattern in patterns)
 
 
-async def secrets_rbac(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def secrets_rbac(spec: SecretsRbacCheck, cluster: Cluster, now: float) -> Outcome:
     """4.4.3: no (Cluster)RoleBinding grants Secrets read to broad subjects."""
     scope = Scope(spec)
     crbs, croles, rbs, roles = await asyncio.gather(
@@ -245,7 +251,7 @@ async def secrets_rbac(spec: KubernetesCheck, cluster: Cluster, now: float) -> O
                          "broad subject")
 
 
-async def helm_rollback(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def helm_rollback(spec: HelmRollbackCheck, cluster: Cluster, now: float) -> Outcome:
     """8.1: each Helm release has an earlier revision to roll back to (metadata only)."""
     _require(cluster, "metadata", "reading Helm history")
     scope = Scope(spec)
@@ -290,7 +296,7 @@ def _earliest_expiry(pem_b64: str) -> float:
     return min(cert.not_valid_after_utc.timestamp() for cert in certs)
 
 
-async def tls_secrets(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def tls_secrets(spec: TlsSecretsCheck, cluster: Cluster, now: float) -> Outcome:
     """1.2.4: certificates in kubernetes.io/tls Secrets do not expire within warn_days."""
     _require(cluster, "data", "reading TLS Secrets")
     scope = Scope(spec)

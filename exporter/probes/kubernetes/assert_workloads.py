@@ -22,7 +22,15 @@ from exporter.probes.kubernetes.common import (
 from exporter.probes.kubernetes.quantities import parse_quantity
 from exporter.probes.kubernetes.selectors import matches, parse_selector
 from exporter.probes.kubernetes.snapshot import Cluster
-from exporter.probes.kubernetes.spec import KubernetesCheck
+from exporter.probes.kubernetes.spec import (
+    AntiAffinityCheck,
+    DeploymentsAvailableCheck,
+    HpaCheck,
+    PdbCoverageCheck,
+    ReplicatedCheck,
+    ResourceBaselineCheck,
+    ResourceLimitsCheck,
+)
 
 HPA_MIN_REPLICAS = MetricFamily(
     "readiness_kubernetes_hpa_min_replicas",
@@ -53,7 +61,7 @@ def _containers(workload: Workload, init: bool) -> list[Mapping[str, Any]]:
     return result
 
 
-async def resource_limits(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def resource_limits(spec: ResourceLimitsCheck, cluster: Cluster, now: float) -> Outcome:
     """4.2.1: every container sets cpu and memory requests and limits."""
     workloads = await Scope(spec).workloads(cluster, ("Deployment", "StatefulSet",
                                                       "DaemonSet"))
@@ -84,7 +92,7 @@ def _compare(found: Any, want: str, mode: str) -> str | None:
     return None if ok else f"{str(found)[:16]} != {want}"
 
 
-async def resource_baseline(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def resource_baseline(spec: ResourceBaselineCheck, cluster: Cluster, now: float) -> Outcome:
     """9.1: containers' requests and limits match the component table."""
     scope = Scope(spec)
     workloads = await scope.workloads(cluster, SCALABLE)
@@ -116,7 +124,7 @@ async def resource_baseline(spec: KubernetesCheck, cluster: Cluster, now: float)
     return tally.outcome(f"all {tally.evaluated} component workloads match the baseline")
 
 
-async def hpa(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def hpa(spec: HpaCheck, cluster: Cluster, now: float) -> Outcome:
     """4.2.2: every scalable workload is targeted by an HPA with minReplicas >= floor."""
     scope = Scope(spec)
     workloads = await scope.workloads(cluster, SCALABLE)
@@ -155,11 +163,11 @@ def _selects(pdb: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     return matches((pdb.get("spec") or {}).get("selector"), labels)
 
 
-def _replicated(spec: KubernetesCheck, workloads: list[Workload]) -> list[Workload]:
+def _replicated(spec: ReplicatedCheck, workloads: list[Workload]) -> list[Workload]:
     return [w for w in workloads if w.replicas >= spec.min_replicas]
 
 
-def _none_replicated(spec: KubernetesCheck, workloads: list[Workload], what: str) -> Outcome:
+def _none_replicated(spec: ReplicatedCheck, workloads: list[Workload], what: str) -> Outcome:
     """The pass of an assertion about replicated workloads when none is replicated: it
     says what was checked (the workloads in scope all run fewer replicas)."""
     return Outcome.passed(
@@ -173,7 +181,7 @@ def _covered(pdb: Mapping[str, Any], workloads: list[Workload]) -> list[Workload
     return [w for w in workloads if w.namespace == ns_of(pdb) and _selects(pdb, w.pod_labels)]
 
 
-async def pdb_coverage(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def pdb_coverage(spec: PdbCoverageCheck, cluster: Cluster, now: float) -> Outcome:
     """4.2.3: workloads with replicas >= floor have exactly one PDB allowing a disruption.
 
     A PDB is judged against every pod it covers: the replicas of all the Deployments and
@@ -240,7 +248,7 @@ def spreads(workload: Workload, keys: list[str]) -> bool:
     return False
 
 
-async def anti_affinity(spec: KubernetesCheck, cluster: Cluster, now: float) -> Outcome:
+async def anti_affinity(spec: AntiAffinityCheck, cluster: Cluster, now: float) -> Outcome:
     """4.2.4: replicated workloads spread their pods over hosts or zones."""
     in_scope = await Scope(spec).workloads(cluster, SCALABLE)
     workloads = _replicated(spec, in_scope)
@@ -278,7 +286,7 @@ def _rollout(workload: Workload) -> tuple[int, int, str | None]:
     return desired, available, None
 
 
-async def deployments_available(spec: KubernetesCheck, cluster: Cluster,
+async def deployments_available(spec: DeploymentsAvailableCheck, cluster: Cluster,
                                 now: float) -> Outcome:
     """7.3: the app's Deployments (and StatefulSets if asked) are fully available."""
     scope = Scope(spec)

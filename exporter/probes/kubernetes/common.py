@@ -12,7 +12,7 @@ from exporter.probes.kubernetes import resources as r
 from exporter.probes.kubernetes.exemptions import ExemptionState, exemption_for
 from exporter.probes.kubernetes.selectors import matches, parse_selector
 from exporter.probes.kubernetes.snapshot import Cluster
-from exporter.probes.kubernetes.spec import KubernetesCheck
+from exporter.probes.kubernetes.spec import KubernetesCheck, ScopedCheck, WorkloadCheck
 
 WORKLOAD_COMPLIANT = MetricFamily(
     "readiness_kubernetes_workload_compliant",
@@ -94,8 +94,10 @@ class Workload:
 class Scope:
     """Which namespaces and objects a check looks at."""
 
-    def __init__(self, spec: KubernetesCheck) -> None:
+    def __init__(self, spec: ScopedCheck) -> None:
         self.spec = spec
+        self.workload_kinds = spec.workload_kinds if isinstance(spec, WorkloadCheck) else None
+        self.workload_names = list(spec.workloads) if isinstance(spec, WorkloadCheck) else []
         self.include = list(spec.namespaces) if spec.namespaces is not None else None
         self.exclude = set(spec.exclude_namespaces)
         self.selector = parse_selector(spec.label_selector) if spec.label_selector else None
@@ -202,7 +204,7 @@ class Scope:
 
         None in scope is `error/config` (see `nothing`) unless `required` is false.
         """
-        wanted = list(self.spec.workload_kinds or kinds)
+        wanted = list(self.workload_kinds or kinds)
         listings = await asyncio.gather(*(cluster.list_scoped(r.WORKLOAD_RESOURCES[kind],
                                                               self.include) for kind in wanted))
         result: list[Workload] = []
@@ -211,12 +213,12 @@ class Scope:
             if built is None:
                 built = listing.derived["workloads"] = [Workload(kind, o) for o in listing.items]
             result.extend(w for w in built if self._workload_in(w))
-        if self.spec.workloads:
-            names = set(self.spec.workloads)
+        if self.workload_names:
+            names = set(self.workload_names)
             result = [w for w in result if w.ref in names or w.name in names]
         if required and not result:
-            hint = (f"`workloads: {', '.join(self.spec.workloads)}` matched none"
-                    if self.spec.workloads else "")
+            hint = (f"`workloads: {', '.join(self.workload_names)}` matched none"
+                    if self.workload_names else "")
             raise await self.nothing(cluster, " or ".join(wanted), hint)
         return result
 
@@ -284,9 +286,10 @@ class Tally:
     def outcome(self, passed_message: str | None = None) -> Outcome:
         """The verdict; `error/config` when nothing was judged (never "all 0 comply")."""
         if not self.evaluated and not self.notes:
-            scope = Scope(self.spec)
+            where = (Scope(self.spec).where() if isinstance(self.spec, ScopedCheck)
+                     else "the cluster")
             raise ProbeError(Reason.CONFIG, f"nothing in scope: no {self.subject} in "
-                             f"{scope.where()}; change the scope or disable the check")
+                             f"{where}; change the scope or disable the check")
         failing = len(self.offenders)
         self.add(OBJECTS_EVALUATED, float(self.evaluated))
         self.add(OBJECTS_FAILING, float(failing))

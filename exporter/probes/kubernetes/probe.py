@@ -8,6 +8,7 @@ never with workloads.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from exporter.model import (
     Measurement,
@@ -39,7 +40,8 @@ API_REQUESTS = MetricFamily(
     "API requests made by the connection this check uses (all checks sharing it).",
     type="counter")
 
-Runner = Callable[[KubernetesCheck, Cluster, float], Awaitable[Outcome]]
+Runner = Callable[[Any, Cluster, float], Awaitable[Outcome]]
+"""An assertion; it takes its own model (`spec.VARIANTS`), which `evaluate` hands it."""
 
 ASSERTIONS: dict[str, Runner] = {
     "server_version": cl.server_version,
