@@ -315,8 +315,9 @@ class Cluster:
                                           accept=accept or "application/json", budget=timeout)
         except ProbeError as exc:
             if exc.reason is Reason.TIMEOUT:
-                raise ProbeError(Reason.TIMEOUT, f"{verb} {what} {where}: the API server did "
-                                 f"not answer within {timeout:g}s") from None
+                raise ProbeError(Reason.TIMEOUT, f"{verb} {what} {where}: the API server "
+                                 f"{client.target} did not answer within {timeout:g}s"
+                                 ) from None
             raise ProbeError(exc.reason, f"{exc.message} (connection {self.name})") from None
         status, body = answer.status, answer.body
         if status == 404:
