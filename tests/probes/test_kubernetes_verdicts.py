@@ -133,6 +133,20 @@ async def test_component_selector_matching_nothing_is_config_error(cluster: Clus
     assert right.status is Status.PASS, right.message
 
 
+async def test_injection_without_running_pods_is_not_a_pass(api: FakeApiServer,
+                                                             cluster: Cluster) -> None:
+    """A labelled namespace with no Running pod: "all 0 running pods carry istio-proxy"
+    claimed what nobody checked."""
+    api.add([{"apiVersion": "v1", "kind": "Namespace",
+              "metadata": {"name": "quiet", "labels": {"istio-injection": "enabled"}}}])
+    outcome = await evaluate(check("sidecar_injection", namespaces=["quiet"]), cluster, NOW)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG), outcome.message
+    assert "no Running pod in namespaces quiet" in outcome.message
+    both = await evaluate(check("sidecar_injection", namespaces=["quiet", "qbitel"]),
+                          cluster, NOW)
+    assert both.status is Status.FAIL  # qbitel's pods are judged as before
+
+
 async def test_no_replicated_workload_passes_saying_so(cluster: Cluster) -> None:
     """`legacy` has one single-replica Deployment: in scope, nothing to protect."""
     outcome = await evaluate(check("pdb_coverage", namespaces=["legacy"]), cluster, NOW)

@@ -134,6 +134,9 @@ async def sidecar_injection(spec: SidecarInjectionCheck, cluster: Cluster, now: 
         opted_out = (meta(pod).get("annotations") or {}).get("sidecar.istio.io/inject")
         detail = "injection disabled by annotation" if opted_out == "false" else "no istio-proxy"
         tally.judge(pod, _has_proxy(pod), f"pod {ns_of(pod)}/{name_of(pod)} ({detail})")
+    if wanted and not running and not tally.offenders:
+        raise await scope.nothing(cluster, "Running pod",
+                                  "injection is only confirmed on running pods")
     return tally.outcome(f"{len(wanted)} namespaces inject; all {running} running pods "
                          "carry istio-proxy")
 
