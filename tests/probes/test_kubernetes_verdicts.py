@@ -238,6 +238,8 @@ CONFIGS = {
     "identity-first": (encryption_config((["secrets"], [IDENTITY, AESCBC])), Status.FAIL),
     "aescbc-first": (encryption_config((["secrets"], [AESCBC, IDENTITY])), Status.PASS),
     "kms-v2-first": (encryption_config((["secrets", "configmaps"], [KMS_V2])), Status.PASS),
+    "kms-v1-default": (encryption_config((["secrets"], [
+        {"kms": {"name": "legacy", "endpoint": "unix:///kms.sock"}}])), Status.PASS),
     "secretbox": (encryption_config((["secrets"], [
         {"secretbox": {"keys": [{"name": "k", "secret": KEY}]}}])), Status.PASS),
     "only-configmaps": (encryption_config((["configmaps"], [AESCBC])), Status.FAIL),
