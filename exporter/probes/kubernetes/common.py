@@ -205,14 +205,7 @@ class Scope:
         None in scope is `error/config` (see `nothing`) unless `required` is false.
         """
         wanted = list(self.workload_kinds or kinds)
-        listings = await asyncio.gather(*(cluster.list_scoped(r.WORKLOAD_RESOURCES[kind],
-                                                              self.include) for kind in wanted))
-        result: list[Workload] = []
-        for kind, listing in zip(wanted, listings, strict=True):
-            built = listing.derived.get("workloads")
-            if built is None:
-                built = listing.derived["workloads"] = [Workload(kind, o) for o in listing.items]
-            result.extend(w for w in built if self._workload_in(w))
+        result = [w for w in await self._listed(cluster, wanted) if self._workload_in(w)]
         if self.workload_names:
             names = set(self.workload_names)
             result = [w for w in result if w.ref in names or w.name in names]
@@ -226,7 +219,11 @@ class Scope:
         """Every workload of `kinds` in the namespaces in scope, whatever
         `label_selector`, `workloads` and `workload_kinds` say (the pods a PDB covers
         belong to workloads the check may not judge)."""
-        kinds = list(kinds)
+        return [w for w in await self._listed(cluster, list(kinds))
+                if self.namespace_in(w.namespace)]
+
+    async def _listed(self, cluster: Cluster, kinds: list[str]) -> list[Workload]:
+        """The listed workloads of `kinds` (built once per snapshot listing)."""
         listings = await asyncio.gather(*(cluster.list_scoped(r.WORKLOAD_RESOURCES[kind],
                                                               self.include) for kind in kinds))
         result: list[Workload] = []
@@ -234,7 +231,7 @@ class Scope:
             built = listing.derived.get("workloads")
             if built is None:
                 built = listing.derived["workloads"] = [Workload(kind, o) for o in listing.items]
-            result.extend(w for w in built if self.namespace_in(w.namespace))
+            result.extend(built)
         return result
 
 
