@@ -43,6 +43,7 @@ __all__ = [
     "KubeOptions",
     "KubeResponse",
     "KubernetesTransport",
+    "yaml_line",
 ]
 
 TOKEN_FILE_REREAD = 60.0
@@ -246,6 +247,13 @@ def _target(host: str) -> str:
     return target_of(host) if host else "the API server"
 
 
+def yaml_line(exc: yaml.YAMLError) -> str:
+    """` (line N)` of a YAML error, or nothing: never its text, which quotes the document
+    (a kubeconfig's token, an EncryptionConfiguration's keys)."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" (line {mark.line + 1})" if mark is not None else ""
+
+
 def _read_document(path: Path, option: str) -> dict[str, Any]:
     """The kubeconfig as a mapping; `KubeconfigInvalid` naming `option` otherwise."""
     try:
@@ -261,9 +269,8 @@ def _read_document(path: Path, option: str) -> dict[str, Any]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise KubeconfigInvalid(f"{option}: {path} is not valid YAML{where}") from None
+        raise KubeconfigInvalid(f"{option}: {path} is not valid YAML{yaml_line(exc)}"
+                                ) from None
     if document is None:
         raise KubeconfigInvalid(f"{option}: {path} is empty")
     if not isinstance(document, dict):

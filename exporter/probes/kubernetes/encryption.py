@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from exporter.transport.kubernetes import yaml_line
+
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
 KEYED = ("aescbc", "aesgcm", "secretbox")
@@ -48,9 +50,7 @@ def _load(text: str, source: str) -> Mapping[str, Any]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise EncryptionConfigInvalid(f"{source} is not valid YAML{where}") from None
+        raise EncryptionConfigInvalid(f"{source} is not valid YAML{yaml_line(exc)}") from None
     if not isinstance(document, dict):
         raise EncryptionConfigInvalid(f"{source} is not an {KIND} (not a mapping)")
     if document.get("kind") != KIND or document.get("apiVersion") != API_VERSION:
