@@ -276,7 +276,14 @@ async def test_encryption_config_file(cluster: Cluster, tmp_path: Path, name: st
                              cluster, NOW)
     assert outcome.status is status, outcome.message
     assert str(path) in outcome.message
+    provider = gauge_labels(outcome, "readiness_kubernetes_secrets_encryption_provider_info")
+    assert provider == [{"provider": "identity"}] if status is Status.FAIL else \
+        provider[0]["provider"] in ("aescbc", "aesgcm", "secretbox", "kms")
     secret_free(outcome, caplog)
+
+
+def gauge_labels(outcome: Outcome, family: str) -> list[dict[str, str]]:
+    return [dict(m.labels) for m in outcome.measurements if m.family == family]
 
 
 @pytest.mark.parametrize("text", MALFORMED.values(), ids=MALFORMED.keys())
@@ -326,6 +333,8 @@ async def test_apiserver_flag_file_is_read(api: FakeApiServer, cluster: Cluster,
     outcome = await evaluate(check("etcd_encryption"), cluster, NOW)
     assert outcome.status is status, outcome.message
     assert str(path) in outcome.message or status is Status.PASS
+    assert gauge_labels(outcome, "readiness_kubernetes_secrets_encryption_provider_info") \
+        == [{"provider": next(iter(first))}]
     secret_free(outcome, caplog)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from exporter.model import MetricFamily, Outcome, ProbeError, Reason
+from exporter.model import Measurement, MetricFamily, Outcome, ProbeError, Reason
 from exporter.probes.kubernetes import resources as r
 from exporter.probes.kubernetes.common import Scope, Tally, labels_of, name_of, ns_of
 from exporter.probes.kubernetes.encryption import (
@@ -42,6 +42,11 @@ TLS_EXPIRY = MetricFamily(
     "readiness_kubernetes_tls_secret_expiry_timestamp_seconds",
     "Earliest notAfter of the certificates in a kubernetes.io/tls Secret.",
     ("namespace", "secret"))
+
+ENCRYPTION_PROVIDER = MetricFamily(
+    "readiness_kubernetes_secrets_encryption_provider_info",
+    "The provider new Secrets are written with in etcd, from the EncryptionConfiguration "
+    "(value 1; identity = unencrypted).", ("provider",))
 
 READ_VERBS = {"get", "list", "watch", "*"}
 _LEVEL = {"none": 0, "metadata": 1, "data": 2}
@@ -123,12 +128,17 @@ def _judge(text: str, source: str) -> SecretsEncryption:
         raise ProbeError(Reason.CONFIG, str(exc)) from None
 
 
+def _provider_gauge(found: SecretsEncryption) -> Measurement:
+    return Measurement(ENCRYPTION_PROVIDER.name, 1.0, {"provider": found.provider})
+
+
 def _verdict(found: SecretsEncryption, source: str) -> Outcome:
+    measurements = (_provider_gauge(found),)
     if found.encrypted:
         return Outcome.passed(f"Secrets are written with {found.detail} (first provider "
-                              f"for secrets in {source})")
+                              f"for secrets in {source})", measurements)
     return Outcome.failed(f"Secrets are stored unencrypted in etcd: the first provider for "
-                          f"secrets is {found.detail} in {source}")
+                          f"secrets is {found.detail} in {source}", measurements)
 
 
 async def _configmap_text(spec: EtcdEncryptionCheck, cluster: Cluster) -> tuple[str, str]:
@@ -199,6 +209,8 @@ async def _from_apiserver_pods(spec: EtcdEncryptionCheck, cluster: Cluster,
             continue
         found = _judge(text, f"{where} (--encryption-provider-config of {ref})")
         providers.add(found.detail)
+        if not any(m.labels.get("provider") == found.provider for m in tally.measurements):
+            tally.measurements.append(_provider_gauge(found))
         tally.judge(pod, found.encrypted, f"{ref} (first provider for secrets in {where} "
                     f"is {found.detail})")
     if unseen and not tally.offenders:
