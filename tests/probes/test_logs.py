@@ -225,7 +225,9 @@ def test_spec_rejects_bad_values(tmp_path: Path) -> None:
 
 K8S_TOKEN = "tok-LOGS-BEARER-do-not-leak-5521"
 LOG_SECRET = "db-password=Pr0d-Hunter2-do-not-leak"
-NOW = time.time()
+STARTED: dict[str, float] = {}
+"""When the `apiserver` fixture built its logs (per test: the suite may import this module
+long before a test runs)."""
 
 
 def _pod(name: str, phase: str, started: str, labels: dict[str, str],
@@ -259,13 +261,14 @@ async def apiserver() -> AsyncIterator[FakeApiServer]:
              ("app", "istio-proxy")),
         _pod("quiet", "Running", "2026-11-28T10:00:00Z", {"app": "quiet"}),
     ])
-    server.pod_logs[("shop", "api-new", "app")] = _json_lines(1000, NOW)
+    now = STARTED["now"] = time.time()
+    server.pod_logs[("shop", "api-new", "app")] = _json_lines(1000, now)
     server.pod_logs[("shop", "api-old", "app")] = [
-        *_json_lines(150, NOW - 60),
-        (NOW - 50, f"ERROR plain text line with {LOG_SECRET}"),
-        *_json_lines(49, NOW - 40, correlation=False)]
-    server.pod_logs[("shop", "multi", "app")] = _json_lines(30, NOW - 7200)
-    server.pod_logs[("shop", "multi", "istio-proxy")] = [(NOW, "[envoy] plain access log")]
+        *_json_lines(150, now - 60),
+        (now - 50, f"ERROR plain text line with {LOG_SECRET}"),
+        *_json_lines(49, now - 40, correlation=False)]
+    server.pod_logs[("shop", "multi", "app")] = _json_lines(30, now - 7200)
+    server.pod_logs[("shop", "multi", "istio-proxy")] = [(now, "[envoy] plain access log")]
     await server.start(free_port())
     yield server
     await server.stop()
@@ -308,7 +311,7 @@ async def test_named_pod_log_passes(apiserver: FakeApiServer, k8s_ctx: RuntimeCo
                                "in pod shop/api-new")
     assert _value(outcome, "readiness_logs_sampled_lines") == 200
     # the newest line's kubelet timestamp (timestamps=true), to the microsecond
-    assert abs(_value(outcome, "readiness_logs_modified_timestamp_seconds") - (NOW - 1)) < 1e-3
+    assert abs(_value(outcome, "readiness_logs_modified_timestamp_seconds") - (STARTED["now"] - 1)) < 1e-3
     queries = _log_requests(apiserver, "api-new")[before:]
     assert queries == [{"tailLines": "200", "limitBytes": str(8 * 1024 * 1024),
                         "timestamps": "true"}]
