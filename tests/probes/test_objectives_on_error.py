@@ -9,6 +9,7 @@ dashboards lost their threshold lines and `value > objective` alerts went silent
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,14 +22,21 @@ from moto.server import ThreadedMotoServer
 
 from exporter.context import RuntimeContext
 from exporter.model import CheckSpec, Outcome, Reason, Status
+from exporter.probes.backup.drill import RestoreDrillCheck
 from exporter.probes.backup.probe import BackupCheck
 from exporter.probes.backup.probe import run as run_backup
+from exporter.probes.broker import BrokerCheck
+from exporter.probes.broker import run as run_broker
 from exporter.probes.http.probe import run as run_http
+from exporter.probes.logs import LogsCheck
+from exporter.probes.logs import run as run_logs
 from exporter.probes.postgres import ciphertext, retention, sql
 from exporter.probes.postgres import probe as postgres
 from exporter.probes.postgres.connection import PostgresConnection
 from exporter.probes.redis.probe import RedisCheck
 from exporter.probes.redis.probe import run as run_redis
+from exporter.probes.report import ReportCheck
+from exporter.probes.report import run as run_report
 from exporter.registry import probe_kind
 from exporter.transport.redis import RedisConnection
 from tests.probes.test_http_support import Tls, app_with, make_check, serve
@@ -97,7 +105,11 @@ def stoppable_pg() -> Iterator[PgCluster]:
             "INSERT INTO purge_runs VALUES (now());"
             "CREATE TABLE audit_logs (created_at timestamptz NOT NULL);"
             "CREATE TABLE users (email text);"
-            "INSERT INTO users VALUES ('alice@example.com');")
+            "INSERT INTO users VALUES ('alice@example.com');"
+            "CREATE TABLE drills (scenario text, started timestamptz, finished timestamptz,"
+            " success boolean);"
+            "INSERT INTO drills VALUES ('database-failure', now() - interval '20 minutes',"
+            " now() - interval '5 minutes', true);")
         yield cluster
 
 
@@ -155,6 +167,16 @@ PG_CASES: dict[str, tuple[CheckSpec, Status, dict[str, dict[tuple[tuple[str, str
         Status.FAIL,  # the stored e-mail address is plaintext
         {"readiness_ciphertext_decrypt_share_target": {(): 0.95},
          "readiness_ciphertext_plaintext_share_target": {(): 0.05}},
+    ),
+    "restore_drill": (
+        RestoreDrillCheck.model_validate({
+            "id": "10.3.1", "section": "10.3", "title": "drill", "kind": "restore_drill",
+            "scenario": "database-failure", "records_table": "drills",
+            "records_connection": "db", "max_age": "30d", "rto_target": "30m"}),
+        Status.PASS,  # a 15-minute drill 5 minutes ago
+        {"readiness_restore_drill_max_age_seconds": {(("scenario", "database-failure"),):
+                                                     2592000.0},
+         "readiness_rto_target_seconds": {(("scenario", "database-failure"),): 1800.0}},
     ),
 }
 
@@ -380,3 +402,97 @@ async def test_http_targets_kept_when_the_credentials_are_missing(
     assert_objectives(outcome, {
         "readiness_http_hsts_max_age_target_seconds": {(): 63072000.0},
         "readiness_http_duration_target_seconds": {(): 0.25}})
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+async def test_broker_keeps_its_backlog_target_when_the_api_is_gone(
+        ctx: RuntimeContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's RabbitMQ management API first, then a refused port."""
+    monkeypatch.setenv("OBJ_BROKER_PASSWORD", "guest")
+
+    def spec(url: str) -> BrokerCheck:
+        return BrokerCheck.model_validate({
+            "id": "3.3.3", "section": "3.3", "title": "broker", "kind": "broker",
+            "aspect": "consumers", "url": url, "user": "guest",
+            "password_env": "OBJ_BROKER_PASSWORD", "max_ready": 250,
+            "queues": "^objectives-no-such-queue$"})
+
+    objectives = {"readiness_broker_queue_messages_ready_target": {(): 250.0}}
+    live = await run_broker(spec("http://127.0.0.1:15672"), ctx)
+    assert live.status is Status.PASS and live.message == "no queues to judge", live.message
+    assert_objectives(live, objectives)
+    assert samples(live, "readiness_broker_up") == {(): 1.0}
+
+    gone = await run_broker(spec(f"http://127.0.0.1:{free_port()}"), ctx)
+    assert_refused(gone)
+    assert_objectives(gone, objectives)
+    assert samples(gone, "readiness_broker_up") == {(): 0.0}
+
+    monkeypatch.delenv("OBJ_BROKER_PASSWORD")
+    unset = await run_broker(spec("http://127.0.0.1:15672"), ctx)
+    assert unset.status is Status.ERROR and unset.reason is Reason.CONFIG, unset.message
+    assert_objectives(unset, objectives)
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _logs_spec(path: Path) -> LogsCheck:
+    return LogsCheck.model_validate({
+        "id": "7.4-error-rate", "section": "7.4", "title": "logs", "kind": "logs",
+        "path": str(path), "lines": 100, "min_share": 0.9, "max_error_share": 0.02})
+
+
+LOGS_OBJECTIVES = {"readiness_logs_structured_ratio_target": {(): 0.9},
+                   "readiness_logs_error_ratio_target": {(): 0.02}}
+
+
+async def test_logs_keep_their_targets_when_the_log_cannot_be_read(
+        tmp_path: Path, ctx: RuntimeContext) -> None:
+    log = tmp_path / "app.log"
+    rows = [{"time": i, "level": "info", "message": f"m{i}", "request_id": f"r{i}"}
+            for i in range(20)]
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    live = await run_logs(_logs_spec(log), ctx)
+    assert live.status is Status.PASS, live.message
+    assert_objectives(live, LOGS_OBJECTIVES)
+
+    directory = await run_logs(_logs_spec(tmp_path), ctx)  # a directory, not a log file
+    assert directory.status is Status.ERROR and directory.reason is Reason.CONFIG
+    assert_objectives(directory, LOGS_OBJECTIVES)
+    missing = await run_logs(_logs_spec(tmp_path / "gone.log"), ctx)
+    assert missing.status is Status.FAIL and "does not exist" in missing.message
+    assert_objectives(missing, LOGS_OBJECTIVES)
+    assert not samples(missing, "readiness_logs_structured_ratio")
+
+
+# --------------------------------------------------------------------------- reports
+
+
+async def test_report_keeps_its_objectives_when_the_server_is_gone(
+        ctx: RuntimeContext) -> None:
+    """A Trivy report served over HTTP, then the server stopped."""
+    body = (Path(__file__).parent / "report_fixtures" / "trivy.json").read_bytes()
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    objectives = {"readiness_report_max_age_seconds": {(): 7 * 86400.0},
+                  "readiness_report_vulnerabilities_allowed": {
+                      (("severity", "critical"),): 0.0, (("severity", "high"),): 5.0}}
+    async with serve(app_with({"/trivy.json": handler})) as url:
+        spec = ReportCheck.model_validate({
+            "id": "1.1.3", "section": "1.1", "title": "scan", "kind": "report",
+            "format": "vulnerabilities", "url": f"{url}/trivy.json", "max_age": "7d",
+            "max_findings": {"critical": 0, "high": 5}})
+        live = await run_report(spec, ctx)
+    assert live.status in (Status.PASS, Status.FAIL), live.message  # a real verdict
+    assert_objectives(live, objectives)
+    assert samples(live, "readiness_report_vulnerabilities")
+
+    gone = await run_report(spec, ctx)
+    assert_refused(gone)
+    assert_objectives(gone, objectives)
+    assert not samples(gone, "readiness_report_vulnerabilities")
