@@ -360,11 +360,14 @@ def _password(spec: BrokerCheck) -> str:
 
 async def run(spec: BrokerCheck, ctx: ProbeContext) -> Outcome:
     """Run the configured aspect against the management API."""
+    # the backlog objective comes from the configuration: kept on error (issue 13)
+    kept = ((Measurement(READY_TARGET.name, float(spec.max_ready)),)
+            if spec.aspect == "consumers" else ())
     try:
         password = _password(spec)
         client = await ctx.client(HTTP, HttpOptions(tls=spec.tls))
     except ProbeError as exc:
-        return exc.outcome()
+        return exc.with_measurements(kept).outcome()
     try:
         api = _Api(spec, client, password)
         if spec.aspect == "health":
@@ -372,8 +375,8 @@ async def run(spec: BrokerCheck, ctx: ProbeContext) -> Outcome:
         return await _queues(spec, api)
     except ProbeError as exc:
         unreachable = exc.reason in (Reason.CONNECT, Reason.DNS, Reason.TLS, Reason.TIMEOUT)
-        return exc.with_measurements((Measurement(UP.name, 0.0 if unreachable else 1.0),)) \
-            .outcome()
+        return exc.with_measurements((Measurement(UP.name, 0.0 if unreachable else 1.0),
+                                      *kept)).outcome()
 
 
 KIND = ProbeKind(

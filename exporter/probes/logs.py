@@ -417,11 +417,20 @@ async def _read(spec: LogsCheck, ctx: ProbeContext) -> Tail | Outcome:
     return tail
 
 
+def objectives(spec: LogsCheck) -> tuple[Measurement, ...]:
+    """The configured shares: exported also when the log cannot be read (issue 13)."""
+    kept = [Measurement(TARGET.name, spec.min_share)]
+    if spec.max_error_share is not None:
+        kept.append(Measurement(ERROR_TARGET.name, spec.max_error_share))
+    return tuple(kept)
+
+
 async def run(spec: LogsCheck, ctx: ProbeContext) -> Outcome:
     """Sample the log's tail and compare the structured share with `min_share`."""
     tail = await _read(spec, ctx)
     if isinstance(tail, Outcome):
-        return tail
+        return Outcome(tail.status, tail.message, (*tail.measurements, *objectives(spec)),
+                       tail.reason)
     levels = frozenset(level.lower() for level in spec.error_levels)
     sample = await ctx.run_blocking(classify, tail.lines, spec.fields, levels)
     ratio = sample.structured / sample.sampled if sample.sampled else 0.0
@@ -430,7 +439,7 @@ async def run(spec: LogsCheck, ctx: ProbeContext) -> Outcome:
         Measurement(STRUCTURED.name, float(sample.structured)),
         Measurement(NOT_JSON.name, float(sample.not_json)),
         Measurement(RATIO.name, ratio),
-        Measurement(TARGET.name, spec.min_share),
+        *objectives(spec),
         *(Measurement(MISSING.name, float(n), {"field": f}) for f, n in sample.missing.items()),
     ]
     if tail.modified is not None:
@@ -452,8 +461,7 @@ async def run(spec: LogsCheck, ctx: ProbeContext) -> Outcome:
     if spec.max_error_share is not None:
         error_ratio = sample.errors / sample.sampled if sample.sampled else 0.0
         measurements += [Measurement(ERRORS.name, float(sample.errors)),
-                         Measurement(ERROR_RATIO.name, error_ratio),
-                         Measurement(ERROR_TARGET.name, spec.max_error_share)]
+                         Measurement(ERROR_RATIO.name, error_ratio)]
         summary += (f"; {sample.errors} error lines ({error_ratio:.1%}, max "
                     f"{spec.max_error_share:.1%})")
         if sample.sampled and error_ratio > spec.max_error_share:

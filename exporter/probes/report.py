@@ -43,7 +43,7 @@ from exporter.probes.report_runs import (
     RunSelection,
     newest_run,
 )
-from exporter.probes.report_verdict import MAX_AGE, METRICS, ParsedReport, judge
+from exporter.probes.report_verdict import ALLOWED, MAX_AGE, METRICS, ParsedReport, judge
 from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials
 from exporter.transport.http_auth import HttpUrl, credential_headers
@@ -172,24 +172,33 @@ async def _read_run(spec: ReportCheck, ctx: ProbeContext) -> list[ReportFile]:
     return [ReportFile(origin, modified, data)]
 
 
+def objectives(spec: ReportCheck) -> tuple[Measurement, ...]:
+    """The maximum age and the findings allowed per severity: from the configuration, so
+    exported also when the run errors (issue 13)."""
+    kept = [] if spec.max_age is None else [Measurement(MAX_AGE.name, spec.max_age)]
+    if spec.format != "junit":  # every scanner format judges findings per severity
+        kept += [Measurement(ALLOWED.name, float(allowed), {"severity": severity})
+                 for severity, allowed in spec.max_findings.items()]
+    return tuple(kept)
+
+
 async def run(spec: ReportCheck, ctx: ProbeContext) -> Outcome:
     """Read every report of the newest run and apply the rules to all of them."""
     try:
         files = await _read_run(spec, ctx)
         parsed = await ctx.run_blocking(_parse_all, spec, files)
     except (_Missing, NoReport) as exc:
-        return Outcome.failed(str(exc))
-    except ProbeError as exc:  # the objective is kept beside the error
-        objective = [] if spec.max_age is None else [Measurement(MAX_AGE.name, spec.max_age)]
-        return exc.with_measurements(objective).outcome()
+        return Outcome.failed(str(exc), objectives(spec))
+    except ProbeError as exc:  # the objectives are kept beside the error
+        return exc.with_measurements(objectives(spec)).outcome()
     except RunConfigError as exc:
-        return Outcome.errored(Reason.CONFIG, str(exc))
+        return Outcome.errored(Reason.CONFIG, str(exc), objectives(spec))
     except ReportError as exc:
-        return Outcome.errored(Reason.PROTOCOL, str(exc))
+        return Outcome.errored(Reason.PROTOCOL, str(exc), objectives(spec))
     release = spec.release if spec.release is not None else ctx.release
     if release is None and spec.require_release:
         return Outcome.errored(Reason.CONFIG, "release being deployed is unknown: set "
-                               "settings.release, or release on the check")
+                               "settings.release, or release on the check", objectives(spec))
     return judge(spec, parsed, release, ctx.now())
 
 

@@ -485,8 +485,12 @@ async def run(spec: RestoreDrillCheck, ctx: ProbeContext) -> Outcome:
         entry = _STATE.running.get(key)
         phase = entry.phase if entry is not None and _busy(entry) else "idle"
         return evaluate(spec, found, ctx.now(), phase)
-    except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:  # the objectives are kept beside the error (issue 13)
+        labels = {"scenario": spec.scenario}
+        kept = [Measurement(MAX_AGE.name, spec.max_age, labels)]
+        if spec.rto_target is not None:
+            kept.append(Measurement(RTO_TARGET.name, spec.rto_target, labels))
+        return exc.with_measurements(kept).outcome()
 
 
 async def cancel_all() -> None:

@@ -193,8 +193,10 @@ async def run(spec: BackupCheck, ctx: ProbeContext) -> Outcome:
         reference = (await list_backups(spec.newer_than, ctx, option_path="newer_than",
                                         request_timeout=spec.timeout)
                      if spec.newer_than is not None else None)
-    except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:  # the objective is kept beside the error
+        limit = accepted_age(spec)
+        kept = [] if limit is None else [Measurement(MAX_AGE.name, limit)]
+        return exc.with_measurements(kept).outcome()
 
     ref_item = reference.latest if reference is not None else None
     measurements = _listing_measurements(spec, listing, ref_item)

@@ -47,10 +47,18 @@ def parse_hsts(value: str) -> Hsts | None:
     return Hsts(int(max_age), "includesubdomains" in seen, "preload" in seen)
 
 
+def hsts_objective(spec: HstsSpec, report: Findings) -> None:
+    """The required minimum max-age, recorded before any request so that an `error` run
+    (endpoint unreachable) exports it too."""
+    report.measure(m.HSTS_MAX_AGE_TARGET, spec.min_max_age)
+
+
 def check_hsts(spec: HstsSpec, headers: CIMultiDictProxy[str], https: bool,
                report: Findings) -> None:
-    """2.2.2: the header is present and its max-age is at least the minimum."""
-    report.measure(m.HSTS_MAX_AGE_TARGET, spec.min_max_age)
+    """2.2.2: the header is present and its max-age is at least the minimum.
+
+    The objective is recorded by `hsts_objective` before the request.
+    """
     values = headers.getall("Strict-Transport-Security", [])
     # Browsers honour only the first header field (RFC 6797 section 8.1).
     parsed = parse_hsts(values[0]) if values else None

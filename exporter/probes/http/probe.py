@@ -34,6 +34,7 @@ from exporter.probes.http.headers import (
     check_correlation,
     check_hsts,
     check_rate_limit_headers,
+    hsts_objective,
     new_correlation_id,
 )
 from exporter.probes.http.spec import HttpCheck
@@ -146,6 +147,11 @@ async def _active_checks(spec: HttpCheck, caller: Caller, report: Findings) -> N
 
 
 async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> None:
+    # objectives first: kept when the run ends in error (credentials, refused, timeout)
+    if spec.max_latency is not None:
+        report.measure(m.DURATION_TARGET, spec.max_latency)
+    if spec.hsts is not None:
+        hsts_objective(spec.hsts, report)
     auth = credential_headers(bearer_token=spec.bearer_token, scheme=spec.token_scheme,
                               basic_auth=spec.basic_auth, secret_headers=spec.secret_headers)
     data, extra = _request_body(spec)
@@ -157,8 +163,6 @@ async def _run_checks(spec: HttpCheck, ctx: ProbeContext, report: Findings) -> N
     if spec.correlation_id is not None and spec.correlation_id.echo_header is not None:
         sent_id = new_correlation_id(spec.correlation_id.echo_header)
         extra[spec.correlation_id.echo_header] = sent_id
-    if spec.max_latency is not None:
-        report.measure(m.DURATION_TARGET, spec.max_latency)
 
     try:
         if spec.max_latency is not None:  # a latency verdict: timed off the main loop

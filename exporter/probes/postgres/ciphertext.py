@@ -213,8 +213,15 @@ def _query(spec: CiphertextCheck) -> str:
             f"WHERE {column} IS NOT NULL{order} LIMIT {spec.sample_size}")
 
 
+def objectives(spec: CiphertextCheck) -> tuple[Measurement, ...]:
+    """The two configured shares: exported also when the run errors or finds nothing."""
+    return (Measurement(DECRYPTS_TARGET.name, spec.min_decrypt_share),
+            Measurement(PLAIN_TARGET.name, spec.max_plaintext_share))
+
+
 async def run(spec: CiphertextCheck, ctx: ProbeContext) -> Outcome:
     """Sample the column and measure how much of it decrypts."""
+    kept = objectives(spec)
     try:
         if spec.key is not None:
             raw_key = resolve_secret(spec.key, "key")
@@ -223,7 +230,7 @@ async def run(spec: CiphertextCheck, ctx: ProbeContext) -> Outcome:
             raw_key = resolve_secret(SecretRef(env=spec.key_env), "key_env")
         key = parse_key(raw_key.get_secret_value(), spec.key_encoding)
     except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+        return exc.with_measurements(kept).outcome()
     sql = _query(spec)
 
     async def work(con: asyncpg.Connection) -> list[tuple[object, object]]:
@@ -233,20 +240,19 @@ async def run(spec: CiphertextCheck, ctx: ProbeContext) -> Outcome:
     try:
         rows = await with_connection(ctx, spec.connection, work)
     except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+        return exc.with_measurements(kept).outcome()
     where = f"{spec.table}.{spec.column}"
     if not rows:
         return Outcome.skipped(f"{where}: no values to sample",
-                               (Measurement(SAMPLED.name, 0),))
+                               (Measurement(SAMPLED.name, 0), *kept))
     tally = await ctx.run_blocking(assess, rows, key, spec.envelope)
     decrypt_share = tally.decrypted / tally.sampled
     plain_share = tally.plaintext / tally.sampled
     measurements = (
         Measurement(SAMPLED.name, tally.sampled),
         Measurement(DECRYPTS.name, decrypt_share),
-        Measurement(DECRYPTS_TARGET.name, spec.min_decrypt_share),
         Measurement(PLAIN.name, plain_share),
-        Measurement(PLAIN_TARGET.name, spec.max_plaintext_share),
+        *kept,
     )
     text = (f"{where}: {tally.decrypted}/{tally.sampled} decrypt, "
             f"{tally.plaintext} look like plaintext")

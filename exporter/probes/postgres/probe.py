@@ -17,6 +17,7 @@ from exporter.model import (
     CheckSpec,
     Duration,
     Findings,
+    Measurement,
     MetricFamily,
     Outcome,
     PostgresConnectionName,
@@ -146,7 +147,6 @@ async def _version(con: asyncpg.Connection, spec: PostgresCheck, out: Findings) 
     num = int(await con.fetchval("SELECT current_setting('server_version_num')::int"))
     out.measure(VERSION, num)
     assert spec.min_version_num is not None
-    out.measure(VERSION_MIN, spec.min_version_num)
     text = f"version {num // 10000}.{num % 10000}"
     if num < spec.min_version_num:
         out.problems.append(f"{text} below {spec.min_version_num}")
@@ -197,7 +197,6 @@ async def _connections(con: asyncpg.Connection, spec: PostgresCheck, out: Findin
     out.measure(CONN_USED, used)
     out.measure(CONN_MAX, maximum)
     out.measure(CONN_RATIO, ratio)
-    out.measure(CONN_TARGET, spec.max_connections_used)
     text = f"{used}/{maximum} connections ({ratio:.0%})"
     if ratio >= spec.max_connections_used:
         out.problems.append(f"{text} at or above {spec.max_connections_used:.0%}")
@@ -209,7 +208,6 @@ async def _replication(con: asyncpg.Connection, opts: ReplicationOptions, out: F
                        ) -> None:
     in_recovery = bool(await con.fetchval("SELECT pg_is_in_recovery()"))
     out.measure(IN_RECOVERY, 1 if in_recovery else 0)
-    out.measure(LAG_TARGET, opts.max_replay_lag)
     role = "replica" if in_recovery else "primary"
     if opts.role != "auto" and opts.role != role:
         out.problems.append(f"server is a {role}, expected {opts.role}")
@@ -229,7 +227,6 @@ async def _primary(con: asyncpg.Connection, opts: ReplicationOptions, out: Findi
     )
     streaming = [row for row in rows if row["state"] == "streaming"]
     out.measure(REPLICAS, len(streaming))
-    out.measure(REPLICAS_MIN, opts.min_replicas)
     lagging: list[str] = []
     for row in streaming:
         if row["lag"] is None:
@@ -327,12 +324,37 @@ async def _tls(con: asyncpg.Connection, opts: TlsOptions, out: Findings) -> None
     out.measure(TLS_CONNS, with_tls, ssl="true")
     out.measure(TLS_CONNS, without, ssl="false")
     out.measure(TLS_SHARE, share)
-    out.measure(TLS_TARGET, opts.min_share)
     text = f"{with_tls}/{total} TCP client connections use TLS"
     if share < opts.min_share:
         out.problems.append(text)
     else:
         out.notes.append(text)
+
+
+def objectives(spec: PostgresCheck) -> list[Measurement]:
+    """The configured objectives of the sections `spec` sets.
+
+    They come from the configuration alone, so they are exported whatever the server
+    says, also when the run ends in `error`: a dashboard keeps its threshold line and an
+    alert comparing a value with its objective keeps its right-hand side.
+    """
+    found: list[Measurement] = []
+    if spec.min_version_num is not None:
+        found.append(Measurement(VERSION_MIN.name, float(spec.min_version_num)))
+    if spec.max_connections_used is not None:
+        found.append(Measurement(CONN_TARGET.name, spec.max_connections_used))
+    if spec.replication is not None:
+        found.append(Measurement(LAG_TARGET.name, spec.replication.max_replay_lag))
+        if spec.replication.role != "replica":
+            found.append(Measurement(REPLICAS_MIN.name, float(spec.replication.min_replicas)))
+    if spec.tls is not None:
+        found.append(Measurement(TLS_TARGET.name, spec.tls.min_share))
+    return found
+
+
+def _fresh(spec: PostgresCheck) -> Findings:
+    """Findings of a new run, holding the objectives from the start."""
+    return Findings(measurements=objectives(spec))
 
 
 def _configured(spec: PostgresCheck) -> bool:
@@ -346,11 +368,11 @@ async def run(spec: PostgresCheck, ctx: ProbeContext) -> Outcome:
     if not _configured(spec):
         return Outcome.errored(Reason.CONFIG, "nothing to check: configure min_version_num, "
                                "settings, max_connections_used, replication, archiving or tls")
-    out = Findings()
+    out = _fresh(spec)
 
     async def work(con: asyncpg.Connection) -> None:
         nonlocal out
-        out = Findings()  # a retried run starts afresh
+        out = _fresh(spec)  # a retried run starts afresh
         if spec.min_version_num is not None:
             await _version(con, spec, out)
         if spec.settings:

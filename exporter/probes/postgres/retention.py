@@ -142,15 +142,23 @@ async def _observe(spec: RetentionCheck, ctx: ProbeContext
     return await with_connection(ctx, spec.connection, work)
 
 
+def objectives(spec: RetentionCheck) -> list[Measurement]:
+    """The period and every table's window: from the configuration, so exported also
+    when the run errors."""
+    return [Measurement(PERIOD.name, spec.mechanism.period),
+            *(Measurement(WINDOW.name, table.window, {"table": table.table})
+              for table in spec.tables)]
+
+
 async def run(spec: RetentionCheck, ctx: ProbeContext) -> Outcome:
     """Judge the mechanism's last run and every table's oldest row."""
+    measurements = objectives(spec)
     try:
         last, problem, ages = await _observe(spec, ctx)
     except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+        return exc.with_measurements(measurements).outcome()
     now = ctx.now()
     period = spec.mechanism.period
-    measurements = [Measurement(PERIOD.name, period)]
     problems = [problem] if problem else []
     if last is not None:
         measurements.append(Measurement(LAST_RUN.name, last))
@@ -160,9 +168,7 @@ async def run(spec: RetentionCheck, ctx: ProbeContext) -> Outcome:
     elif not problem:
         problems.append("retention never ran successfully")
     for table, age in zip(spec.tables, ages, strict=True):
-        labels = {"table": table.table}
-        measurements += [Measurement(OLDEST.name, age, labels),
-                         Measurement(WINDOW.name, table.window, labels)]
+        measurements.append(Measurement(OLDEST.name, age, {"table": table.table}))
         if age > table.window:
             problems.append(f"{table.table}: oldest row {human_duration(age)} old "
                             f"(window {human_duration(table.window)})")

@@ -75,6 +75,11 @@ def to_number(value: object) -> float:
     raise ProbeError(Reason.CONFIG, f"query returned a {type(value).__name__}, not a number")
 
 
+def objective(spec: SqlCheck) -> Measurement:
+    """The threshold: from the configuration, so exported also when the run errors."""
+    return Measurement(THRESHOLD.name, spec.threshold, {"op": spec.op, "unit": spec.unit})
+
+
 async def run(spec: SqlCheck, ctx: ProbeContext) -> Outcome:
     """Run the query read-only and compare its single value."""
 
@@ -82,29 +87,27 @@ async def run(spec: SqlCheck, ctx: ProbeContext) -> Outcome:
         async with read_only(con, spec.statement_timeout):
             return list(await con.fetch(spec.query))
 
+    kept = (objective(spec),)
     try:
         rows = await with_connection(ctx, spec.connection, work)
     except ProbeError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+        return exc.with_measurements(kept).outcome()
     if len(rows) != 1 or len(rows[0]) != 1:
         shape = f"{len(rows)} rows" if len(rows) != 1 else f"{len(rows[0])} columns"
         return Outcome.errored(Reason.CONFIG, f"query must return one row with one column, "
-                               f"got {shape}")
+                               f"got {shape}", kept)
     raw = rows[0][0]
     if raw is None:
         if spec.null_value is None:
             return Outcome.errored(Reason.CONFIG, spec.null_error
-                                   or "query returned NULL (set null_value)")
+                                   or "query returned NULL (set null_value)", kept)
         value = spec.null_value
     else:
         try:
             value = to_number(raw)
         except ProbeError as exc:
-            return Outcome.errored(exc.reason, exc.message)
-    measurements = (
-        Measurement(VALUE.name, value, {"unit": spec.unit}),
-        Measurement(THRESHOLD.name, spec.threshold, {"op": spec.op, "unit": spec.unit}),
-    )
+            return exc.with_measurements(kept).outcome()
+    measurements = (Measurement(VALUE.name, value, {"unit": spec.unit}), *kept)
     text = f"value {value:g} {spec.op} {spec.threshold:g}"
     if OPS[spec.op](value, spec.threshold):
         return Outcome.passed(text, measurements)

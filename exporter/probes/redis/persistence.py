@@ -57,6 +57,14 @@ METRICS = (RDB_ENABLED, AOF_ENABLED, SAVE_RULES, BGSAVE_OK, AOF_WRITE_OK, LAST_S
            AGE_TARGET, SOURCE)
 
 
+def objectives(options: PersistenceOptions) -> tuple[Measurement, ...]:
+    """The configured maximum save age: known before the server is asked, so exported
+    also when the review errors."""
+    if options.max_age is None:
+        return ()
+    return (Measurement(AGE_TARGET.name, options.max_age),)
+
+
 @dataclass(frozen=True, slots=True)
 class PersistenceVerdict:
     """Problems found (empty: ready), a summary and the measurements."""
@@ -150,8 +158,7 @@ async def review(client: Redis, options: PersistenceOptions,
         measurements.append(Measurement(SAVE_RULES.name, float(save_rules)))
     if aof_on:
         measurements.append(Measurement(AOF_WRITE_OK.name, 1.0 if aof_write_ok else 0.0))
-    if options.max_age is not None:
-        measurements.append(Measurement(AGE_TARGET.name, options.max_age))
+    measurements.extend(objectives(options))
     return PersistenceVerdict(problems, summary, tuple(measurements))
 
 

@@ -29,7 +29,7 @@ from exporter.probes.redis import persistence as redis_persistence
 from exporter.probes.redis import ttl as redis_ttl
 from exporter.transport.redis import CONNECTION, RedisClient, ReplyError, redis_client
 
-__all__ = ["CONNECTION", "KIND", "RedisCheck", "run"]
+__all__ = ["CONNECTION", "KIND", "RedisCheck", "objectives", "run"]
 
 
 class RedisCheck(CheckSpec):
@@ -144,11 +144,25 @@ async def _auth(handle: RedisClient) -> Outcome:
     return findings.outcome()
 
 
+def objectives(spec: RedisCheck) -> tuple[Measurement, ...]:
+    """The aspect's configured objectives (none for ping and auth).
+
+    They come from the configuration, so an `error` run (server unreachable, bad
+    credentials) exports them too and dashboards keep their threshold lines.
+    """
+    if spec.aspect == "persistence":
+        return redis_persistence.objectives(spec.persistence)
+    if spec.aspect == "ttl":
+        return redis_ttl.objectives(spec.ttl)
+    return ()
+
+
 async def _persistence(spec: RedisCheck, handle: RedisClient, ctx: ProbeContext) -> Outcome:
     try:
         verdict = await redis_persistence.review(handle.client, spec.persistence, ctx.now())
     except Exception as exc:
-        return handle.error(exc, "persistence review").outcome()
+        return handle.error(exc, "persistence review").with_measurements(objectives(spec)) \
+            .outcome()
     if verdict.problems:
         return Outcome.failed(f"{'; '.join(verdict.problems)} [{verdict.summary}]",
                               verdict.measurements)
@@ -160,7 +174,7 @@ async def _ttl(spec: RedisCheck, handle: RedisClient) -> Outcome:
         dbsize = int(await handle.client.dbsize())
         found = await redis_ttl.sample(handle.client, spec.ttl)
     except Exception as exc:
-        return handle.error(exc, "TTL review").outcome()
+        return handle.error(exc, "TTL review").with_measurements(objectives(spec)).outcome()
     verdict = redis_ttl.judge(found, spec.ttl, dbsize)
     scope = "all" if found.complete else f"a sample of {found.sampled} of ~{dbsize}"
     if found.sampled == 0:
@@ -191,7 +205,7 @@ async def run(spec: RedisCheck, ctx: ProbeContext) -> Outcome:
     try:
         handle = await redis_client(ctx, spec.connection)
     except ProbeError as exc:
-        return exc.outcome()
+        return exc.with_measurements(objectives(spec)).outcome()
     if spec.aspect == "ping":
         return await _ping(handle)
     if spec.aspect == "auth":

@@ -105,6 +105,11 @@ METRICS = (KEYS_SAMPLED, SCAN_COMPLETE, SCAN_SECONDS, KEYSPACE_KEYS, PREFIX_KEYS
            PREFIX_RATIO, OVERALL_RATIO, TARGET_RATIO)
 
 
+def objectives(options: TtlOptions) -> tuple[Measurement, ...]:
+    """The configured highest share without TTL: exported also when the review errors."""
+    return (Measurement(TARGET_RATIO.name, options.max_share_without_ttl),)
+
+
 @dataclass
 class TtlSample:
     """Counts gathered by one walk."""
@@ -204,7 +209,7 @@ def judge(found: TtlSample, options: TtlOptions, dbsize: int) -> TtlVerdict:
         Measurement(SCAN_SECONDS.name, found.seconds),
         Measurement(KEYSPACE_KEYS.name, float(dbsize)),
         Measurement(OVERALL_RATIO.name, overall),
-        Measurement(TARGET_RATIO.name, options.max_share_without_ttl),
+        *objectives(options),
     ]
     for label, (keys, persistent) in buckets.items():
         measurements.append(Measurement(PREFIX_KEYS.name, float(keys), {"prefix": label}))
