@@ -22,7 +22,8 @@ from exporter.model import Outcome, Reason, Status
 from exporter.probes.postgres import alembic as alembic_probe
 from exporter.probes.postgres import alembic_rehearsal as rehearsal
 from tests.probes.backup.support import pg_connection
-from tests.probes.test_alembic import FIXTURE, HEAD, migrate
+from tests.probes.test_alembic import FIXTURE, HEAD, MIDDLE, migrate
+from tests.probes.test_postgres_preset import fragment
 from tests.support.servers import PgCluster, pg_cluster
 
 PASSWORD = "rehearsal-secret-never-shown-4b9d"
@@ -232,3 +233,27 @@ def test_output_helpers() -> None:
     assert rehearsal.failed_revision("nothing ran") is None
     line = rehearsal.error_line(rehearsal.redact(output, [PASSWORD]))
     assert line == "sqlalchemy.exc.ProgrammingError: (psycopg2.errors.UndefinedTable) ***"
+
+
+async def test_preset_8_2_goes_back_to_the_previous_release(
+        servers: Servers, ctx: RuntimeContext) -> None:
+    """Unset inputs.previous_release_revision: a config error, not a verdict on the current
+    revision alone. Set (with a scratch connection): the whole release is rehearsed."""
+    stamp(servers, HEAD)
+    unset = fragment({}).check("8.2")
+    assert isinstance(unset, alembic_probe.AlembicCheck) and unset.scratch_connection is None
+    outcome = await alembic_probe.run(unset.model_copy(update={"connection": "db"}), ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG)
+    assert outcome.message == ("checks (id 8.2).rollback_to: not set; the previous release's "
+                               "revision is needed to check every migration back to it")
+    preset = fragment({"PREVIOUS_RELEASE_REVISION": MIDDLE}).check("8.2")
+    assert isinstance(preset, alembic_probe.AlembicCheck) and preset.rollback_to == MIDDLE
+    check = preset.model_copy(update={
+        "connection": "db", "script_location": FIXTURE, "scratch_connection": "scratch",
+        "alembic_command": [sys.executable, "-m", "alembic"],
+        "sqlalchemy_url": "postgresql+psycopg2://"})
+    outcome = await alembic_probe.run(check, ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert outcome.message == (f"1 migration(s) from {HEAD} back to {MIDDLE} have a "
+                               f"downgrade(); upgrade head, downgrade {MIDDLE}, upgrade head "
+                               "succeeded on a scratch database")

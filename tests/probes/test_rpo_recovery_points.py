@@ -21,9 +21,10 @@ from moto.server import ThreadedMotoServer
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.probes.backup import locality, wal
-from exporter.probes.backup.rpo import KIND, RpoCheck
+from exporter.probes.backup.rpo import KIND, BackupPoint, RpoCheck
 from exporter.probes.backup.sources import S3Source
 from tests.probes.backup.support import pg_connection, set_mtime
+from tests.probes.test_backup import backup_fragment
 from tests.support.servers import PgCluster, free_port, pg_cluster, wait_for_port
 
 HOUR = 3600.0
@@ -256,3 +257,35 @@ def test_in_cluster_endpoints() -> None:
     assert reason("http://127.0.0.1:9000") == "127.0.0.1 is this node"
     assert reason("http://localhost:9000") == "localhost is this node"
     assert reason("https://PG.Prod.Example.net", ("pg.prod.example.net",)) is not None
+
+
+# --------------------------------------------------------------------------- preset
+
+
+async def test_preset_database_scenario_reads_the_wal_archive(
+        archive: Archive, ctx: RuntimeContext, tmp_path: Path) -> None:
+    """The preset's 10.2 database failure with backups 8 h old and a WAL archive that is
+    current: the WAL source (pg_stat_archiver of app-db, inputs.wal_archive_dir unset)
+    gives the recovery point; only the backups were read before, and it failed."""
+    archive.switch()
+    preset = next(c for c in backup_fragment().checks if c.id == "10.2-database-failure")
+    assert isinstance(preset, RpoCheck)
+    assert [(s.type, s.name) for s in preset.sources] == [("backup", "db-backups"),
+                                                          ("wal_archive", "wal-archive")]
+    backups = [BackupPoint.model_validate(old_backups(tmp_path, 8 * HOUR))]
+    check = preset.model_copy(update={"sources": [*backups, preset.sources[1]],
+                                      "rto_target": None})
+    outcome = await KIND.run(check, ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert points(outcome)["readiness_rpo_seconds"] < 600
+    old = await KIND.run(check.model_copy(update={"sources": backups}), ctx)
+    assert old.status is Status.FAIL
+
+
+async def test_preset_cluster_scenario_needs_an_offsite_source(ctx: RuntimeContext) -> None:
+    preset = next(c for c in backup_fragment().checks
+                  if c.id == "10.2-complete-cluster-failure")
+    assert isinstance(preset, RpoCheck) and preset.off_cluster
+    outcome = await KIND.run(preset, ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG)
+    assert "source offsite-backups: /var/backups/qbitel/db is a local path" in outcome.message

@@ -2,11 +2,13 @@
 
 Reads the revision(s) in the version table (name and schema configurable) and compares
 them with the head(s) of a migrations directory, read with alembic's `ScriptDirectory`
-in a thread (no migration is ever run, no `env.py` executed), or with an expected
-revision. In `verify: downgrade` mode it checks that each current revision's script
-has a `downgrade()` that does something (not only `pass`, `...`, a docstring or
-`raise NotImplementedError`); with `rollback_to` (the previous release's revision),
-every migration between the current revision and that one must have one.
+in a thread (`env.py` is not executed), or with an expected revision. In `verify:
+downgrade` mode it checks that each current revision's script has a `downgrade()` that
+does something (not only `pass`, `...`, a docstring or `raise NotImplementedError`);
+with `rollback_to` (the previous release's revision), every migration between the
+current revision and that one must have one. With `scratch_connection`, the rollback is
+also rehearsed for real on a fresh scratch database (`alembic_rehearsal`); the
+production database is only read.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class AlembicCheck(CheckSpec):
         description="verify: downgrade: the previous release's revision; every migration "
         "above it (down to the current revision) must have a downgrade()",
     )
+    rollback_to_required: bool = Field(
+        default=False, description="verify: downgrade: without rollback_to the check is a "
+        "config error instead of judging the current revision alone")
     scratch_connection: PostgresConnectionName | None = Field(
         default=None, description="verify: downgrade: postgres connection to a scratch "
         "server (e.g. the restore drill's); a fresh database is created there, `upgrade "
@@ -258,6 +263,10 @@ def _label(rev: str) -> str:
 
 async def run(spec: AlembicCheck, ctx: ProbeContext) -> Outcome:
     """Compare database revision(s) with the head(s), or check the downgrade path."""
+    if spec.verify == "downgrade" and spec.rollback_to_required and spec.rollback_to is None:
+        return Outcome.errored(Reason.CONFIG, f"checks (id {spec.id}).rollback_to: not set; "
+                               "the previous release's revision is needed to check every "
+                               "migration back to it")
     try:
         current = await _database_revisions(spec, ctx)
     except ProbeError as exc:
