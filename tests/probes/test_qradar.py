@@ -21,6 +21,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+from exporter import config
 from exporter.context import RuntimeContext
 from exporter.model import Reason, Status
 from exporter.probes import qradar
@@ -228,3 +229,21 @@ def test_token_only_by_reference_in_the_preset() -> None:
     block = block[:block.index("\n\n")]
     assert "kind: qradar_events" in block
     assert "sec_token: ${QRADAR_TOKEN}" in block
+
+
+async def test_preset_entry_against_the_console(console: Console, ctx: RuntimeContext) -> None:
+    """The preset's 2.4.2-qradar (url from inputs.siem_url) with only the deployment's
+    own settings added: it searches the application's events and passes."""
+    console.ariel.events = {"qbitel-api": 7}
+    text = (Path(__file__).parents[2] / "exporter/presets/qbitel-production/"
+            "70-observability.yaml").read_text(encoding="utf-8")
+    fragment = config._parse_yaml(text, "70-observability.yaml")
+    merged = config._merge(fragment, {
+        "inputs": {"siem_url": console.url},
+        "checks": [{"id": "2.4.2-qradar", "enabled": True,
+                    "tls": {"ca_file": str(console.ca_file)}, "poll_interval": "0.05s"}]})
+    spec = config.build(merged, "test", {"QRADAR_TOKEN": TOKEN}).check("2.4.2-qradar")
+    assert isinstance(spec, qradar.QradarEventsCheck)
+    outcome = await qradar.run(spec, ctx)
+    assert outcome.status is Status.PASS, outcome.message
+    assert counted(outcome) == [7.0]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.model import (
     CheckSpec,
@@ -60,7 +60,7 @@ class AlembicCheck(CheckSpec):
         default="head", description="head: at head; downgrade: current revision can roll back"
     )
     rollback_to: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_]+$",
+        default=None,
         description="verify: downgrade: the previous release's revision; every migration "
         "above it (down to the current revision) must have a downgrade()",
     )
@@ -88,6 +88,14 @@ class AlembicCheck(CheckSpec):
     version_table: str = Field(default="alembic_version", pattern=_IDENT)
     version_table_schema: str | None = Field(default=None, pattern=_IDENT)
     statement_timeout: Duration = Field(default=5.0, gt=0)
+
+    @field_validator("rollback_to")
+    @classmethod
+    def _revision_id(cls, value: str | None) -> str | None:
+        # a validator, not a JSON-schema pattern: the preset gives ${inputs.NAME} here
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_]+", value):
+            raise ValueError("a revision id: letters, digits and _ only")
+        return value
 
     @model_validator(mode="after")
     def _source(self) -> AlembicCheck:
