@@ -25,7 +25,7 @@ from exporter.probes.backup.rpo import KIND, BackupPoint, RpoCheck
 from exporter.probes.backup.sources import S3Source
 from tests.probes.backup.support import pg_connection, set_mtime
 from tests.probes.test_backup import backup_fragment
-from tests.support.servers import PgCluster, free_port, pg_cluster, wait_for_port
+from tests.support.servers import PgCluster, _as_postgres, free_port, pg_cluster, wait_for_port
 
 HOUR = 3600.0
 
@@ -289,3 +289,52 @@ async def test_preset_cluster_scenario_needs_an_offsite_source(ctx: RuntimeConte
     outcome = await KIND.run(preset, ctx)
     assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONFIG)
     assert "source offsite-backups: /var/backups/qbitel/db is a local path" in outcome.message
+
+
+# --------------------------------------------------------------------------- pgBackRest
+
+
+def _pgbackrest_config(work: Path, cluster: PgCluster) -> Path:
+    for name in ("repo", "log", "lock"):
+        (work / name).mkdir()
+        (work / name).chmod(0o777)
+    conf = work / "pgbackrest.conf"
+    conf.write_text(f"[global]\nrepo1-path={work}/repo\nlog-path={work}/log\n"
+                    f"lock-path={work}/lock\nlog-level-console=warn\nlog-level-file=off\n\n"
+                    f"[main]\npg1-path={cluster.datadir}\npg1-port={cluster.port}\n"
+                    f"pg1-socket-path={cluster.root}\npg1-user=postgres\n", encoding="utf-8")
+    conf.chmod(0o644)
+    return conf
+
+
+async def test_pgbackrest_repository_archive(ctx: RuntimeContext) -> None:
+    """A real pgBackRest repository: after stanza-create it holds fresh archive.info files
+    but no segment (a "newest file" rule would pass); after archive-push the segment
+    (`<name>-<sha1>.gz` under archive/main/<version>/<16 hex>/) is the recovery point."""
+    work = Path(tempfile.mkdtemp(prefix="readiness-pgbr-"))
+    work.chmod(0o777)
+    settings = {"archive_mode": "on", "wal_level": "replica", "archive_command": "'false'"}
+    try:
+        with pg_cluster(settings) as cluster:
+            cluster.psql("CREATE TABLE t AS SELECT 1 AS x")
+            conf = _pgbackrest_config(work, cluster)
+            pgbackrest = ["pgbackrest", f"--config={conf}", "--stanza=main"]
+            subprocess.run(_as_postgres([*pgbackrest, "stanza-create"]), check=True,
+                           capture_output=True, timeout=120)
+            archive_dir = work / "repo" / "archive" / "main"
+            source = {"type": "wal_archive", "name": "pgbackrest", "directory": str(archive_dir)}
+            empty = await KIND.run(database_failure([source]), ctx)
+            assert empty.status is Status.FAIL, empty.message
+            assert f"pgbackrest: no WAL segment in {archive_dir}" in empty.message
+            cluster.psql(f"ALTER SYSTEM SET archive_command = '{' '.join(pgbackrest)} "
+                         "archive-push %p'")
+            cluster.psql("SELECT pg_reload_conf()")
+            time.sleep(0.5)
+            Archive(cluster, work).switch()
+            outcome = await KIND.run(database_failure([source]), ctx)
+            assert outcome.status is Status.PASS, outcome.message
+            segments = [p for p in archive_dir.rglob("*.gz") if wal.SEGMENT_RE.match(p.name)]
+            assert segments, list(archive_dir.rglob("*"))
+            assert points(outcome)["pgbackrest"] == max(p.stat().st_mtime for p in segments)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
