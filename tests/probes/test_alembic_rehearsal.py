@@ -257,3 +257,17 @@ async def test_preset_8_2_goes_back_to_the_previous_release(
     assert outcome.message == (f"1 migration(s) from {HEAD} back to {MIDDLE} have a "
                                f"downgrade(); upgrade head, downgrade {MIDDLE}, upgrade head "
                                "succeeded on a scratch database")
+
+
+async def test_rehearsal_beyond_its_timeout_is_stopped_and_cleaned_up(
+        servers: Servers, ctx: RuntimeContext, tmp_path: Path) -> None:
+    scripts = scripts_with(tmp_path, (NEXT, HEAD, 'op.execute("SELECT pg_sleep(60)")',
+                                      'op.execute("SELECT 1")'))
+    stamp(servers, NEXT)
+    outcome = await alembic_probe.run(check(scripts, rehearsal_timeout="3s"), ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.TIMEOUT), outcome.message
+    assert outcome.message == "rollback rehearsal did not finish within 3s"
+    assert leftovers(servers).strip() == ""  # the scratch database is dropped (FORCE)
+    assert servers.scratch.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' "
+        "AND pid <> pg_backend_pid()").strip() == "0"
