@@ -61,6 +61,15 @@ INPUTS: tuple[InputDef, ...] = (
     InputDef("backup_db", {"type": "directory", "path": "/var/backups/qbitel/db"},
              "backup source of the database (2.3.3, 3.1.4, 10.1.1, 10.2)", backup=True,
              producer="written by the database backup job"),
+    InputDef("backup_offsite", {"type": "directory", "path": "/var/backups/qbitel/db"},
+             "off-cluster copy of the database backups (10.2 complete cluster failure): an s3 "
+             "source on another site; the default, a local path, is refused there",
+             backup=True, placeholder=True,
+             producer="copied off the cluster by the backup job"),
+    InputDef("wal_archive_dir", None,
+             "WAL archive directory (archive_command's target, or a pgBackRest posix "
+             "repository's archive/<stanza>) read by 10.2 database failure; unset: "
+             "pg_stat_archiver of app-db", env="WAL_ARCHIVE_DIR"),
     InputDef("backup_config", {"type": "directory", "path": "/var/backups/qbitel/config"},
              "backup source of the configuration (10.1.2)", backup=True,
              producer="written by the configuration backup job"),
@@ -93,6 +102,12 @@ INPUTS: tuple[InputDef, ...] = (
              producer="written by the team that owns disaster recovery"),
     InputDef("migrations_dir", "ai_engine/alembic",
              "the application's Alembic migrations directory"),
+    InputDef("previous_release_revision", None,
+             "Alembic revision of the previous release (8.2: every migration above it must "
+             "roll back); unset, 8.2 is a config error", env="PREVIOUS_RELEASE_REVISION"),
+    InputDef("scratch_connection", None,
+             "name of a postgres connection to a scratch (drill) server where 8.2 rehearses "
+             "upgrade head / downgrade / upgrade head; unset: no rehearsal"),
     InputDef("prometheus_url", "http://prometheus:9090", "Prometheus base URL (5.1)",
              env="PROMETHEUS_URL", placeholder=True),
     InputDef("alertmanager_url", "http://alertmanager:9093", "Alertmanager base URL (5.4)",

@@ -50,6 +50,7 @@ PROBE_KINDS: dict[str, str] = {
     "alertmanager": "exporter.probes.alertmanager:KIND",
     "aggregate": "exporter.probes.aggregate:KIND",
     "docker": "exporter.probes.docker:KIND",  # issue 11 (7.2)
+    "qradar_events": "exporter.probes.qradar:KIND",  # issue 11 (2.4.2, SIEM_TYPE=qradar)
 }
 
 # connection kind name -> "module:attribute"

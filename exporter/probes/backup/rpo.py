@@ -24,7 +24,9 @@ from exporter.model import (
     ProbeContext,
     ProbeError,
     ProbeKind,
+    Reason,
 )
+from exporter.probes.backup import locality, wal
 from exporter.probes.backup import records as rec
 from exporter.probes.backup import signed_records as signed
 from exporter.probes.backup.common import DRILL_DURATION, RTO_TARGET, human_duration
@@ -69,9 +71,15 @@ class BackupPoint(_Point):
 
 
 class WalArchivePoint(_Point):
-    """The last WAL segment archived by the server (`pg_stat_archiver`): PITR."""
+    """The newest archived WAL segment (point-in-time recovery): read from the archive
+    itself (`directory`), or as the server reports it (`pg_stat_archiver`)."""
 
     type: Literal["wal_archive"]
+    directory: Path | None = Field(
+        default=None, description="the WAL archive: archive_command's target directory or a "
+        "pgBackRest posix repository's archive/<stanza>; the newest segment file under it "
+        "(by mtime) is the recovery point. Default: pg_stat_archiver.last_archived_time of "
+        "connection")
 
 
 class SyncReplicationPoint(_Point):
@@ -98,6 +106,12 @@ class RpoCheck(CheckSpec):
         "to rpo_target plus this passes (the recovery point is that of the last backup)")
     connection: PostgresConnectionName | None = Field(
         default=None, description="postgres connection (wal_archive, sync_replication)")
+    off_cluster: bool = Field(
+        default=False, description="the scenario loses the whole cluster: every source must "
+        "live outside it (no local path, no production database, no in-cluster service)")
+    cluster_hosts: list[str] = Field(
+        default=[], description="off_cluster: host names inside the cluster besides "
+        "*.svc/*.cluster.local/loopback, e.g. the production database's host")
     rto_target: Duration | None = Field(
         default=None, gt=0, description="also require a successful drill within this time")
     max_drill_age: Duration | None = Field(
@@ -116,9 +130,11 @@ class RpoCheck(CheckSpec):
 
     @model_validator(mode="after")
     def _needs_connection(self) -> RpoCheck:
-        needs = any(s.type != "backup" for s in self.sources)
+        needs = any(s.type == "sync_replication" or (
+            isinstance(s, WalArchivePoint) and s.directory is None) for s in self.sources)
         if self.enabled and self.connection is None and needs:
-            raise ValueError("wal_archive and sync_replication sources need connection")
+                raise ValueError("sync_replication and wal_archive sources without directory need "
+                             "connection")
         return self
 
 
@@ -152,6 +168,8 @@ async def _point(source: BackupPoint | WalArchivePoint | SyncReplicationPoint,
         listing = await list_backups(source.source, ctx)
         latest = listing.latest
         return (latest.completed, "") if latest is not None else (None, "no backups")
+    if isinstance(source, WalArchivePoint) and source.directory is not None:
+        return await ctx.run_blocking(wal.newest_segment, source.directory)
     assert spec.connection is not None
     client = await database(ctx, spec.connection)  # opening is classified too (connect...)
     if isinstance(source, WalArchivePoint):
@@ -173,16 +191,41 @@ async def _measured_rto(spec: RpoCheck, ctx: ProbeContext) -> rec.DrillRecord | 
     return rec.newest(found, success=True)
 
 
+def _source_label(source: BackupPoint | WalArchivePoint | SyncReplicationPoint,
+                  index: int) -> str:
+    return source.name or f"{source.type}{index}"
+
+
+def in_cluster(spec: RpoCheck) -> list[str]:
+    """off_cluster: why each source would be lost with the cluster (empty: all survive)."""
+    reasons = []
+    for index, source in enumerate(spec.sources, 1):
+        label = _source_label(source, index)
+        if isinstance(source, BackupPoint):
+            why = locality.backup_reason(source.source, spec.cluster_hosts)
+        elif isinstance(source, WalArchivePoint) and source.directory is not None:
+            why = f"{source.directory} is a local path on the node"
+        else:
+            why = "it reads the production database, which is lost with the cluster"
+        if why is not None:
+            reasons.append(f"source {label}: {why}")
+    return reasons
+
+
 async def run(spec: RpoCheck, ctx: ProbeContext) -> Outcome:
     """Compute the recovery point of the scenario and compare the gap with the RPO."""
     labels = {"scenario": spec.scenario}
     measurements = [Measurement(RPO_TARGET.name, spec.rpo_target, labels)]
+    if spec.off_cluster and (reasons := in_cluster(spec)):
+        return Outcome.errored(Reason.CONFIG, f"{spec.scenario}: off_cluster needs a source "
+                               "outside the cluster (e.g. s3 on another site); "
+                               + "; ".join(reasons), tuple(measurements))
     points: list[float] = []
     notes: list[str] = []
     errors: list[ProbeError] = []
     now = ctx.now()
     for index, source in enumerate(spec.sources, 1):
-        label = source.name or f"{source.type}{index}"
+        label = _source_label(source, index)
         try:
             point, note = await _point(source, spec, ctx, now)
         except ProbeError as exc:

@@ -2,11 +2,13 @@
 
 Reads the revision(s) in the version table (name and schema configurable) and compares
 them with the head(s) of a migrations directory, read with alembic's `ScriptDirectory`
-in a thread (no migration is ever run, no `env.py` executed), or with an expected
-revision. In `verify: downgrade` mode it checks that each current revision's script
-has a `downgrade()` that does something (not only `pass`, `...`, a docstring or
-`raise NotImplementedError`); with `rollback_to` (the previous release's revision),
-every migration between the current revision and that one must have one.
+in a thread (`env.py` is not executed), or with an expected revision. In `verify:
+downgrade` mode it checks that each current revision's script has a `downgrade()` that
+does something (not only `pass`, `...`, a docstring or `raise NotImplementedError`);
+with `rollback_to` (the previous release's revision), every migration between the
+current revision and that one must have one. With `scratch_connection`, the rollback is
+also rehearsed for real on a fresh scratch database (`alembic_rehearsal`); the
+production database is only read.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.model import (
     CheckSpec,
@@ -34,7 +36,9 @@ from exporter.model import (
     ProbeKind,
     Reason,
 )
+from exporter.probes.postgres import alembic_rehearsal as rehearsal
 from exporter.probes.postgres.errors import quote_ident, read_only, with_connection
+from exporter.transport.postgres import database
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 
@@ -56,18 +60,51 @@ class AlembicCheck(CheckSpec):
         default="head", description="head: at head; downgrade: current revision can roll back"
     )
     rollback_to: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_]+$",
+        default=None,
         description="verify: downgrade: the previous release's revision; every migration "
         "above it (down to the current revision) must have a downgrade()",
     )
+    rollback_to_required: bool = Field(
+        default=False, description="verify: downgrade: without rollback_to the check is a "
+        "config error instead of judging the current revision alone")
+    scratch_connection: PostgresConnectionName | None = Field(
+        default=None, description="verify: downgrade: postgres connection to a scratch "
+        "server (e.g. the restore drill's); a fresh database is created there, `upgrade "
+        "head`, `downgrade` (to rollback_to, else -1) and `upgrade head` run on it with "
+        "alembic_command, and it is dropped")
+    scratch_prefix: str = Field(
+        default="readiness_alembic_", pattern=r"^[a-z_][a-z0-9_]{2,30}$",
+        description="scratch databases are named <prefix><epoch ms>")
+    alembic_command: list[str] = Field(
+        default=["alembic"], min_length=1,
+        description="argv of the application's alembic (its env.py takes the URL from "
+        "sqlalchemy.url); `-c <ini> <step>` is appended")
+    sqlalchemy_url: str = Field(
+        default="postgresql://", pattern=r"^[a-z0-9+]+://$",
+        description="credential-free URL given to env.py (driver only): host, user and "
+        "password reach the driver through libpq's PG* environment")
+    rehearsal_timeout: Duration = Field(default=300.0, gt=0,
+                                        description="the three alembic steps together")
     version_table: str = Field(default="alembic_version", pattern=_IDENT)
     version_table_schema: str | None = Field(default=None, pattern=_IDENT)
     statement_timeout: Duration = Field(default=5.0, gt=0)
+
+    @field_validator("rollback_to")
+    @classmethod
+    def _revision_id(cls, value: str | None) -> str | None:
+        # a validator, not a JSON-schema pattern: the preset gives ${inputs.NAME} here
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_]+", value):
+            raise ValueError("a revision id: letters, digits and _ only")
+        return value
 
     @model_validator(mode="after")
     def _source(self) -> AlembicCheck:
         if self.verify == "downgrade" and self.script_location is None:
             raise ValueError("verify: downgrade needs script_location")
+        if self.scratch_connection is not None and self.verify != "downgrade":
+            raise ValueError("scratch_connection needs verify: downgrade")
+        if self.scratch_connection is not None and self.scratch_connection == self.connection:
+            raise ValueError("scratch_connection must not be the production connection")
         if self.verify == "head" and (self.script_location is None) == (
                 self.expected_revision is None):
             raise ValueError("give exactly one of script_location or expected_revision")
@@ -84,6 +121,10 @@ PENDING = MetricFamily("readiness_alembic_pending_revisions",
 DOWNGRADE = MetricFamily("readiness_alembic_downgrade_available",
                          "1 when the revision's script has a non-empty downgrade().",
                          ("revision",))
+REHEARSAL = MetricFamily(
+    "readiness_alembic_rollback_rehearsal_success",
+    "1 when upgrade head, downgrade and upgrade head succeeded on a scratch database, "
+    "0 when a step failed.")
 
 
 # --------------------------------------------------------------------------- scripts
@@ -230,6 +271,10 @@ def _label(rev: str) -> str:
 
 async def run(spec: AlembicCheck, ctx: ProbeContext) -> Outcome:
     """Compare database revision(s) with the head(s), or check the downgrade path."""
+    if spec.verify == "downgrade" and spec.rollback_to_required and spec.rollback_to is None:
+        return Outcome.errored(Reason.CONFIG, f"checks (id {spec.id}).rollback_to: not set; "
+                               "the previous release's revision is needed to check every "
+                               "migration back to it")
     try:
         current = await _database_revisions(spec, ctx)
     except ProbeError as exc:
@@ -250,7 +295,7 @@ async def run(spec: AlembicCheck, ctx: ProbeContext) -> Outcome:
     shown = ", ".join(current) or "none"
     if spec.verify == "downgrade":
         assert facts is not None
-        return _downgrade_outcome(spec, current, facts, measurements)
+        return await _downgrade_outcome(spec, ctx, current, facts, measurements)
 
     heads = facts.heads if facts is not None else (str(spec.expected_revision),)
     measurements += [Measurement(REVISION.name, 1, {"revision": _label(rev), "source": "head"})
@@ -275,8 +320,8 @@ async def run(spec: AlembicCheck, ctx: ProbeContext) -> Outcome:
     return Outcome.failed(f"database at {shown}, expected {', '.join(heads)}", result)
 
 
-def _downgrade_outcome(spec: AlembicCheck, current: tuple[str, ...], facts: ScriptFacts,
-                       measurements: list[Measurement]) -> Outcome:
+async def _downgrade_outcome(spec: AlembicCheck, ctx: ProbeContext, current: tuple[str, ...],
+                             facts: ScriptFacts, measurements: list[Measurement]) -> Outcome:
     if not current:
         return Outcome.failed("no revision in the database to roll back from",
                               tuple(measurements))
@@ -297,11 +342,48 @@ def _downgrade_outcome(spec: AlembicCheck, current: tuple[str, ...], facts: Scri
         return Outcome.failed(f"no downgrade path{target} for {', '.join(missing)}",
                               tuple(measurements))
     if spec.rollback_to:
-        return Outcome.passed(f"{len(facts.downgradable)} migration(s) from "
-                              f"{', '.join(current)} back to {spec.rollback_to} have a "
-                              "downgrade()", tuple(measurements))
-    return Outcome.passed(f"revision {', '.join(current)} has a downgrade()",
-                          tuple(measurements))
+        summary = (f"{len(facts.downgradable)} migration(s) from {', '.join(current)} back "
+                   f"to {spec.rollback_to} have a downgrade()")
+    else:
+        summary = f"revision {', '.join(current)} has a downgrade()"
+    if spec.scratch_connection is None:
+        return Outcome.passed(summary, tuple(measurements))
+    return await _rehearsal_outcome(spec, ctx, summary, facts.heads, measurements)
+
+
+async def _rehearsal_outcome(spec: AlembicCheck, ctx: ProbeContext, summary: str,
+                             heads: tuple[str, ...], measurements: list[Measurement]
+                             ) -> Outcome:
+    """Run the rollback rehearsal on the scratch server and judge it."""
+    assert spec.scratch_connection is not None and spec.script_location is not None
+    plan = rehearsal.Plan(spec.script_location, tuple(spec.alembic_command),
+                          spec.sqlalchemy_url, spec.rollback_to or "-1",
+                          spec.rehearsal_timeout)
+    try:
+        client = await database(ctx, spec.scratch_connection)
+        await rehearsal.refuse_production(ctx, spec.connection, spec.scratch_connection)
+        now = ctx.now()
+        await rehearsal.drop_stale(client, spec.scratch_prefix,
+                                   now - 2 * spec.rehearsal_timeout)
+        result = await rehearsal.rehearse(ctx, client, plan,
+                                          rehearsal.scratch_name(spec.scratch_prefix, now))
+    except ProbeError as exc:
+        return Outcome.errored(exc.reason, f"rollback rehearsal: {exc.message}",
+                               tuple(measurements))
+    except TimeoutError:
+        return Outcome.errored(Reason.TIMEOUT, "rollback rehearsal did not finish within "
+                               f"{spec.rehearsal_timeout:g}s", tuple(measurements))
+    measurements.append(Measurement(REHEARSAL.name, 1 if result.ok else 0))
+    if not result.ok:
+        revision = result.revision
+        if revision is None and result.step == "downgrade -1" and len(heads) == 1:
+            revision = heads[0]  # env.py logs nothing: -1 from a single head runs the head
+        which = f" (migration {revision})" if revision else ""
+        return Outcome.failed(f"rollback rehearsal on a scratch database: `alembic "
+                              f"{result.step}` failed{which}: {result.error}",
+                              tuple(measurements))
+    return Outcome.passed(f"{summary}; upgrade head, downgrade {plan.downgrade_to}, upgrade "
+                          "head succeeded on a scratch database", tuple(measurements))
 
 
 KIND: ProbeKind[Any] = ProbeKind(
@@ -309,5 +391,5 @@ KIND: ProbeKind[Any] = ProbeKind(
     spec=AlembicCheck,
     run=run,
     summary="Alembic revision in the database equals the migration head(s); downgrade path.",
-    metrics=(AT_HEAD, REVISION, PENDING, DOWNGRADE),
+    metrics=(AT_HEAD, REVISION, PENDING, DOWNGRADE, REHEARSAL),
 )
