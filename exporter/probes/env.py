@@ -165,7 +165,8 @@ def judge(spec: EnvCheck, table: VarTable, documented: list[str]) -> Verdict:
     if table.complete and (documented or spec.fail_on_undocumented):
         named = set(documented) | set(spec.required) | set(spec.recommended) | conditional \
             | set(spec.expect) | {c.when for c in spec.conditional}
-        verdict.undocumented = sorted(n for n in table.variables if n not in named)
+        verdict.undocumented = sorted(n for n, var in table.variables.items()
+                                      if n not in named and not var.downward)
     return verdict
 
 

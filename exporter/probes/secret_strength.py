@@ -236,7 +236,7 @@ KIND = ProbeKind(
     name="secret_strength",
     spec=SecretStrengthCheck,
     run=run,
-    summary="A secret (env, file, or the Kubernetes Secret the application uses) is long, hard to guess (structure-aware estimate), "
-    "the right key size and no placeholder.",
+    summary="A secret (env, file, or the Kubernetes Secret the application uses) is long, "
+    "hard to guess (structure-aware estimate), the right key size and no placeholder.",
     metrics=(PRESENT, ENTROPY, ENTROPY_MIN, RULE),
 )

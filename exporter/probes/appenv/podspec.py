@@ -76,7 +76,9 @@ def _entry(item: Mapping[str, Any]) -> EnvEntry | None:
     if not isinstance(source, dict):
         value = item.get("value")
         return EnvEntry(name, "value", value if isinstance(value, str) else "")
-    for key, kind in (("secretKeyRef", "secret"), ("configMapKeyRef", "configmap")):
+    refs: tuple[tuple[str, Literal["secret", "configmap"]], ...] = (
+        ("secretKeyRef", "secret"), ("configMapKeyRef", "configmap"))
+    for key, kind in refs:
         ref = source.get(key)
         if isinstance(ref, dict):
             return EnvEntry(name, kind, None, str(ref.get("name", "")), str(ref.get("key", "")),
@@ -86,7 +88,9 @@ def _entry(item: Mapping[str, Any]) -> EnvEntry | None:
 
 def _env_from(item: Mapping[str, Any]) -> EnvFrom | None:
     prefix = str(item.get("prefix") or "")
-    for key, kind in (("secretRef", "secret"), ("configMapRef", "configmap")):
+    refs: tuple[tuple[str, Literal["secret", "configmap"]], ...] = (
+        ("secretRef", "secret"), ("configMapRef", "configmap"))
+    for key, kind in refs:
         ref = item.get(key)
         if isinstance(ref, dict) and ref.get("name"):
             return EnvFrom(kind, str(ref["name"]), prefix, bool(ref.get("optional", False)))

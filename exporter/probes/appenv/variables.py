@@ -23,6 +23,8 @@ class Var:
     present: bool
     origin: str
     value: str | None = field(default=None, repr=False)
+    downward: bool = False
+    """From the pod's own fields or resources (downward API), not configuration."""
 
 
 @dataclass(slots=True)
@@ -80,7 +82,8 @@ async def _from_entry(reader: AppReader, entry: EnvEntry) -> Var:
         keys = await reader.secret_keys(entry.ref_name or "")
         if keys.readable and (entry.ref_key or "") not in keys.keys:
             return Var(False, f"{origin} (absent)")
-    return Var(True, origin)
+        return Var(True, origin)
+    return Var(True, origin, downward=True)
 
 
 async def _container(reader: AppReader, container: Container, table: VarTable) -> None:
