@@ -402,3 +402,38 @@ async def test_explicit_secret_key_and_a_literal_in_the_pod(
     assert outcome.status is Status.FAIL  # a literal is readable without secrets: data
     assert "JWT_SECRET (a literal value in ReplicaSet/qbitel-api-7d9f8c6b5) is weak" in \
         outcome.message
+
+
+async def test_encryption_key_size_from_the_application_secret(
+        start: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spec = preset_checks(tmp_path)["6.1-encryption-key"]
+    outcome = await judge(spec, await start(secrets="data"), caplog)
+    assert outcome.status is Status.PASS, outcome.message  # base64 of 32 random bytes
+    short = set_secret(fixture_objects(), "ENCRYPTION_KEY",  # 20 bytes in hex
+                       "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b")
+    outcome = await judge(spec, await start(short, secrets="data"), caplog)
+    assert outcome.status is Status.FAIL and "not a 32-byte key" in outcome.message
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(("check", "problem"), [
+    ({"kind": "secret_strength", "env": "JWT_SECRET",
+      "secret": {"namespace": "a", "name": "b", "key": "c"}},
+     "set exactly one of 'env', 'file' or 'secret'"),
+    ({"kind": "secret_strength", "file": "/x", "workload": WORKLOAD},
+     "workload reads the variable named by 'env'"),
+    ({"kind": "secret_scan"}, "set paths, workload or both"),
+    ({"kind": "env", "env_file": "/x", "workload": WORKLOAD},
+     "set at most one of 'env_file' or 'workload'"),
+    ({"kind": "env", "workload": {**WORKLOAD, "selector": "tier in web"}},
+     "set-based requirement needs (values)"),
+    ({"kind": "env", "workload": {**WORKLOAD, "connection": "missing"}},
+     "no connection named 'missing'"),
+])
+def test_options_are_validated(tmp_path: Path, check: dict[str, Any], problem: str) -> None:
+    document = {"checks": [{"id": "x", "section": "6.1", "title": "t", **check}]}
+    with pytest.raises(config.ConfigError) as error:
+        config.load_document(document, "test", tmp_path, environ={})
+    assert problem in str(error.value)
