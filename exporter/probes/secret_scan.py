@@ -79,6 +79,10 @@ class SecretScanCheck(CheckSpec):
         "Secret"))
     not_sensitive_names: list[str] = Field(default=[], description="patterns exempted from "
                                            "sensitive_names (e.g. '*_PUBLIC_KEY')")
+    managed_by: list[str] = Field(default=[], description="owner kinds a Secret feeding a "
+                                  "sensitive variable must have, e.g. [ExternalSecret] "
+                                  "(needs the connection's secrets: metadata); empty: any "
+                                  "Secret reference passes")
     exclude: list[str] = Field(default=[], description="glob patterns (matched against the "
                                "path and the file name) to skip")
     detectors: list[DetectorName] = Field(default=ALL_DETECTORS, min_length=1)
@@ -133,7 +137,8 @@ BYTES = MetricFamily("readiness_secret_scan_bytes", "Bytes scanned.")
 CLUSTER_FINDINGS = MetricFamily(
     "readiness_secret_scan_kubernetes_findings",
     "Findings in the application's workloads and ConfigMaps (workload:), by rule: "
-    "literal_env, configmap_env, configmap_key, configmap_value.", ("rule",))
+    "literal_env, configmap_env, configmap_key, configmap_value, unmanaged_secret.",
+    ("rule",))
 METRICS = (FINDINGS, BY_DETECTOR, ALLOWED, FILES, SKIPPED, BYTES, CLUSTER_FINDINGS)
 
 
@@ -364,7 +369,7 @@ async def run(spec: SecretScanCheck, ctx: ProbeContext) -> Outcome:
         detectors = Detectors(tuple(spec.detectors), spec.entropy_base64_limit,
                               spec.entropy_hex_limit, frozenset(spec.allow))
         result = await scan_cluster(ctx, reader, spec.sensitive_names,
-                                    spec.not_sensitive_names, detectors)
+                                    spec.not_sensitive_names, detectors, spec.managed_by)
         measurements += [Measurement(CLUSTER_FINDINGS.name, float(result.count(rule)),
                                      {"rule": rule}) for rule in RULES]
         failing = failing or len(result.findings) > spec.max_findings

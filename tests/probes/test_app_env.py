@@ -317,7 +317,7 @@ async def test_literal_password_fails_where_the_file_scan_passed(
     findings = {m.labels["rule"]: m.value for m in outcome.measurements
                 if m.family == "readiness_secret_scan_kubernetes_findings"}
     assert findings == {"literal_env": 1.0, "configmap_env": 0.0, "configmap_key": 0.0,
-                        "configmap_value": 0.0}
+                        "configmap_value": 0.0, "unmanaged_secret": 0.0}
 
 
 async def test_secret_references_pass(start: Start, tmp_path: Path,
@@ -355,6 +355,31 @@ async def test_secrets_kept_in_config_maps_fail(start: Start, tmp_path: Path,
     assert outcome.status is Status.FAIL
     assert "ConfigMap qbitel-app-yaml: a value found by aws" in outcome.message
     assert "AKIAZ7QJ3LT4HX2PWM5B" not in outcome.message
+
+
+async def test_managed_by_requires_an_external_secret_behind_each_reference(
+        start: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spec = preset_checks(tmp_path)["1.2.2"].model_copy(
+        update={"paths": [], "managed_by": ["ExternalSecret"]})
+    outcome = await judge(spec, await start(), caplog)  # owned by its ExternalSecret
+    assert outcome.status is Status.PASS, outcome.message
+    # a Secret made by hand (kubectl create secret): in the cluster, not a secrets manager
+    manual = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "qbitel-db-manual", "namespace": "qbitel",
+                           "uid": "uid-manual", "resourceVersion": "5000",
+                           "creationTimestamp": "2026-11-21T08:00:00Z"},
+              "data": {"password": base64.b64encode(LITERAL.encode()).decode()}}
+    objects = set_env(fixture_objects(), "DATABASE_PASSWORD", {"valueFrom": {"secretKeyRef": {
+        "name": "qbitel-db-manual", "key": "password"}}}) + [manual]
+    server_ctx = await start(objects)
+    outcome = await judge(spec, server_ctx, caplog)
+    assert outcome.status is Status.FAIL
+    assert ("Deployment/qbitel-api container api: DATABASE_PASSWORD comes from Secret "
+            "qbitel-db-manual, not managed by ExternalSecret") in outcome.message
+    without = preset_checks(tmp_path)["1.2.2"].model_copy(update={"paths": []})
+    assert (await judge(without, server_ctx, caplog)).status is Status.PASS  # opt-in rule
+    outcome = await judge(spec, await start(secrets="none"), caplog)
+    assert outcome.status is Status.ERROR and outcome.reason is Reason.CONFIG
 
 
 # --------------------------------------------------------------------------- 2.1.1

@@ -5,7 +5,9 @@ A variable whose name matches a sensitive pattern (`*_PASSWORD`, `*_SECRET`, `*_
 `envFrom.secretRef`, e.g. a Secret an ExternalSecret writes); a literal `value:` or a
 ConfigMap is a finding. Every ConfigMap of the application (the ones its pod templates
 name, and the ones carrying its labels) is read: a sensitive key holding a value is a
-finding, and the other values go through the same detectors as files. Findings name the
+finding, and the other values go through the same detectors as files. With
+`managed_by`, the Secrets those variables come from must be owned by one of the given
+kinds (an ExternalSecret: the value lives in a secrets manager). Findings name the
 object, container and variable, never the value.
 """
 
@@ -22,8 +24,10 @@ from exporter.probes.appenv.podspec import PodTemplate
 from exporter.probes.appenv.reader import AppReader
 from exporter.probes.secret_detectors import build, candidate_lines, fingerprint
 
-Rule = Literal["literal_env", "configmap_env", "configmap_key", "configmap_value"]
-RULES: tuple[Rule, ...] = ("literal_env", "configmap_env", "configmap_key", "configmap_value")
+Rule = Literal["literal_env", "configmap_env", "configmap_key", "configmap_value",
+               "unmanaged_secret"]
+RULES: tuple[Rule, ...] = ("literal_env", "configmap_env", "configmap_key", "configmap_value",
+                           "unmanaged_secret")
 DEFAULT_SENSITIVE = ["*_PASSWORD", "*_SECRET", "*_KEY", "*_TOKEN"]
 
 
@@ -82,6 +86,41 @@ def env_findings(pod: PodTemplate, patterns: Sequence[str],
     return found
 
 
+def secret_refs(pod: PodTemplate, patterns: Sequence[str],
+                exempt: Sequence[str] = ()) -> dict[str, str]:
+    """Secret name -> the first place it feeds (a sensitive secretKeyRef, or envFrom)."""
+    refs: dict[str, str] = {}
+    for container in pod.containers:
+        where = f"{pod.owner} container {container.name}"
+        for ref in container.env_from:
+            if ref.source == "secret":
+                refs.setdefault(ref.name, f"{where}: envFrom Secret {ref.name}")
+        for entry in container.env:
+            if entry.source == "secret" and entry.ref_name and \
+                    is_sensitive(entry.name, patterns, exempt):
+                refs.setdefault(entry.ref_name, f"{where}: {entry.name} comes from Secret "
+                                f"{entry.ref_name}")
+    return refs
+
+
+async def unmanaged(reader: AppReader, pods: Sequence[PodTemplate], patterns: Sequence[str],
+                    exempt: Sequence[str], managed_by: Sequence[str]) -> list[Finding]:
+    """Secrets feeding sensitive variables that no `managed_by` kind owns (or absent)."""
+    refs: dict[str, str] = {}
+    for pod in pods:
+        for name, where in secret_refs(pod, patterns, exempt).items():
+            refs.setdefault(name, where)
+    found = []
+    for name, where in refs.items():
+        owners = await reader.secret_owners(name)
+        if owners is None:
+            found.append(Finding("unmanaged_secret", f"{where}, which does not exist"))
+        elif not set(owners) & set(managed_by):
+            found.append(Finding("unmanaged_secret", f"{where}, not managed by "
+                                 f"{' or '.join(managed_by)}"))
+    return found
+
+
 def detect_values(data: Mapping[str, str], detectors: Detectors) -> tuple[Counter[str], int]:
     """Detector counts over a ConfigMap's values (worker thread; only counts return)."""
     analyzers = build(detectors.names, detectors.base64_limit, detectors.hex_limit)
@@ -124,13 +163,17 @@ def referenced_maps(pods: Iterable[PodTemplate]) -> list[str]:
 
 
 async def scan_cluster(ctx: ProbeContext, reader: AppReader, patterns: Sequence[str],
-                       exempt: Sequence[str], detectors: Detectors) -> ClusterScan:
-    """Scan the application's pod templates and ConfigMaps."""
+                       exempt: Sequence[str], detectors: Detectors,
+                       managed_by: Sequence[str] = ()) -> ClusterScan:
+    """Scan the application's pod templates and ConfigMaps (and, with `managed_by`, who
+    owns the Secrets its sensitive variables come from)."""
     result = ClusterScan()
     pods = await reader.templates(reader.workload.source or "workloads")
     result.templates = len(pods)
     for pod in pods:
         result.findings += env_findings(pod, patterns, exempt)
+    if managed_by:
+        result.findings += await unmanaged(reader, pods, patterns, exempt, managed_by)
     names = referenced_maps(pods)
     names += [n for n in await reader.labelled_config_maps() if n not in names]
     for name in names:

@@ -22,6 +22,7 @@ from exporter.probes.kubernetes.snapshot import Cluster, check_status
 from exporter.transport.kubernetes import KubeClient
 
 _PAGE = "500"
+METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _WORKLOADS = (("Deployment", "/apis/apps/v1/namespaces/{ns}/deployments"),
               ("StatefulSet", "/apis/apps/v1/namespaces/{ns}/statefulsets"))
 
@@ -156,6 +157,24 @@ class AppReader:
             self._keys[name] = SecretKeys(True, False) if answer is None else \
                 SecretKeys(True, True, frozenset(_keys_of(answer)))
         return self._keys[name]
+
+    async def secret_owners(self, name: str) -> list[str] | None:
+        """The kinds owning a Secret (`ExternalSecret`...), read as PartialObjectMetadata
+        (no data crosses the wire; connection `secrets: metadata` or `data`). None when
+        the Secret does not exist; ProbeError(config) with `secrets: none`."""
+        if self.secrets_policy == "none":
+            raise ProbeError(Reason.CONFIG, f"who manages Secret {name} cannot be read: "
+                             f"{self.option} is none (set metadata)")
+        timeout = float(self.cluster.spec.request_timeout)
+        namespace = self.workload.namespace
+        answer = await self.client.request(f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                                           accept=METADATA_ACCEPT, budget=timeout)
+        if answer.status == 404:
+            return None
+        check_status(answer.status, "get", f"secrets/{name}", f"in namespace {namespace}")
+        meta = _decode(answer.body).get("metadata") or {}
+        return [str(ref.get("kind")) for ref in meta.get("ownerReferences") or []
+                if isinstance(ref, dict)]
 
     async def secret_value(self, name: str, key: str) -> str | None:
         """One value of a Secret of the namespace (only with `secrets: data`)."""
