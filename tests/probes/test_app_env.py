@@ -95,7 +95,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     servers: list[FakeApiServer] = []
     contexts: list[RuntimeContext] = []
 
-    async def _start(objects: Objects | None = None, secrets: str = "metadata"
+    async def _start(objects: Objects | None = None, secrets: str = "data"
                      ) -> RuntimeContext:
         server = FakeApiServer(token=K8S_TOKEN)
         server.add(fixture_objects() if objects is None else objects)
@@ -111,6 +111,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
         contexts.append(ctx)
         return ctx
 
+    _start.servers = servers  # type: ignore[attr-defined]
     yield _start
     for ctx in contexts:
         await ctx.aclose()
@@ -225,10 +226,25 @@ async def test_marketplace_block_is_required_only_when_enabled(
 
 async def test_envfrom_secret_unreadable_is_an_error_not_a_pass(
         start: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    outcome = await judge(preset_checks(tmp_path)["6.1"], await start(secrets="none"), caplog)
-    assert outcome.status is Status.ERROR and outcome.reason is Reason.CONFIG
-    assert "JWT_SECRET (may come from Secret qbitel-app-secrets (key names unreadable: " \
-           "connections.kubernetes.secrets is none))" in outcome.message
+    for secrets in ("none", "metadata"):
+        ctx = await start(secrets=secrets)
+        outcome = await judge(preset_checks(tmp_path)["6.1"], ctx, caplog)
+        assert outcome.status is Status.ERROR and outcome.reason is Reason.CONFIG
+        assert "JWT_SECRET (may come from Secret qbitel-app-secrets, whose key names need " \
+               "connections.kubernetes.secrets: data)" in outcome.message
+        server = start.servers[-1]  # type: ignore[attr-defined]
+        assert server.count("/secrets") == 0  # no Secret read without the opt-in
+    # named with a secretKeyRef, the variable is known without reading the Secret
+    objects = fixture_objects()
+    for name in ("JWT_SECRET", "ENCRYPTION_KEY", "REDIS_PASSWORD"):
+        objects = set_env(objects, name, {"valueFrom": {"secretKeyRef": {
+            "name": "qbitel-app-secrets", "key": name}}})
+    for spec in _pod_specs(objects):
+        spec["containers"][0]["envFrom"] = spec["containers"][0]["envFrom"][:1]
+    outcome = await judge(preset_checks(tmp_path)["6.1"], await start(objects, "metadata"),
+                          caplog)
+    assert outcome.status is Status.PASS, outcome.message
+    assert start.servers[-1].count("/secrets") == 0  # type: ignore[attr-defined]
 
 
 async def test_a_secret_key_ref_to_a_missing_key_is_missing(
@@ -371,11 +387,14 @@ async def test_managed_by_requires_an_external_secret_behind_each_reference(
               "data": {"password": base64.b64encode(LITERAL.encode()).decode()}}
     objects = set_env(fixture_objects(), "DATABASE_PASSWORD", {"valueFrom": {"secretKeyRef": {
         "name": "qbitel-db-manual", "key": "password"}}}) + [manual]
-    server_ctx = await start(objects)
+    server_ctx = await start(objects, secrets="metadata")
     outcome = await judge(spec, server_ctx, caplog)
     assert outcome.status is Status.FAIL
     assert ("Deployment/qbitel-api container api: DATABASE_PASSWORD comes from Secret "
             "qbitel-db-manual, not managed by ExternalSecret") in outcome.message
+    secret_reads = [r for r in start.servers[-1].requests  # type: ignore[attr-defined]
+                    if "/secrets/" in r.path]
+    assert secret_reads and all("as=PartialObjectMetadata" in r.accept for r in secret_reads)
     without = preset_checks(tmp_path)["1.2.2"].model_copy(update={"paths": []})
     assert (await judge(without, server_ctx, caplog)).status is Status.PASS  # opt-in rule
     outcome = await judge(spec, await start(secrets="none"), caplog)

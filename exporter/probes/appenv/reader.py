@@ -1,8 +1,9 @@
 """Reads of the application's objects through the connection's Kubernetes transport client.
 
 Workloads and pods are listed by the workload's label selector in its namespace,
-ConfigMaps are read whole, Secrets give their key names (connection `secrets: metadata`
-or `data`) and, only with `secrets: data`, the one value a check asks for. Secret
+ConfigMaps are read whole; Secrets give their owners as PartialObjectMetadata (connection
+`secrets: metadata` or `data`) and, only with `secrets: data`, their key names and the
+one value a check asks for. Secret
 values are decoded inside `_secret_value` and never kept, cached or logged.
 """
 
@@ -148,9 +149,10 @@ class AppReader:
         return names
 
     async def secret_keys(self, name: str) -> SecretKeys:
-        """A Secret's key names (`secrets: metadata` or `data`); values are dropped at
-        once. `readable=False` with `secrets: none`."""
-        if self.secrets_policy == "none":
+        """A Secret's key names. The API gives no key names without the values, so they
+        are read only with the connection's `secrets: data` (the values are dropped as
+        the answer is parsed); `readable=False` otherwise."""
+        if self.secrets_policy != "data":
             return SecretKeys(readable=False)
         if name not in self._keys:
             answer = await self._secret(self.workload.namespace, name)

@@ -34,7 +34,7 @@ class VarTable:
     scope: str
     variables: dict[str, Var] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
-    """envFrom Secrets whose key names cannot be read (connection `secrets: none`)."""
+    """envFrom Secrets whose key names cannot be read (connection `secrets:` not data)."""
     complete: bool = True
     """False when `variables` is the whole environment of a process (not a list of names
     the application declares): undocumented names are not judged then."""
@@ -62,8 +62,8 @@ async def _from_env_from(reader: AppReader, ref: EnvFrom, table: VarTable) -> No
         return
     keys = await reader.secret_keys(ref.name)
     if not keys.readable:
-        table.unresolved.append(f"Secret {ref.name} (key names unreadable: "
-                                f"{reader.option} is none)")
+        table.unresolved.append(f"Secret {ref.name}, whose key names need "
+                                f"{reader.option}: data")
     for key in keys.keys:
         table.variables[ref.prefix + key] = Var(True, ref.origin())
 
