@@ -288,6 +288,27 @@ async def test_documented_list_matches_both_ways(
             if m.family == "readiness_env_undocumented_variables"] == [1.0]
 
 
+async def test_mesh_sidecar_variables_are_not_the_application_s(
+        start: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    objects = fixture_objects()
+    for spec in _pod_specs(objects):  # what Istio's injector adds to every pod
+        spec["containers"].append({"name": "istio-proxy", "image": "istio/proxyv2:1.22.0",
+                                   "env": [{"name": "ISTIO_META_WORKLOAD_NAME",
+                                            "value": "qbitel-api"},
+                                           {"name": "PILOT_CERT_PROVIDER", "value": "istiod"}]})
+        spec["initContainers"] = [{"name": "istio-init", "image": "istio/proxyv2:1.22.0",
+                                   "env": [{"name": "ISTIO_INIT", "value": "1"}]}]
+    spec = preset_checks(tmp_path)["1.2.3"]
+    outcome = await judge(spec, await start(objects), caplog)
+    assert outcome.status is Status.PASS, outcome.message
+    every = spec.model_copy(update={"workload": spec.workload.model_copy(  # type: ignore[attr-defined]
+        update={"exclude_containers": []})})
+    outcome = await judge(every, await start(objects), caplog)
+    assert outcome.status is Status.FAIL
+    assert "not in the documented list: ISTIO_META_WORKLOAD_NAME, PILOT_CERT_PROVIDER" in \
+        outcome.message
+
+
 async def test_old_presence_rule_passed_an_undocumented_gap(
         start: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -385,8 +406,8 @@ async def test_managed_by_requires_an_external_secret_behind_each_reference(
                            "uid": "uid-manual", "resourceVersion": "5000",
                            "creationTimestamp": "2026-11-21T08:00:00Z"},
               "data": {"password": base64.b64encode(LITERAL.encode()).decode()}}
-    objects = set_env(fixture_objects(), "DATABASE_PASSWORD", {"valueFrom": {"secretKeyRef": {
-        "name": "qbitel-db-manual", "key": "password"}}}) + [manual]
+    objects = [*set_env(fixture_objects(), "DATABASE_PASSWORD", {"valueFrom": {
+        "secretKeyRef": {"name": "qbitel-db-manual", "key": "password"}}}), manual]
     server_ctx = await start(objects, secrets="metadata")
     outcome = await judge(spec, server_ctx, caplog)
     assert outcome.status is Status.FAIL

@@ -106,11 +106,13 @@ def _container(data: Mapping[str, Any]) -> Container:
 
 
 def template(owner: str, namespace: str, pod_spec: Mapping[str, Any],
-             only: Iterable[str] = ()) -> PodTemplate:
-    """The containers of a pod spec (`only`: these container names, else every one)."""
-    wanted = set(only)
+             only: Iterable[str] = (), skip: Iterable[str] = ()) -> PodTemplate:
+    """The containers of a pod spec (`only`: these container names, else every one but
+    those in `skip`)."""
+    wanted, unwanted = set(only), set(skip)
     containers = tuple(_container(c) for c in pod_spec.get("containers") or []
-                       if isinstance(c, dict) and (not wanted or c.get("name") in wanted))
+                       if isinstance(c, dict) and (c.get("name") in wanted if wanted
+                                                   else c.get("name") not in unwanted))
     maps: list[str] = []
     for container in containers:
         maps += [e.ref_name for e in container.env if e.source == "configmap" and e.ref_name]

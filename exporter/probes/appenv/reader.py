@@ -99,13 +99,14 @@ class AppReader:
         """The pod templates of the matching workloads, or of the running pods (one per
         owner); ProbeError(config) when nothing matches (never "all 0 comply")."""
         namespace, only = self.workload.namespace, self.workload.containers
+        skip = self.workload.exclude_containers
         found: list[PodTemplate] = []
         if source == "workloads":
             for kind, path in _WORKLOADS:
                 for item in await self._list(path.format(ns=namespace), f"{kind}s"):
                     spec = ((item.get("spec") or {}).get("template") or {}).get("spec") or {}
                     name = (item.get("metadata") or {}).get("name", "?")
-                    found.append(template(f"{kind}/{name}", namespace, spec, only))
+                    found.append(template(f"{kind}/{name}", namespace, spec, only, skip))
             what = "Deployment or StatefulSet"
         else:
             owners: set[str] = set()
@@ -117,7 +118,8 @@ class AppReader:
                 owner = _owner(meta)
                 if owner not in owners:
                     owners.add(owner)
-                    found.append(template(owner, namespace, pod.get("spec") or {}, only))
+                    found.append(template(owner, namespace, pod.get("spec") or {}, only,
+                                          skip))
             what = "running pod"
         if not found:
             raise ProbeError(Reason.CONFIG, f"no {what} matches {self.workload.where()}: "

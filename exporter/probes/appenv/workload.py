@@ -22,6 +22,9 @@ class AppWorkload(BaseModel):
                           "StatefulSets and pods, e.g. 'app.kubernetes.io/part-of=qbitel'")
     containers: list[str] = Field(default=[], description="container names read (default: "
                                   "every container; init containers are never read)")
+    exclude_containers: list[str] = Field(
+        default=["istio-proxy", "linkerd-proxy"], description="containers not read (the "
+        "service mesh's injected sidecars carry the mesh's variables, not the application's)")
     source: Literal["pods", "workloads"] | None = Field(
         default=None, description="read the running pods or the Deployments' and "
         "StatefulSets' pod templates (default: pods for env, workloads for secret_scan)")
