@@ -502,3 +502,9 @@ def test_options_are_validated(tmp_path: Path, check: dict[str, Any], problem: s
     with pytest.raises(config.ConfigError) as error:
         config.load_document(document, "test", tmp_path, environ={})
     assert problem in str(error.value)
+
+
+def test_fixtures_validate_against_the_kubernetes_schema() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for item in fixture_objects():
+        kubernetes_validate.validate(item, "1.29", strict=True)
