@@ -360,7 +360,9 @@ async def test_literal_password_fails_where_the_file_scan_passed(
 async def test_secret_references_pass(start: Start, tmp_path: Path,
                                       caplog: pytest.LogCaptureFixture) -> None:
     spec = preset_checks(tmp_path)["1.2.2"].model_copy(update={"paths": []})
-    outcome = await judge(spec, await start(), caplog)
+    # `$(DATABASE_PASSWORD)`: the kubelet substitutes the Secret-backed variable, no literal
+    objects = set_env(fixture_objects(), "DB_PASSWORD", {"value": "$(DATABASE_PASSWORD)"})
+    outcome = await judge(spec, await start(objects), caplog)
     assert outcome.status is Status.PASS, outcome.message
     assert outcome.message == (
         "no sensitive literal and no secret-like ConfigMap value in 1 workload(s) and "

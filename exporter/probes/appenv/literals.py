@@ -14,6 +14,7 @@ object, container and variable, never the value.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ Rule = Literal["literal_env", "configmap_env", "configmap_key", "configmap_value
 RULES: tuple[Rule, ...] = ("literal_env", "configmap_env", "configmap_key", "configmap_value",
                            "unmanaged_secret")
 DEFAULT_SENSITIVE = ["*_PASSWORD", "*_SECRET", "*_KEY", "*_TOKEN"]
+_DEPENDENT = re.compile(r"^(?:\$\([A-Za-z_][A-Za-z0-9_]*\))+$")
+"""`$(OTHER_VAR)`: the kubelet substitutes another variable of the container (no literal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,8 @@ def env_findings(pod: PodTemplate, patterns: Sequence[str],
             if not is_sensitive(entry.name, patterns, exempt):
                 continue
             where = f"{pod.owner} container {container.name}: {entry.name}"
-            if entry.source == "value" and (entry.value or "").strip():
+            literal = (entry.value or "").strip()
+            if entry.source == "value" and literal and not _DEPENDENT.match(literal):
                 found.append(Finding("literal_env", f"{where} is a literal value"))
             elif entry.source == "configmap":
                 found.append(Finding("configmap_env", f"{where} comes from {entry.origin()}"))
