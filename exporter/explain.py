@@ -17,7 +17,7 @@ from exporter.model import CheckSpec
 # Probe kinds documented on a page not named after their module family.
 DOCS_BY_FAMILY = {"redis_probe": "redis", "prometheus_query": "prometheus_query"}
 CORE_KINDS_DOC = "docs/configuration.md"
-CORE_FAMILIES = {"env", "secret_strength", "file", "config_value"}
+CORE_FAMILIES = {"file", "config_value"}
 
 
 def docs_page(kind: str) -> str:

@@ -30,7 +30,8 @@ EXPLAINED = frozenset({Reason.CONFIG, Reason.DNS, Reason.CONNECT})
 ABSENT = ("does not exist", "no report matches", "no file matches")
 """A failing check whose evidence is missing also gets its hint (who produces it)."""
 TARGET_FIELDS = ("url", "host", "path", "paths", "source", "sources", "file", "records_file",
-                 "drill_records", "directory", "keyring", "script_location", "env_file")
+                 "drill_records", "directory", "keyring", "script_location", "env_file",
+                 "required_from")
 CONNECTION_TARGETS = ("url", "host", "kubeconfig")
 
 _hints: dict[str, str] = {}

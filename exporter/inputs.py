@@ -95,6 +95,14 @@ INPUTS: tuple[InputDef, ...] = (
     InputDef("keyring", "/etc/readiness-exporter/keyring.yaml",
              "public keys and roles of the signers (`readiness-exporter attest keygen`)",
              producer="created with `readiness-exporter attest keygen`"),
+    InputDef("app_workload", None,
+             "the application in the cluster, {namespace, selector} (optionally connection, "
+             "containers, source): 1.2.2, 1.2.3, 2.1.1 and 6.1 read its pods, ConfigMaps and "
+             "(opt-in) Secret through the Kubernetes API; unset: the exporter's environment"),
+    InputDef("env_example", ".env.example",
+             "the documented list of the application's variables, a dotenv-style file "
+             "(1.2.3 compares the variables the application defines with it)",
+             producer="kept with the application's source (.env.example)"),
     InputDef("app_config_file", "config/qbitel.production.yaml",
              "the application's production configuration file (2.1.5, 2.4.4, 3.1.2, 9.3)"),
     InputDef("runbook_file", "docs/runbooks/disaster-recovery.md",

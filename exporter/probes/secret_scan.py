@@ -1,5 +1,10 @@
 """`secret_scan`: no secret-like values in configuration and code (1.2.2).
 
+With `workload:` it also reads the application's Deployments/StatefulSets and
+ConfigMaps through the Kubernetes API (`appenv.literals`): a sensitive variable set as a
+literal `value:` (or from a ConfigMap) instead of a Secret reference, a sensitive
+ConfigMap key holding a value, or a secret-like ConfigMap value is a finding.
+
 Scans files and globs with the detectors of `secret_detectors` (detect-secrets plugins
 and a few of our own). Reports counts per file and detector, never a value; accepted
 findings are allow-listed by fingerprint (sha256 of `detector:value`). The work runs in
@@ -22,7 +27,7 @@ from functools import lru_cache
 from stat import S_ISREG
 from typing import Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.model import (
     CheckSpec,
@@ -32,6 +37,15 @@ from exporter.model import (
     ProbeContext,
     ProbeKind,
 )
+from exporter.probes.appenv.literals import (
+    DEFAULT_SENSITIVE,
+    RULES,
+    ClusterScan,
+    Detectors,
+    scan_cluster,
+)
+from exporter.probes.appenv.reader import open_reader
+from exporter.probes.appenv.workload import AppWorkload
 from exporter.probes.secret_detectors import (
     DETECTOR_NAMES,
     Analyzer,
@@ -55,8 +69,20 @@ class SecretScanCheck(CheckSpec):
     """`kind: secret_scan` options."""
 
     kind: Literal["secret_scan"]
-    paths: list[str] = Field(min_length=1, description="files, directories or globs "
+    paths: list[str] = Field(default=[], description="files, directories or globs "
                              "(`**` recursive) to scan")
+    workload: AppWorkload | None = Field(default=None, description="also scan the "
+                                         "application's workloads and ConfigMaps through the "
+                                         "Kubernetes API")
+    sensitive_names: list[str] = Field(default=DEFAULT_SENSITIVE, min_length=1, description=(
+        "variable / ConfigMap key patterns (fnmatch, case-insensitive) that must come from a "
+        "Secret"))
+    not_sensitive_names: list[str] = Field(default=[], description="patterns exempted from "
+                                           "sensitive_names (e.g. '*_PUBLIC_KEY')")
+    managed_by: list[str] = Field(default=[], description="owner kinds a Secret feeding a "
+                                  "sensitive variable must have, e.g. [ExternalSecret] "
+                                  "(needs the connection's secrets: metadata); empty: any "
+                                  "Secret reference passes")
     exclude: list[str] = Field(default=[], description="glob patterns (matched against the "
                                "path and the file name) to skip")
     detectors: list[DetectorName] = Field(default=ALL_DETECTORS, min_length=1)
@@ -78,6 +104,12 @@ class SecretScanCheck(CheckSpec):
         "with the event loop) or in the exporter's thread pool")
     workers: int = Field(default=1, ge=1, le=32, description="worker processes "
                          "(isolation: process)")
+
+    @model_validator(mode="after")
+    def _something(self) -> SecretScanCheck:
+        if not self.paths and self.workload is None:
+            raise ValueError("set paths, workload or both")
+        return self
 
     @field_validator("allow")
     @classmethod
@@ -102,7 +134,12 @@ FILES = MetricFamily("readiness_secret_scan_files", "Files scanned.")
 SKIPPED = MetricFamily("readiness_secret_scan_skipped_files",
                        "Files skipped (binary, larger than max_file_bytes, unreadable).")
 BYTES = MetricFamily("readiness_secret_scan_bytes", "Bytes scanned.")
-METRICS = (FINDINGS, BY_DETECTOR, ALLOWED, FILES, SKIPPED, BYTES)
+CLUSTER_FINDINGS = MetricFamily(
+    "readiness_secret_scan_kubernetes_findings",
+    "Findings in the application's workloads and ConfigMaps (workload:), by rule: "
+    "literal_env, configmap_env, configmap_key, configmap_value, unmanaged_secret.",
+    ("rule",))
+METRICS = (FINDINGS, BY_DETECTOR, ALLOWED, FILES, SKIPPED, BYTES, CLUSTER_FINDINGS)
 
 
 @dataclass
@@ -265,11 +302,12 @@ async def scan(spec: SecretScanCheck, ctx: ProbeContext) -> tuple[_Tally, int]:
     return total, len(files)
 
 
-async def run(spec: SecretScanCheck, ctx: ProbeContext) -> Outcome:
-    """Scan and compare the number of findings with `max_findings`."""
+async def _files(spec: SecretScanCheck, ctx: ProbeContext
+                 ) -> tuple[bool, str, list[Measurement]]:
+    """(failing, message, measurements) of the file part."""
     tally, matched = await scan(spec, ctx)
     if matched == 0 and spec.require_files:
-        return Outcome.failed(f"no file matches {', '.join(spec.paths)}: nothing was scanned")
+        return True, f"no file matches {', '.join(spec.paths)}: nothing was scanned", []
     per_file: Counter[str] = Counter()
     per_detector: Counter[str] = Counter()
     for (path, detector), count in tally.findings.items():
@@ -300,10 +338,46 @@ async def run(spec: SecretScanCheck, ctx: ProbeContext) -> Outcome:
             f"{path} ({', '.join(f'{d} {c}' for (p, d), c in sorted(tally.findings.items()) if p == path)})"  # noqa: E501
             for path, _ in per_file.most_common(3))
         more = f" and {len(per_file) - 3} more files" if len(per_file) > 3 else ""
-        return Outcome.failed(f"{total} secret-like value(s) in {len(per_file)} of {scanned}: "
-                              f"{worst}{more}{tail}", tuple(measurements))
+        return True, (f"{total} secret-like value(s) in {len(per_file)} of {scanned}: "
+                      f"{worst}{more}{tail}"), measurements
     found = f"{total} tolerated finding(s)" if total else "no secret-like values"
-    return Outcome.passed(f"{found} in {scanned}{tail}", tuple(measurements))
+    return False, f"{found} in {scanned}{tail}", measurements
+
+
+def _cluster_message(result: ClusterScan, where: str) -> str:
+    scanned = (f"{result.templates} workload(s) and {result.config_maps} ConfigMap(s) of "
+               f"{where}")
+    allowed = f"; {result.allowed} allow-listed" if result.allowed else ""
+    if not result.findings:
+        return f"no sensitive literal and no secret-like ConfigMap value in {scanned}{allowed}"
+    shown = "; ".join(f.where for f in result.findings[:5])
+    more = f" and {len(result.findings) - 5} more" if len(result.findings) > 5 else ""
+    return (f"{len(result.findings)} finding(s) in {scanned}: {shown}{more} (use "
+            f"valueFrom.secretKeyRef or envFrom.secretRef){allowed}")
+
+
+async def run(spec: SecretScanCheck, ctx: ProbeContext) -> Outcome:
+    """Scan the files and the cluster; findings are compared with `max_findings`."""
+    parts: list[str] = []
+    measurements: list[Measurement] = []
+    failing = False
+    if spec.paths:
+        failing, message, measurements = await _files(spec, ctx)
+        parts.append(message)
+    if spec.workload is not None:
+        reader = await open_reader(ctx, spec.workload)
+        detectors = Detectors(tuple(spec.detectors), spec.entropy_base64_limit,
+                              spec.entropy_hex_limit, frozenset(spec.allow))
+        result = await scan_cluster(ctx, reader, spec.sensitive_names,
+                                    spec.not_sensitive_names, detectors, spec.managed_by)
+        measurements += [Measurement(CLUSTER_FINDINGS.name, float(result.count(rule)),
+                                     {"rule": rule}) for rule in RULES]
+        failing = failing or len(result.findings) > spec.max_findings
+        parts.append(_cluster_message(result, spec.workload.where()))
+    message = "; ".join(parts)
+    if failing:
+        return Outcome.failed(message, tuple(measurements))
+    return Outcome.passed(message, tuple(measurements))
 
 
 KIND = ProbeKind(
@@ -311,6 +385,8 @@ KIND = ProbeKind(
     spec=SecretScanCheck,
     run=run,
     summary="No secret-like values (cloud keys, tokens, private keys, JWTs, literal "
-    "passwords, high-entropy strings) in the configured files; counts only, never values.",
+    "passwords, high-entropy strings) in the configured files, and (workload:) no sensitive "
+    "variable set as a literal in the application's workloads or kept in its ConfigMaps; "
+    "counts and names only, never values.",
     metrics=METRICS,
 )

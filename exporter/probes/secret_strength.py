@@ -1,6 +1,9 @@
 """`secret_strength`: a secret is long, hard to guess and not a placeholder (2.1.1, 6.1).
 
-The secret comes from an environment variable or a file. Its strength is estimated by
+The secret comes from an environment variable, a file, a Kubernetes Secret
+(`secret: {namespace, name, key}`) or, with `workload:`, from wherever the application's
+pods take the variable `env` (reading a Secret is opt-in: the connection's
+`secrets: data`). Its strength is estimated by
 `strength_estimate` (words, separators, years and keyboard runs count for what they
 are). Only derived facts (length rule met, strength estimate, which rule failed) leave
 the probe, never the value.
@@ -17,16 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from exporter.model import (
     CheckSpec,
+    KubernetesConnectionName,
     Measurement,
     MetricFamily,
     Outcome,
     ProbeContext,
     ProbeKind,
 )
+from exporter.probes.appenv.reader import open_secret_value
+from exporter.probes.appenv.secret_source import Found, app_secret
+from exporter.probes.appenv.workload import AppWorkload
 from exporter.probes.strength_estimate import estimate_bits
 
 PLACEHOLDERS = (
@@ -36,12 +43,31 @@ PLACEHOLDERS = (
 )
 
 
+class SecretKey(BaseModel):
+    """One key of a Kubernetes Secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
 class SecretStrengthCheck(CheckSpec):
     """`kind: secret_strength` options."""
 
     kind: Literal["secret_strength"]
     env: str | None = Field(default=None, description="environment variable holding it")
     file: Path | None = Field(default=None, description="file holding it")
+    secret: SecretKey | None = Field(default=None, description="the Kubernetes Secret key "
+                                     "holding it (needs the connection's secrets: data)")
+    connection: KubernetesConnectionName | None = Field(
+        default=None, description="the kubernetes connection of `secret` (default: "
+        "kubernetes)")
+    workload: AppWorkload | None = Field(default=None, description="with env: read the "
+                                         "variable where the application's pods take it "
+                                         "from (a Secret needs its connection's "
+                                         "secrets: data)")
     min_length: int = Field(default=32, ge=1, description="minimum length in characters")
     exact_bytes: int | None = Field(default=None, gt=0, description=(
         "required key size in bytes after decoding (32 for AES-256)"))
@@ -50,10 +76,20 @@ class SecretStrengthCheck(CheckSpec):
     min_entropy_bits: float = Field(default=128.0, ge=0, description=(
         "minimum strength estimate in bits (exported as bytes: bits / 8)"))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_connection(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("secret") is not None \
+                and data.get("connection") is None:
+            return {**data, "connection": "kubernetes"}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> SecretStrengthCheck:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("set exactly one of 'env' or 'file'")
+        if sum(x is not None for x in (self.env, self.file, self.secret)) != 1:
+            raise ValueError("set exactly one of 'env', 'file' or 'secret'")
+        if self.workload is not None and self.env is None:
+            raise ValueError("workload reads the variable named by 'env'; set env")
         return self
 
 
@@ -145,39 +181,62 @@ def _read(spec: SecretStrengthCheck) -> str | None:
         return None
 
 
-async def run(spec: SecretStrengthCheck, ctx: ProbeContext) -> Outcome:
-    """Assess the secret's strength."""
+async def _sources(spec: SecretStrengthCheck, ctx: ProbeContext) -> list[Found]:
+    """Every value to judge, each with a description of where it comes from."""
+    if spec.workload is not None and spec.env is not None:
+        return await app_secret(ctx, spec.workload, spec.env)
+    if spec.secret is not None:
+        ref = spec.secret
+        connection = spec.connection or "kubernetes"
+        value = await open_secret_value(ctx, connection, ref.namespace, ref.name, ref.key)
+        return [Found(f"Secret {ref.namespace}/{ref.name} key {ref.key}", value or None)]
     source = spec.env if spec.env is not None else str(spec.file)
-    value = await ctx.run_blocking(_read, spec) if spec.file else _read(spec)
-    target = Measurement(ENTROPY_MIN.name, spec.min_entropy_bits / 8)
-    if value is None:
-        return Outcome.failed(f"{source} is not set", (Measurement(PRESENT.name, 0.0), target))
-    result = await ctx.run_blocking(assess, value, spec)  # zxcvbn is CPU work
-    del value
-    rules = {
+    return [Found(source, await ctx.run_blocking(_read, spec) if spec.file else _read(spec))]
+
+
+def _rules(spec: SecretStrengthCheck, result: Assessment) -> dict[str, bool]:
+    return {
         "length": result.length >= spec.min_length,
         "key_size": spec.exact_bytes is None or result.decoded_bytes == spec.exact_bytes,
         "entropy": result.entropy_bits >= spec.min_entropy_bits,
         "placeholder": not any(p.startswith("looks like") for p in result.problems),
     }
+
+
+async def run(spec: SecretStrengthCheck, ctx: ProbeContext) -> Outcome:
+    """Assess the secret's strength (each source the application uses, the worst counts)."""
+    target = Measurement(ENTROPY_MIN.name, spec.min_entropy_bits / 8)
+    found = await _sources(spec, ctx)
+    missing = [f.origin for f in found if f.value is None]
+    if missing:
+        return Outcome.failed(f"{', '.join(missing)} is not set",
+                              (Measurement(PRESENT.name, 0.0), target))
+    results: list[tuple[str, Assessment]] = []
+    for item in found:
+        assert item.value is not None
+        results.append((item.origin, await ctx.run_blocking(assess, item.value, spec)))
+    del found  # zxcvbn is CPU work (above); the values are not needed any more
+    rules = {name: all(_rules(spec, r)[name] for _, r in results)
+             for name in ("length", "key_size", "entropy", "placeholder")}
+    weakest = min(r.entropy_bits for _, r in results)
     measurements = (
         Measurement(PRESENT.name, 1.0),
-        Measurement(ENTROPY.name, round(result.entropy_bits / 8, 2)),
+        Measurement(ENTROPY.name, round(weakest / 8, 2)),
         target,
         *(Measurement(RULE.name, 1.0 if ok else 0.0, {"rule": rule}) for rule, ok in rules.items()),
     )
-    if result.problems:
-        return Outcome.failed(f"{source} is weak: {'; '.join(result.problems)}", measurements)
-    return Outcome.passed(
-        f"{source} is strong (about {result.entropy_bits:.0f} bits)", measurements
-    )
+    weak = [f"{origin} is weak: {'; '.join(r.problems)}" for origin, r in results if r.problems]
+    if weak:
+        return Outcome.failed("; ".join(weak), measurements)
+    return Outcome.passed("; ".join(f"{origin} is strong (about {r.entropy_bits:.0f} bits)"
+                                    for origin, r in results), measurements)
 
 
 KIND = ProbeKind(
     name="secret_strength",
     spec=SecretStrengthCheck,
     run=run,
-    summary="A secret (env or file) is long, hard to guess (structure-aware estimate), "
-    "the right key size and no placeholder.",
+    summary="A secret (env, file, or the Kubernetes Secret the application uses) is long, "
+    "hard to guess (structure-aware estimate), the right key size and no placeholder.",
     metrics=(PRESENT, ENTROPY, ENTROPY_MIN, RULE),
 )

@@ -35,6 +35,7 @@ from aiohttp import web
 FIXTURES = Path(__file__).parent / "k8s_fixtures"
 
 PLURALS = {
+    "ConfigMap": "configmaps",
     "Namespace": "namespaces", "Pod": "pods", "Service": "services", "Secret": "secrets",
     "ResourceQuota": "resourcequotas", "Deployment": "deployments",
     "StatefulSet": "statefulsets", "DaemonSet": "daemonsets",

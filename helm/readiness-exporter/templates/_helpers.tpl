@@ -92,6 +92,7 @@ Namespaced resources only when $cluster is false (a Role cannot grant the others
     - namespaces
     {{- end }}
     - pods
+    - configmaps
     - services
     - resourcequotas
     {{- if $root.Values.rbac.secrets.enabled }}
