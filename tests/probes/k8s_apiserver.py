@@ -44,7 +44,7 @@ PLURALS = {
     "Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
     "ClusterRoleBinding": "clusterrolebindings", "PeerAuthentication": "peerauthentications",
     "DestinationRule": "destinationrules", "ExternalSecret": "externalsecrets",
-    "Ingress": "ingresses", "ConfigMap": "configmaps",
+    "Ingress": "ingresses",
 }
 CLUSTER_SCOPED = {"namespaces", "clusterroles", "clusterrolebindings"}
 METADATA_AS = "as=PartialObjectMetadataList"
