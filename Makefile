@@ -8,7 +8,8 @@ DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-export
 	redis-server postgresql postgresql-15-cron pgbackrest age chromium rabbitmq-server
 PYTEST_ARGS ?=
 
-.PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean test-oldest
+.PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean test-oldest \
+	image-digest image-size
 
 # Stamps, not the console script: `make run` installs the runtime only, and a later
 # `make test` must still add the test extras.
@@ -71,6 +72,15 @@ test-oldest: services
 	$(OLDEST_VENV)/bin/pip install --quiet -c $(OLDEST_VENV)/constraints.txt -e '.[test]'
 	$(OLDEST_VENV)/bin/pip freeze > $(OLDEST_VENV)/installed.txt
 	$(OLDEST_VENV)/bin/pytest -q -p no:cacheprovider tests/core tests/transport $(PYTEST_ARGS)
+
+## image-digest: check the Dockerfile's pinned base digest against the registry
+## (needs docker buildx and registry access; docker/check-digest --write re-pins it)
+image-digest:
+	sh docker/check-digest --verify
+
+## image-size: build the image's venv outside a container and print its size budget
+image-size: venv
+	$(BIN)/python bench/image_size.py
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache state
