@@ -274,6 +274,17 @@ def test_check_digest_passes_the_pinned_dockerfile(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"base image pinned: {BASE}@{args['PYTHON_DIGEST']}"
 
 
+def test_check_digest_verify_says_what_it_needs_without_docker(tmp_path: Path) -> None:
+    """No registry can be asked here: --verify and --write stop with the reason (the
+    pinned digest is unverified on this machine, docs/deployment.md)."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    for option in ("--verify", "--write"):
+        result = _check_digest(text, tmp_path, option)
+        assert result.returncode == 1
+        assert "need docker buildx and registry access" in result.stderr
+    assert (tmp_path / "Dockerfile").read_text(encoding="utf-8") == text  # not rewritten
+
+
 @pytest.mark.parametrize("digest", ["", "sha256:abc", "latest"])
 def test_check_digest_refuses_an_unpinned_or_malformed_digest(tmp_path: Path,
                                                               digest: str) -> None:
