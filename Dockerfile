@@ -7,24 +7,32 @@
 # runs the same script outside a container and starts the exporter it installed.
 # Dependencies come from requirements/runtime.lock (pinned, hash-checked).
 
-# The base image, by tag and digest. PYTHON_DIGEST is empty until a release engineer
-# with registry access pins it: `docker/check-digest --write` resolves the tag's current
-# digest and writes it here; `docker/check-digest` (no argument) fails while it is empty.
-# Empty means the tag alone: not reproducible.
+# The base image, by tag and digest (python:3.11-slim-bookworm, about 125 MB unpacked; the
+# runtime venv is kept under 70 MB so the image stays within 200 MB, docs/deployment.md).
+# The digest was NOT verified where it was written (no registry access): `make image-digest`
+# (docker/check-digest --verify) checks it against the registry, `docker/check-digest
+# --write` replaces it with the tag's current digest. A wrong digest fails the pull; it
+# cannot silently give another image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG PYTHON_DIGEST=
+ARG PYTHON_DIGEST=sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
-# ---------------------------------------------------------------- builder: wheels only
+# ---------------------------------------------------------------- builder: wheels, venv
 FROM ${PYTHON_IMAGE}${PYTHON_DIGEST:+@}${PYTHON_DIGEST} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# binutils for `strip` (install.sh slim); the builder is never shipped.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY --chmod=0755 docker/install.sh /usr/local/bin/install-readiness-exporter
 COPY pyproject.toml README.md /src/
 COPY requirements/runtime.lock /src/requirements/
 COPY exporter /src/exporter
-RUN install-readiness-exporter wheels /src /wheels
+RUN install-readiness-exporter wheels /src /wheels \
+    && install-readiness-exporter venv /wheels /opt/readiness-exporter \
+    && install-readiness-exporter slim /opt/readiness-exporter
 
-# ---------------------------------------------------------------- runtime: venv, no compilers
+# ---------------------------------------------------- runtime: the venv; no compilers, no pip
 FROM ${PYTHON_IMAGE}${PYTHON_DIGEST:+@}${PYTHON_DIGEST} AS runtime
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="readiness-exporter" \
@@ -35,11 +43,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     READINESS_EXPORTER_REVISION=${REVISION} \
     PATH=/opt/readiness-exporter/bin:$PATH
-COPY --chmod=0755 docker/install.sh /usr/local/bin/install-readiness-exporter
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    install-readiness-exporter venv /wheels /opt/readiness-exporter \
-    && rm /usr/local/bin/install-readiness-exporter \
-    && groupadd --system --gid 10001 readiness \
+# The slimmed venv only: same base image, so its interpreter link resolves here.
+COPY --from=builder /opt/readiness-exporter /opt/readiness-exporter
+RUN groupadd --system --gid 10001 readiness \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /var/lib/readiness-exporter --shell /usr/sbin/nologin readiness \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/readiness-exporter /etc/readiness

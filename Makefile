@@ -8,7 +8,8 @@ DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-export
 	redis-server postgresql postgresql-15-cron pgbackrest age chromium rabbitmq-server
 PYTEST_ARGS ?=
 
-.PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean test-oldest
+.PHONY: run test venv system-deps services helm-tools chart-assets lint unit clean test-oldest \
+	test-oldest-ci image-digest image-size
 
 # Stamps, not the console script: `make run` installs the runtime only, and a later
 # `make test` must still add the test extras.
@@ -62,15 +63,33 @@ unit: venv
 	$(BIN)/pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 ## test-oldest: a separate venv with every dependency at its pyproject.toml lower bound
-## (scripts/oldest_constraints.py), running tests/core and tests/transport there
+## (scripts/oldest_constraints.py), running OLDEST_TESTS there (default: tests/core and
+## tests/transport, about 10 minutes); test-oldest-ci: the shorter subset .ci/run runs
+## after `make test` (docs/decisions.md, "Duplicates and the oldest dependencies")
 OLDEST_VENV ?= .venv-oldest
+OLDEST_TESTS ?= tests/core tests/transport
+OLDEST_CI_TESTS := tests/transport tests/core/test_config.py tests/core/test_config_limits.py \
+	tests/core/test_webconfig.py tests/core/test_redaction.py
 test-oldest: services
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/pip install --quiet --upgrade pip
 	$(PYTHON) scripts/oldest_constraints.py > $(OLDEST_VENV)/constraints.txt
 	$(OLDEST_VENV)/bin/pip install --quiet -c $(OLDEST_VENV)/constraints.txt -e '.[test]'
 	$(OLDEST_VENV)/bin/pip freeze > $(OLDEST_VENV)/installed.txt
-	$(OLDEST_VENV)/bin/pytest -q -p no:cacheprovider tests/core tests/transport $(PYTEST_ARGS)
+	$(OLDEST_VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadgroup $(OLDEST_TESTS) \
+		$(PYTEST_ARGS)
+
+test-oldest-ci:
+	$(MAKE) test-oldest OLDEST_TESTS="$(OLDEST_CI_TESTS)"
+
+## image-digest: check the Dockerfile's pinned base digest against the registry
+## (needs docker buildx and registry access; docker/check-digest --write re-pins it)
+image-digest:
+	sh docker/check-digest --verify
+
+## image-size: build the image's venv outside a container and print its size budget
+image-size: venv
+	$(BIN)/python bench/image_size.py
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache state

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import ssl
-import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from exporter.basic_auth import BasicAuth as BasicAuth  # re-exported: its historic home
 from exporter.config import ConfigError
+from exporter.transport.files import read_bounded
 
 MAX_WEB_CONFIG_BYTES = 1 << 20
 """The web configuration file is refused above this size."""
@@ -178,21 +178,10 @@ class _WebConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_bounded(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes; `OSError`/`ValueError` else."""
-    with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NONBLOCK)) as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ValueError("is not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"is larger than {limit} bytes")
-    return data
-
-
 def _parse(path: Path) -> Any:
     origin = str(path)
     try:
-        text = _read_bounded(path, MAX_WEB_CONFIG_BYTES).decode("utf-8")
+        text = read_bounded(path, MAX_WEB_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{origin}: no such file"]) from None
     except OSError as exc:
@@ -255,7 +244,7 @@ def _checked_file(field: str, path: Path, base: Path) -> Path:
     resolved = _resolve(path, base)
     where = f"tls_server_config.{field}"
     try:
-        _read_bounded(resolved, MAX_PEM_BYTES)
+        read_bounded(resolved, MAX_PEM_BYTES)
     except FileNotFoundError:
         raise ConfigError([f"{where}: cannot load {resolved}: no such file"]) from None
     except OSError as exc:

@@ -40,6 +40,7 @@ from exporter.model import (
     Severity,
     Status,
 )
+from exporter.probes.wording import shortened
 
 __all__ = ["KIND", "AggregateCheck", "run", "selected"]
 
@@ -229,9 +230,7 @@ def _cannot_see(unseen: list[str], selected_count: int) -> str:
 
 
 def _short(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_IN_MESSAGE])
-    extra = len(items) - _LIST_IN_MESSAGE
-    return f"{shown} and {extra} more" if extra > 0 else shown
+    return shortened(items, _LIST_IN_MESSAGE)
 
 
 KIND = ProbeKind(

@@ -29,6 +29,7 @@ from exporter.model import (
     Reason,
 )
 from exporter.probes.prometheus_query import ApiEndpoint, fetch_json
+from exporter.probes.wording import shortened
 from exporter.transport.http_auth import HttpUrl
 
 __all__ = ["INTEGRATION_KEYS", "KIND", "AlertmanagerCheck", "keyed_integrations",
@@ -110,9 +111,7 @@ UNROUTED = MetricFamily(
 
 
 def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_IN_MESSAGE])
-    extra = len(items) - _LIST_IN_MESSAGE
-    return f"{shown} and {extra} more" if extra > 0 else shown
+    return shortened(items, _LIST_IN_MESSAGE)
 
 
 def _is_set(value: Any) -> bool:

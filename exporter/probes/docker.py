@@ -30,6 +30,7 @@ from exporter.model import (
     ProbeKind,
     Reason,
 )
+from exporter.probes.wording import shortened
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -182,9 +183,7 @@ def _problem(spec: DockerCheck, container: Container) -> str | None:
 
 
 def _short(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_IN_MESSAGE])
-    extra = len(items) - _LIST_IN_MESSAGE
-    return f"{shown} and {extra} more" if extra > 0 else shown
+    return shortened(items, _LIST_IN_MESSAGE)
 
 
 def judge(spec: DockerCheck, containers: list[Container]) -> Outcome:

@@ -32,6 +32,7 @@ from exporter.model import (
     Reason,
     SecretReference,
 )
+from exporter.probes.wording import shortened
 from exporter.transport.base import request_budget
 from exporter.transport.http import HTTP, HttpOptions, reject_credentials, target_of
 from exporter.transport.http_auth import (
@@ -268,9 +269,7 @@ def _samples(document: Any) -> list[tuple[str, float]]:
 
 
 def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_IN_MESSAGE])
-    extra = len(items) - _LIST_IN_MESSAGE
-    return f"{shown} and {extra} more" if extra > 0 else shown
+    return shortened(items, _LIST_IN_MESSAGE)
 
 
 async def _run_query(spec: PrometheusQueryCheck, ctx: ProbeContext) -> Outcome:

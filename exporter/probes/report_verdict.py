@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from exporter.model import Measurement, MetricFamily, Outcome
 from exporter.probes.report_formats import SEVERITIES, TestCounts, VulnCounts
 from exporter.probes.report_runs import names_release
+from exporter.probes.wording import shortened
 
 if TYPE_CHECKING:
     from exporter.probes.report import ReportCheck
@@ -54,9 +55,7 @@ class ParsedReport:
 
 
 def _short(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_IN_MESSAGE])
-    extra = len(items) - _LIST_IN_MESSAGE
-    return f"{shown} and {extra} more" if extra > 0 else shown
+    return shortened(items, _LIST_IN_MESSAGE)
 
 
 def _label(report: ParsedReport) -> str:

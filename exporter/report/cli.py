@@ -24,6 +24,7 @@ from exporter.report.attestations import covering
 from exporter.report.document import build
 from exporter.report.render import render_html
 from exporter.report.signing import SigningError, load_signing_key, sign, verify
+from exporter.transport.files import read_bounded
 
 EXIT_OK, EXIT_NO_GO, EXIT_USAGE = 0, 1, 2
 MAX_REPORT_BYTES = 64 * 1024 * 1024
@@ -111,14 +112,14 @@ def _verify(args: argparse.Namespace) -> int:
     except (OSError, KeyringError) as exc:
         return _fail(f"--keyring {keyring_path}: {getattr(exc, 'strerror', None) or exc}")
     try:
-        with args.file.open("rb") as handle:
-            raw = handle.read(MAX_REPORT_BYTES + 1)
-        document = json.loads(raw.decode("utf-8"))
+        document = json.loads(read_bounded(args.file, MAX_REPORT_BYTES).decode("utf-8"))
     except OSError as exc:
         return _fail(f"{args.file}: cannot be read: {exc.strerror}")
     except (UnicodeDecodeError, json.JSONDecodeError):
         print(f"{args.file}: INVALID: not a JSON report")
         return EXIT_NO_GO
+    except ValueError as exc:  # not a regular file, or larger than MAX_REPORT_BYTES
+        return _fail(f"{args.file}: {exc}")
     result = verify(document, keyring)
     if not result.valid:
         print(f"{args.file}: INVALID: {result.problem}")

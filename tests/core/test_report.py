@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import time
@@ -166,6 +167,16 @@ def test_report_writes_signed_json_and_self_contained_html(setup: Setup) -> None
     # the secret the strength check read is in no output
     for text in (json_path.read_text(), html, result.stdout, result.stderr):
         assert STRONG_SECRET not in text
+
+
+def test_report_verify_refuses_a_fifo_instead_of_waiting_on_it(setup: Setup) -> None:
+    """`report verify` reads through the bounded reader: a named pipe (or a device) given
+    by mistake is a usage error at once; a plain open() would block for a writer."""
+    fifo = setup.root / "report.fifo"
+    os.mkfifo(fifo)
+    result = run(["report", "verify", str(fifo), "--keyring", str(setup.keyring)], setup)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not a regular file" in result.stderr and "INVALID" not in result.stdout
 
 
 def test_report_verify_accepts_the_signed_file_and_rejects_tampering(setup: Setup) -> None:

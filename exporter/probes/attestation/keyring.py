@@ -24,6 +24,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from exporter.transport.files import read_bounded
+
 MAX_KEYRING_BYTES = 1024 * 1024
 
 
@@ -123,10 +125,7 @@ def parse_keyring(data: object) -> Keyring:
 
 def load_keyring(path: Path) -> Keyring:
     """Read and validate a keyring file (`KeyringError` or `OSError`)."""
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_KEYRING_BYTES + 1)
-    if len(raw) > MAX_KEYRING_BYTES:
-        raise KeyringError(f"larger than {MAX_KEYRING_BYTES} bytes")
+    raw = read_bounded(path, MAX_KEYRING_BYTES, KeyringError)
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError):

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from exporter.transport.files import read_bounded
+
 FORMAT_VERSION = 1
 DOMAIN = b"readiness-exporter attestation v1\n"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -137,10 +139,7 @@ class Attestation:
 
 def load_record(path: Path) -> Attestation:
     """Read one record file (`RecordError` or `OSError` when it cannot be used)."""
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_RECORD_BYTES + 1)
-    if len(raw) > MAX_RECORD_BYTES:
-        raise RecordError(f"larger than {MAX_RECORD_BYTES} bytes")
+    raw = read_bounded(path, MAX_RECORD_BYTES, RecordError)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
