@@ -357,6 +357,11 @@ class CheckSpec(BaseModel):
         default=None, description="why the check is disabled (shown on the board)"
     )
     description: str | None = None
+    any_of: tuple[Annotated[str, Field(pattern=_ID_RE)], ...] = Field(
+        default=(), max_length=16,
+        description="ids of alternative checks: while this check is skipped, a fresh pass "
+                    "of one of them keeps it from blocking go-live (docs/configuration.md)",
+    )
 
     @field_validator("section")
     @classmethod
