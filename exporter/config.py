@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter import expand, hints, registry, yamlload
-from exporter.alternatives import any_of_errors
 from exporter import inputs as preset_inputs
+from exporter.alternatives import any_of_errors
 from exporter.model import (
     MAX_TIMEOUT,
     CheckSpec,

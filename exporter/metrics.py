@@ -31,7 +31,7 @@ from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import build_info
 from exporter.checklist import SECTION_TITLES
-from exporter.model import CheckSpec, MetricFamily, Severity, Status
+from exporter.model import CheckSpec, MetricFamily, Status
 from exporter.process_series import ProcessSeries
 from exporter.store import CheckState, Store
 
@@ -417,7 +417,7 @@ class Exposition:
         """Whether the check holds go-live down (`Store.holds_down`, kept incrementally);
         the checks whose `any_of` names it are re-judged with it."""
         cid = state.spec.id
-        if self._store.holds_down(state, stale, self._fresh):
+        if self._store.holds_down(state, stale, self._tracked_fresh):
             self._not_passing.add(cid)
         else:
             self._not_passing.discard(cid)
@@ -426,7 +426,7 @@ class Exposition:
                 self._track_go_live(dependent, self._stale.flags.get(dependent.spec.id, False),
                                     follow=False)
 
-    def _fresh(self, state: CheckState) -> bool:
+    def _tracked_fresh(self, state: CheckState) -> bool:
         """The tracked staleness of a check (the one its own series shows)."""
         return not self._stale.flags.get(state.spec.id, True)
 
