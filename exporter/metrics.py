@@ -75,7 +75,8 @@ SKIPPED = MetricFamily(
 )
 GO_LIVE = MetricFamily(
     "readiness_go_live",
-    "1 when every enabled critical check passes and its result is fresh, else 0.",
+    "1 when every enabled critical check passes (or is skipped while an any_of "
+    "alternative passes) and its result is fresh, else 0.",
 )
 BUILD_INFO = MetricFamily(
     "readiness_exporter_build_info",
