@@ -634,6 +634,8 @@ class CheckView:
     status: Status | None  # None: not run yet
     last_run: float | None
     elsewhere: bool = False  # configured, but run by another shard: no result here
+    stood_in_by: str | None = None
+    """Skipped, and this `any_of` alternative passes (fresh): go-live treats it as met."""
 
 
 class ProbeContext(Protocol):

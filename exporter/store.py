@@ -171,10 +171,12 @@ class Store:
             self._notify(changed)
 
     def views(self) -> list[CheckView]:
-        """Read-only summaries for probes (`aggregate`)."""
+        """Read-only summaries for probes (`aggregate`), with the alternative that stands
+        in for a skipped check now (`stood_in_by`)."""
+        fresh = self.fresh_at(time.time())
         return [
             CheckView(s.spec.id, s.spec.section, s.spec.severity, s.spec.enabled, s.status,
-                      s.last_run)
+                      s.last_run, stood_in_by=s.satisfied_by(fresh) if s.alternatives else None)
             for s in self._states.values()
         ]
 

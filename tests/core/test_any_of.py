@@ -244,3 +244,33 @@ def test_alternatives_are_placed_on_the_shard_of_the_check_they_stand_in_for() -
         assert shard_of(keys["4.4.2-attested"], total) == shard_of(keys["4.4.2"], total)
     # without any_of each is placed by its own id, and some shard count splits them
     assert any(shard_of("4.4.2", t) != shard_of("4.4.2-attested", t) for t in range(2, 9))
+
+
+# --------------------------------------------------------------------------- 11.3.1
+
+
+async def test_the_every_critical_check_aggregate_agrees_with_go_live(tmp_path: Any) -> None:
+    """11.3.1 (`aggregate`, severities: [critical]) counts a stood-in skip as passing;
+    without that the aggregate would fail and hold go-live down itself."""
+    from exporter.context import RuntimeContext
+    from exporter.runner import run_check
+
+    aggregate = {"id": "11.3.1", "section": "11.3", "title": "every critical check passes",
+                 "kind": "aggregate", "severity": "critical", "severities": ["critical"],
+                 "first_result_wait": 0}
+    now = time.time()
+    verdicts = {}
+    for name, any_of, alternative in (("old rule", [], PASS), ("stood in", ["a"], PASS),
+                                      ("failing alternative", ["a"], FAIL)):
+        store = Store(build(entry("k", any_of=any_of), entry("a", "info"), aggregate))
+        store.record("k", SKIP, now, 0.1)
+        store.record("a", alternative, now, 0.1)
+        ctx = RuntimeContext(state_dir=tmp_path / "state", checks=store.views)
+        try:
+            outcome, _ = await run_check(store.get("11.3.1").spec, ctx)
+        finally:
+            await ctx.aclose()
+        store.record("11.3.1", outcome, time.time(), 0.1)
+        verdicts[name] = (outcome.status, store.go_live())
+    assert verdicts == {"old rule": (Status.FAIL, False), "stood in": (Status.PASS, True),
+                        "failing alternative": (Status.FAIL, False)}
