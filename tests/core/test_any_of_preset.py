@@ -118,3 +118,73 @@ async def test_without_any_of_the_same_record_leaves_the_skip_blocking(
     assert row(document, "4.4.2-attested")["status"] == "pass"
     assert row(document, "4.4.2")["status"] == "skipped"
     assert code == 1 and document["blocking"] == ["4.4.2"]
+
+
+SERVE_CONFIG = """
+settings: {{first_round_spread: 0.2}}
+connections:
+  kubernetes: {{kind: kubernetes, kubeconfig: {kubeconfig}, context: test, snapshot_ttl: 1s}}
+checks:
+  - {{id: "4.4.2", section: "4.4", title: Secrets encrypted at rest in etcd,
+     severity: critical, kind: kubernetes, assert: etcd_encryption,
+     any_of: ["4.4.2-attested"], interval: 2s, timeout: 10s}}
+  - {{id: "4.4.2-attested", section: "4.4", title: Secrets encrypted at rest (attested),
+     severity: info, kind: attestation, directory: {root}/attestations,
+     keyring: {root}/keyring.yaml, roles: [DevOps Lead], bind_release: false,
+     interval: 1s}}
+  - {{id: "11.3.1", section: "11.3", title: Every critical check passes, severity: critical,
+     kind: aggregate, severities: [critical], interval: 1s, timeout: 10s}}
+"""
+
+
+def fetch(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+async def poll(url: str, wanted: str, seconds: float = 60.0) -> str:
+    """The body of `url` once it contains `wanted`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    body = ""
+    while loop.time() < deadline:
+        with contextlib.suppress(OSError):
+            body = await asyncio.to_thread(fetch, url)
+            if wanted in body:
+                return body
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{url} never showed {wanted!r}; last body:\n{body[-2000:]}")
+
+
+async def test_serve_gauge_api_board_and_aggregate_agree(api: FakeApiServer, tmp_path: Path,
+                                                         start_daemon: Any) -> None:
+    setup_files(tmp_path, api)
+    sign(tmp_path)
+    path = tmp_path / "serve.yaml"
+    path.write_text(SERVE_CONFIG.format(kubeconfig=tmp_path / "kubeconfig", root=tmp_path))
+    daemon = await asyncio.to_thread(start_daemon, ["--config.file", str(path)])
+    await poll(daemon.url + "/readyz", "ready")
+    metrics = await poll(daemon.url + "/metrics", "readiness_go_live 1.0")
+    assert 'readiness_check_status{check="4.4.2",section="4.4",severity="critical",' \
+           'status="skipped"} 1.0' in metrics
+    await poll(daemon.url + "/metrics", 'check="11.3.1",section="11.3",severity="critical",'
+                                        'status="pass"} 1.0')
+    rows = {r["id"]: r for r in json.loads(await asyncio.to_thread(
+        fetch, daemon.url + "/api/v1/checks"))}
+    assert rows["4.4.2"]["satisfied_by"] == "4.4.2-attested"
+    board = await asyncio.to_thread(fetch, daemon.url + "/")
+    assert "<h1>GO</h1>" in board and "does not block go-live: alternative" in board
+    page = await asyncio.to_thread(fetch, daemon.url + "/check/4.4.2")
+    assert "Does not block go-live: alternative" in page
+
+    for record in (tmp_path / "attestations").glob("*.json"):
+        record.unlink()  # the record is withdrawn: the next runs see no valid signature
+    await poll(daemon.url + "/metrics", "readiness_go_live 0.0")
+    board = await poll(daemon.url + "/", "no alternative passes: 4.4.2-attested is fail")
+    assert "<h1>NO-GO</h1>" in board
+    rows = {r["id"]: r for r in json.loads(await asyncio.to_thread(
+        fetch, daemon.url + "/api/v1/checks"))}
+    assert rows["4.4.2"]["status"] == "skipped" and rows["4.4.2"]["satisfied_by"] is None
+    assert TOKEN not in daemon.logs()
