@@ -238,7 +238,8 @@ class Store:
         return found
 
     def go_live(self, now: float | None = None) -> bool:
-        """Every enabled critical check passes and is fresh."""
+        """Every enabled critical check passes (or is a skip an `any_of` alternative stands
+        in for) and is fresh."""
         return not self.blockers(now)
 
 

@@ -56,7 +56,7 @@ class Summary:
 
     @property
     def go_live(self) -> bool:
-        """Every enabled critical check passes."""
+        """Every enabled critical check passes (or an `any_of` alternative stands in)."""
         return not self.blocking
 
     def verdict(self) -> str:
