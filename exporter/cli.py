@@ -263,7 +263,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config_file)
     if cfg is None:
         return EXIT_CONFIG
-    lint.print_warnings(cfg)
+    warnings = lint.print_warnings(cfg)
+    if args.strict and warnings:
+        print(f"{cfg.source}: {len(warnings)} warning(s), refused by --strict",
+              file=sys.stderr)
+        return EXIT_CONFIG
     enabled = sum(1 for c in cfg.checks if c.enabled)
     print(f"{cfg.source}: OK: {len(cfg.checks)} checks ({enabled} enabled), "
           f"{len(cfg.connections)} connections")
@@ -411,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="validate a configuration file")
     config_arg(validate, required=True)
+    validate.add_argument("--strict", action="store_true",
+                          help="treat every warning as an error (exit 2), e.g. a secret "
+                               "reference that cannot be resolved now")
     validate.set_defaults(func=cmd_validate)
 
     listing = sub.add_parser("list", help="probe kinds and their options")

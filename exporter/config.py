@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter import expand, hints, registry, yamlload
 from exporter import inputs as preset_inputs
+from exporter.alternatives import any_of_errors
 from exporter.model import (
     MAX_TIMEOUT,
     CheckSpec,
@@ -461,7 +462,7 @@ def build(data: dict[str, Any], source: str, environ: Mapping[str, str] | None =
     defaults = _validate_section(Defaults, data, "defaults", errors)
     connections = _build_connections(_section(data, "connections", {}), errors)
     checks = _build_checks(_section(data, "checks", []), defaults, connections, errors)
-    errors.extend(_secret_errors(checks, connections, env))
+    errors.extend(any_of_errors(checks))
     if errors:
         raise ConfigError(errors)
     hints.install(hints.from_config(checks, connections, expanded.uses, expanded.table))
@@ -586,22 +587,6 @@ def _build_check(index: int, raw: Any, defaults: Defaults, seen_ids: dict[str, i
     return spec
 
 
-def _secret_errors(checks: list[CheckSpec], connections: Mapping[str, ConnectionSpec],
-                   env: Mapping[str, str]) -> list[str]:
-    """Resolve secret references now (so a missing one stops the start) wherever
-    something enabled needs them: enabled checks and the connections they use."""
-    errors: list[str] = []
-    enabled = [spec for spec in checks if spec.enabled]
-    used = {ref.name for spec in enabled for ref in connection_references(spec)}
-    for name in sorted(n for n in used if n in connections):
-        for path, ref in iter_secret_refs(connections[name], f"connections.{name}"):
-            errors.extend(_secret_error(ref, path, env))
-    for spec in enabled:
-        for path, ref in iter_secret_refs(spec, f"checks (id {spec.id})"):
-            errors.extend(_secret_error(ref, path, env))
-    return errors
-
-
 def _did_you_mean(word: object, known: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for a misspelled key or kind, else nothing."""
     if not isinstance(word, str):
@@ -634,14 +619,6 @@ def _connection_errors(
         elif declared.kind != ref.kind:
             yield (f"{option}: connection {ref.name!r} is a {declared.kind} connection, "
                    f"this check needs {ref.kind}")
-
-
-def _secret_error(ref: SecretRef, path: str, environ: Mapping[str, str]) -> list[str]:
-    try:
-        ref.resolve(environ)
-    except LookupError as exc:
-        return [f"{path}: secret reference {ref.describe()} cannot be resolved: {exc}"]
-    return []
 
 
 def preset_file(name: str, filename: str,

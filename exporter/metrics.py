@@ -31,7 +31,7 @@ from prometheus_client.utils import floatToGoString as _float_to_go
 
 from exporter import build_info
 from exporter.checklist import SECTION_TITLES
-from exporter.model import CheckSpec, MetricFamily, Severity, Status
+from exporter.model import CheckSpec, MetricFamily, Status
 from exporter.process_series import ProcessSeries
 from exporter.store import CheckState, Store
 
@@ -75,7 +75,8 @@ SKIPPED = MetricFamily(
 )
 GO_LIVE = MetricFamily(
     "readiness_go_live",
-    "1 when every enabled critical check passes and its result is fresh, else 0.",
+    "1 when every enabled critical check passes (or is skipped while an any_of "
+    "alternative passes) and its result is fresh, else 0.",
 )
 BUILD_INFO = MetricFamily(
     "readiness_exporter_build_info",
@@ -383,7 +384,6 @@ class Exposition:
         # Enabled critical checks that hold go-live down, kept up to date as outcomes
         # and staleness change, so a scrape does not walk every check for go-live.
         self._not_passing: set[str] = set()
-        self._stale_critical: set[str] = set()
         store.subscribe(self._on_change)
         self._on_change(list(store.states.values()))
 
@@ -413,26 +413,28 @@ class Exposition:
                 del lines[check_id]
                 self._stale.flags.pop(check_id, None)
                 self._not_passing.discard(check_id)
-                self._stale_critical.discard(check_id)
 
-    def _track_go_live(self, state: CheckState, stale: bool) -> None:
-        """Whether the check holds go-live down (`Store.blockers`, kept incrementally)."""
-        cid, spec = state.spec.id, state.spec
-        critical = spec.enabled and spec.severity is Severity.CRITICAL
-        exempt = state.status is Status.SKIPPED and cid in self._store.fleet_verdicts
-        if critical and state.status is not Status.PASS and not exempt:
+    def _track_go_live(self, state: CheckState, stale: bool, *, follow: bool = True) -> None:
+        """Whether the check holds go-live down (`Store.holds_down`, kept incrementally);
+        the checks whose `any_of` names it are re-judged with it."""
+        cid = state.spec.id
+        if self._store.holds_down(state, stale, self._tracked_fresh):
             self._not_passing.add(cid)
         else:
             self._not_passing.discard(cid)
-        if critical and stale and not exempt:
-            self._stale_critical.add(cid)
-        else:
-            self._stale_critical.discard(cid)
+        if follow:
+            for dependent in state.dependents:
+                self._track_go_live(dependent, self._stale.flags.get(dependent.spec.id, False),
+                                    follow=False)
+
+    def _tracked_fresh(self, state: CheckState) -> bool:
+        """The tracked staleness of a check (the one its own series shows)."""
+        return not self._stale.flags.get(state.spec.id, True)
 
     def go_live(self, now: float | None = None) -> bool:
         """`Store.go_live`, from the tracked blockers (no walk over every check)."""
         self._refresh_stale(now)
-        return not self._not_passing and not self._stale_critical
+        return not self._not_passing
 
     def _refresh_stale(self, now: float | None = None) -> None:
         """Re-render the stale line of checks whose staleness flipped."""

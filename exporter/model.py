@@ -357,6 +357,11 @@ class CheckSpec(BaseModel):
         default=None, description="why the check is disabled (shown on the board)"
     )
     description: str | None = None
+    any_of: tuple[Annotated[str, Field(pattern=_ID_RE)], ...] = Field(
+        default=(), max_length=16,
+        description="ids of alternative checks: while this check is skipped, a fresh pass "
+                    "of one of them keeps it from blocking go-live (docs/configuration.md)",
+    )
 
     @field_validator("section")
     @classmethod
@@ -629,6 +634,8 @@ class CheckView:
     status: Status | None  # None: not run yet
     last_run: float | None
     elsewhere: bool = False  # configured, but run by another shard: no result here
+    stood_in_by: str | None = None
+    """Skipped, and this `any_of` alternative passes (fresh): go-live treats it as met."""
 
 
 class ProbeContext(Protocol):

@@ -12,9 +12,15 @@ from exporter.store import CheckState
 
 def record(state: CheckState, now: float | None = None,
            stale_after_intervals: float = 3.0) -> dict[str, Any]:
-    """The public fields of one check's result (the `json` output and `/api/v1/checks`)."""
+    """The public fields of one check's result (the `json` output and `/api/v1/checks`).
+
+    `satisfied_by` names the `any_of` alternative that stands in for a skipped check
+    (passing, fresh at `now`); `alternatives_elsewhere` the alternatives not held here
+    (another shard, or not selected), which are never assumed.
+    """
     spec, outcome = state.spec, state.outcome
     now = time.time() if now is None else now
+    satisfied_by = state.satisfied_by(lambda other: other.is_fresh(now, stale_after_intervals))
     return {
         "id": spec.id,
         "item": spec.item_id,
@@ -30,6 +36,9 @@ def record(state: CheckState, now: float | None = None,
         "duration_seconds": state.duration,
         "stale": bool(spec.enabled and state.last_run is not None
                       and not state.is_fresh(now, stale_after_intervals)),
+        "any_of": list(spec.any_of),
+        "satisfied_by": satisfied_by,
+        "alternatives_elsewhere": state.alternatives_missing(),
     }
 
 

@@ -76,8 +76,14 @@ def resolve_shard(value: str, total_shards: int, env: Mapping[str, str] | None =
 def placement(specs: Iterable[CheckSpec]) -> dict[str, str]:
     """Check id -> the id whose hash picks its shard. A check listed in an aggregate's
     `ids` follows that aggregate (the first by id), so the aggregate sees its inputs;
-    every other check is placed by its own id. Every shard computes the same map from
-    the same configuration."""
+    else an `any_of` alternative follows the check that names it (the first by id), so
+    the check's shard sees its alternative; every other check is placed by its own id.
+    Every shard computes the same map from the same configuration.
+
+    An alternative held by an aggregate, or named by several checks that land on other
+    shards, is not on every such check's shard: there it is never assumed (the check
+    keeps blocking that shard's go-live while its probe skips it).
+    """
     specs = list(specs)
     keys = {s.id: s.id for s in specs}
     for spec in sorted(specs, key=lambda s: s.id):
@@ -87,7 +93,24 @@ def placement(specs: Iterable[CheckSpec]) -> dict[str, str]:
         for check_id in listed:
             if keys.get(check_id) == check_id and check_id != spec.id:
                 keys[check_id] = keys[spec.id]
+    leader: dict[str, str] = {}
+    for spec in sorted(specs, key=lambda s: s.id):
+        for check_id in spec.any_of:
+            if keys.get(check_id) == check_id and check_id != spec.id:
+                leader.setdefault(check_id, spec.id)
+    for check_id in leader:
+        keys[check_id] = _follow(check_id, leader, keys)
     return keys
+
+
+def _follow(check_id: str, leader: dict[str, str], keys: dict[str, str]) -> str:
+    """The key of the check at the head of `check_id`'s chain of `any_of` leaders."""
+    seen = {check_id}
+    current = leader[check_id]
+    while current in leader and current not in seen:  # a cycle is refused at load
+        seen.add(current)
+        current = leader[current]
+    return keys[current]
 
 
 def shard_of(key: str, total_shards: int) -> int:

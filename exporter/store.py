@@ -22,6 +22,10 @@ class CheckState:
     skipped: dict[str, int] = field(default_factory=dict)  # skip reason -> count
     status_since: float | None = None
     first_result: float | None = None  # wall-clock end of the first run
+    alternatives: tuple[CheckState, ...] = field(default=(), repr=False, compare=False)
+    """The states of the checks its `any_of` names that this store holds (set by `Store`)."""
+    dependents: tuple[CheckState, ...] = field(default=(), repr=False, compare=False)
+    """The states whose `any_of` names this check (set by `Store`)."""
 
     @property
     def status(self) -> Status | None:
@@ -33,6 +37,27 @@ class CheckState:
         if self.last_run is None:
             return False
         return now - self.last_run <= self.spec.interval * stale_after_intervals + self.spec.timeout
+
+    def satisfied_by(self, fresh: Callable[[CheckState], bool]) -> str | None:
+        """The id of the alternative that stands in for this check, else None.
+
+        Only a `skipped` check is stood in for (a `fail` or an `error` is an observation,
+        or the lack of one, that an alternative does not overrule); the first of its
+        `any_of` alternatives held here that is enabled, passes and is `fresh` counts.
+        An alternative this store does not hold (another shard, not selected) is never
+        assumed.
+        """
+        if self.status is not Status.SKIPPED:
+            return None
+        for other in self.alternatives:
+            if other.spec.enabled and other.status is Status.PASS and fresh(other):
+                return other.spec.id
+        return None
+
+    def alternatives_missing(self) -> list[str]:
+        """`any_of` ids this store does not hold (on another shard, or not selected)."""
+        held = {other.spec.id for other in self.alternatives}
+        return [i for i in self.spec.any_of if i not in held]
 
 
 Listener = Callable[[Sequence[CheckState]], None]
@@ -61,6 +86,7 @@ class Store:
     def __init__(self, specs: Iterable[CheckSpec], stale_after_intervals: float = 3.0) -> None:
         self.stale_after_intervals = stale_after_intervals
         self._states: dict[str, CheckState] = {s.id: CheckState(s) for s in specs}
+        _link_alternatives(self._states)
         self._listeners: list[Listener] = []
         self.generation = 0
         self.fleet_verdicts: frozenset[str] = frozenset()
@@ -134,15 +160,23 @@ class Store:
                 state = old
             new_states[spec.id] = state
         same_checks = list(self._states) == list(new_states)  # same ids, same order
+        before = {cid: _link_ids(state) for cid, state in new_states.items()}
+        _link_alternatives(new_states)
+        seen = {id(state) for state in changed}
+        for cid, state in new_states.items():  # links moved: their go-live rule changed
+            if before[cid] != _link_ids(state) and id(state) not in seen:
+                changed.append(state)
         self._states = new_states
         if changed or not same_checks:
             self._notify(changed)
 
     def views(self) -> list[CheckView]:
-        """Read-only summaries for probes (`aggregate`)."""
+        """Read-only summaries for probes (`aggregate`), with the alternative that stands
+        in for a skipped check now (`stood_in_by`)."""
+        fresh = self.fresh_at(time.time())
         return [
             CheckView(s.spec.id, s.spec.section, s.spec.severity, s.spec.enabled, s.status,
-                      s.last_run)
+                      s.last_run, stood_in_by=s.satisfied_by(fresh) if s.alternatives else None)
             for s in self._states.values()
         ]
 
@@ -164,16 +198,63 @@ class Store:
                 return False
         return True
 
+    def fresh_at(self, now: float) -> Callable[[CheckState], bool]:
+        """`state -> is its result fresh at now` (this store's staleness rule)."""
+        stale_after = self.stale_after_intervals
+        return lambda state: state.is_fresh(now, stale_after)
+
+    def holds_down(self, state: CheckState, stale: bool,
+                   fresh: Callable[[CheckState], bool]) -> bool:
+        """The go-live rule for one check: enabled and critical, and not passing (unless a
+        fleet verdict's skip, or a skip an `any_of` alternative stands in for) or stale
+        (unless a fleet verdict's skip). `stale` is the check's own staleness, `fresh`
+        judges its alternatives'."""
+        spec = state.spec
+        if not spec.enabled or spec.severity is not Severity.CRITICAL:
+            return False
+        if state.status is Status.SKIPPED and spec.id in self.fleet_verdicts:
+            return False
+        if stale:
+            return True
+        return state.status is not Status.PASS and state.satisfied_by(fresh) is None
+
     def blockers(self, now: float | None = None) -> list[CheckState]:
-        """Enabled critical checks that do not pass or whose result is stale."""
+        """Enabled critical checks that do not pass (and no alternative stands in for)
+        or whose result is stale."""
         now = time.time() if now is None else now
-        return [
-            s for s in self._states.values()
-            if s.spec.enabled and s.spec.severity is Severity.CRITICAL
-            and (s.status is not Status.PASS or not s.is_fresh(now, self.stale_after_intervals))
-            and not (s.status is Status.SKIPPED and s.spec.id in self.fleet_verdicts)
-        ]
+        fresh = self.fresh_at(now)
+        return [s for s in self._states.values()
+                if self.holds_down(s, not fresh(s), fresh)]
+
+    def stood_in_for(self, now: float | None = None) -> dict[str, str]:
+        """Check id -> the id of the alternative that keeps it from blocking go-live."""
+        fresh = self.fresh_at(time.time() if now is None else now)
+        found: dict[str, str] = {}
+        for state in self._states.values():
+            if state.spec.any_of and state.spec.enabled and fresh(state):
+                alternative = state.satisfied_by(fresh)
+                if alternative is not None:
+                    found[state.spec.id] = alternative
+        return found
 
     def go_live(self, now: float | None = None) -> bool:
-        """Every enabled critical check passes and is fresh."""
+        """Every enabled critical check passes (or is a skip an `any_of` alternative stands
+        in for) and is fresh."""
         return not self.blockers(now)
+
+
+def _link_ids(state: CheckState) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (tuple(o.spec.id for o in state.alternatives),
+            tuple(o.spec.id for o in state.dependents))
+
+
+def _link_alternatives(states: dict[str, CheckState]) -> None:
+    """Point every state at the states of its `any_of` alternatives, and back."""
+    dependents: dict[str, list[CheckState]] = {}
+    for state in states.values():
+        held = [states[i] for i in state.spec.any_of if i in states and i != state.spec.id]
+        state.alternatives = tuple(held)
+        for other in held:
+            dependents.setdefault(other.spec.id, []).append(state)
+    for cid, state in states.items():
+        state.dependents = tuple(dependents.get(cid, ()))

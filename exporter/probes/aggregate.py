@@ -6,7 +6,8 @@ Reads the latest result of every configured check through `ctx.checks()`; it nev
 them. A check is selected when it matches every filter that is given (`ids`, `sections`
 as dotted prefixes, `severities`) and is not in `exclude`; the aggregate never selects
 itself. Disabled checks are left out. A result older than `max_age` counts as not
-passing.
+passing. A `skipped` check whose `any_of` alternative stands in for it (the go-live
+rule, docs/configuration.md) counts as passing, so 11.3.1 agrees with go-live.
 
 With sharding (`serve --shard`), a selected check that another shard runs has no result
 here: it counts as `other_shard`, neither passing nor failing. A verdict that depends on
@@ -189,8 +190,8 @@ async def run(spec: AggregateCheck, ctx: ProbeContext) -> Outcome:
     for view in chosen:
         state = _state(spec, view, now)
         counts[state] += 1
-        if state in passing_states:
-            passing.append(view.id)
+        if state in passing_states or (state == "skipped" and view.stood_in_by):
+            passing.append(view.id)  # a skip its any_of alternative stands in for
         elif state == "other_shard":
             unseen.append(view.id)
         else:

@@ -45,6 +45,7 @@ def envelope(states: Iterable[CheckState], run: RunInfo) -> dict[str, Any]:
         "go_live": summary.go_live,
         "verdict": summary.verdict(),
         "blocking": list(summary.blocking),
+        "stood_in": dict(summary.stood_in),
         "counts": {
             "total": len(ordered),
             "disabled": summary.disabled,
@@ -89,6 +90,9 @@ _CHECK_SCHEMA: dict[str, Any] = {
         "last_run": {"type": ["number", "null"]},
         "duration_seconds": {"type": ["number", "null"]},
         "stale": {"type": "boolean"},
+        "any_of": {"type": "array", "items": {"type": "string"}},
+        "satisfied_by": {"type": ["string", "null"]},
+        "alternatives_elsewhere": {"type": "array", "items": {"type": "string"}},
     },
 }
 
@@ -107,6 +111,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
         "go_live": {"type": "boolean"},
         "verdict": {"type": "string"},
         "blocking": {"type": "array", "items": {"type": "string"}},
+        "stood_in": {"type": "object", "additionalProperties": {"type": "string"}},
         "counts": {
             "type": "object",
             "required": ["total", "disabled", "by_status", "by_severity"],

@@ -29,7 +29,7 @@ def _testcase(suite: ET.Element, state: CheckState, counts: dict[str, int]) -> N
     counts["tests"] += 1
     status = status_name(state)
     properties = ET.SubElement(case, "properties")
-    for name in ("status", "severity", "reason", "kind"):
+    for name in ("status", "severity", "reason", "kind", "satisfied_by"):
         if rec[name] is not None:
             ET.SubElement(properties, "property", name=name, value=str(rec[name]))
     critical = state.spec.severity is Severity.CRITICAL

@@ -17,10 +17,21 @@ def status_name(state: CheckState) -> str:
     return state.status.value if state.status is not None else "pending"
 
 
+def _any_result(state: CheckState) -> bool:
+    """Freshness as a one-shot run sees it: every result is from this run."""
+    return state.outcome is not None
+
+
+def stood_in_by(state: CheckState) -> str | None:
+    """The `any_of` alternative that stands in for a skipped check in this run, else None."""
+    return state.satisfied_by(_any_result)
+
+
 def blocks_go_live(state: CheckState) -> bool:
-    """An enabled critical check that does not pass (the rule of `readiness_go_live`)."""
+    """An enabled critical check that does not pass and that no `any_of` alternative
+    stands in for (the rule of `readiness_go_live`)."""
     return (state.spec.enabled and state.spec.severity is Severity.CRITICAL
-            and state.status is not Status.PASS)
+            and state.status is not Status.PASS and stood_in_by(state) is None)
 
 
 def needs_attention(state: CheckState) -> bool:
@@ -40,16 +51,21 @@ class Summary:
     critical_erroring: int = 0
     critical_other: int = 0
     other_failing: int = 0
+    stood_in: tuple[tuple[str, str], ...] = ()
+    """(check id, alternative id) of skipped critical checks an alternative stands in for."""
 
     @property
     def go_live(self) -> bool:
-        """Every enabled critical check passes."""
+        """Every enabled critical check passes (or an `any_of` alternative stands in)."""
         return not self.blocking
 
     def verdict(self) -> str:
         """One line, e.g. `NO-GO: 3 critical failing, 1 erroring; 92 pass; 6 disabled`."""
         if self.go_live:
             head = "GO: every enabled critical check passes"
+            if self.stood_in:
+                head += " or is skipped with a passing alternative (" + ", ".join(
+                    f"{check} by {alternative}" for check, alternative in self.stood_in) + ")"
         else:
             head = (f"NO-GO: {self.critical_failing} critical failing, "
                     f"{self.critical_erroring} erroring")
@@ -71,6 +87,7 @@ def summarise(states: Iterable[CheckState]) -> Summary:
     by_severity = {sev: dict.fromkeys(STATUSES, 0) for sev in SEVERITIES}
     disabled = critical_failing = critical_erroring = critical_other = other_failing = 0
     blocking: list[str] = []
+    stood_in: list[tuple[str, str]] = []
     for state in states:
         status = status_name(state)
         by_status[status] += 1
@@ -88,5 +105,7 @@ def summarise(states: Iterable[CheckState]) -> Summary:
                 critical_other += 1
         elif status in ("fail", "error"):
             other_failing += 1
+        elif state.spec.severity is Severity.CRITICAL and (alt := stood_in_by(state)):
+            stood_in.append((state.spec.id, alt))
     return Summary(by_status, by_severity, disabled, tuple(blocking), critical_failing,
-                   critical_erroring, critical_other, other_failing)
+                   critical_erroring, critical_other, other_failing, tuple(stood_in))

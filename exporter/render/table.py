@@ -14,7 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from exporter.model import Severity
-from exporter.render.summary import Summary, needs_attention, status_name, summarise
+from exporter.render.summary import (
+    Summary,
+    needs_attention,
+    status_name,
+    stood_in_by,
+    summarise,
+)
 from exporter.render.terminal import PLAIN_WIDTH
 from exporter.results import sorted_states
 from exporter.store import CheckState
@@ -67,6 +73,9 @@ def _attention_table(states: list[CheckState], width: int) -> Table:
     table = _rows_table(width)
     for state in states:
         message = state.outcome.message if state.outcome else "not run yet"
+        alternative = stood_in_by(state)
+        if alternative is not None:
+            message += f" · does not block go-live: alternative {alternative} passes"
         what = Group(Text(state.spec.title), Text(message, style="dim", overflow="fold"))
         _add_row(table, state, what)
     return table

@@ -162,7 +162,7 @@ def board_view(runtime: Runtime, filters: Filters, now: float) -> dict[str, Any]
     rows = [_row(s, now, store.stale_after_intervals, history) for s in states]
     counts = Counter(r["status"] for r in rows)
     blockers = [s.spec.id for s in store.blockers(now)]
-    causes = group_causes(states)
+    causes = group_causes(states, now, store.stale_after_intervals)
     shown = [r for r in rows if filters.keeps(r)]
     sections: dict[str, dict[str, Any]] = {}
     for row in shown:

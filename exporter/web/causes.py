@@ -12,6 +12,7 @@ connected components of that relation, so a chain of shared targets joins them.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -178,15 +179,53 @@ def _option_for(spec: CheckSpec, value: str) -> str | None:
     return None
 
 
-def _problem_rows(states: Iterable[CheckState]) -> list[CheckState]:
+def _unsatisfied_skip(state: CheckState, fresh: Callable[[CheckState], bool]) -> bool:
+    """A critical check skipped by its probe, whose `any_of` alternatives do not stand in
+    for it: it blocks go-live, and the alternatives are what to fix."""
+    return (state.spec.severity is Severity.CRITICAL and bool(state.spec.any_of)
+            and state.status is Status.SKIPPED and state.satisfied_by(fresh) is None)
+
+
+def _problem_rows(states: Iterable[CheckState],
+                  fresh: Callable[[CheckState], bool]) -> list[CheckState]:
     return [s for s in states if s.spec.enabled and s.outcome is not None
-            and s.outcome.status in (Status.FAIL, Status.ERROR)]
+            and (s.outcome.status in (Status.FAIL, Status.ERROR)
+                 or _unsatisfied_skip(s, fresh))]
+
+
+def alternatives_message(state: CheckState, fresh: Callable[[CheckState], bool]) -> str:
+    """Why none of a skipped check's `any_of` alternatives stands in for it."""
+    held = {other.spec.id: other for other in state.alternatives}
+    parts: list[str] = []
+    for check_id in state.spec.any_of:
+        other = held.get(check_id)
+        if other is None:
+            parts.append(f"{check_id} runs elsewhere (another shard, or not selected): "
+                         "not assumed")
+        elif not other.spec.enabled:
+            parts.append(f"{check_id} is disabled")
+        elif other.status is None:
+            parts.append(f"{check_id} has not run yet")
+        elif other.status is Status.PASS and not fresh(other):
+            parts.append(f"{check_id} passed, but its result is stale")
+        else:
+            parts.append(f"{check_id} is {other.status.value}")
+    return "no alternative passes: " + "; ".join(parts)
+
+
+def _message(state: CheckState, fresh: Callable[[CheckState], bool]) -> str:
+    assert state.outcome is not None
+    if state.outcome.status is Status.SKIPPED:
+        return f"{state.outcome.message} ({alternatives_message(state, fresh)})"
+    return state.outcome.message
 
 
 def _reason(state: CheckState) -> str:
     assert state.outcome is not None
     if state.outcome.status is Status.FAIL:
         return "fail"
+    if state.outcome.status is Status.SKIPPED:
+        return "skipped"
     return state.outcome.reason.value if state.outcome.reason else "internal"
 
 
@@ -200,9 +239,18 @@ def _target_reason(state: CheckState, reason: str) -> str:
     return "unreachable" if state.outcome.reason in UNREACHABLE_REASONS else reason
 
 
-def group_causes(states: Iterable[CheckState]) -> list[Cause]:
-    """Failing/erroring enabled checks grouped by shared cause, biggest first."""
-    rows = _problem_rows(states)
+def group_causes(states: Iterable[CheckState], now: float | None = None,
+                 stale_after_intervals: float = 3.0) -> list[Cause]:
+    """Failing/erroring enabled checks grouped by shared cause, biggest first.
+
+    A critical check skipped by its probe whose `any_of` alternatives do not stand in
+    for it (none passes with a result fresh at `now`) is a problem too: its cause says
+    what each alternative is.
+    """
+    at = time.time() if now is None else now
+    fresh: Callable[[CheckState], bool] = \
+        lambda other: other.is_fresh(at, stale_after_intervals)  # noqa: E731
+    rows = _problem_rows(states, fresh)
     by_id = {s.spec.id: s for s in rows}
     components = _Components(by_id)
     normalised: dict[str, Normalised] = {}
@@ -213,9 +261,10 @@ def group_causes(states: Iterable[CheckState]) -> list[Cause]:
         other = first_with.setdefault(key, check_id)
         components.join(other, check_id)
 
+    messages = {check_id: _message(state, fresh) for check_id, state in by_id.items()}
     for check_id, state in by_id.items():
         assert state.outcome is not None
-        norm = normalise(state.outcome.message)
+        norm = normalise(messages[check_id])
         reason = _reason(state)
         if state.outcome.reason in NETWORK_REASONS:
             for target, option in spec_targets(state.spec):
@@ -229,13 +278,14 @@ def group_causes(states: Iterable[CheckState]) -> list[Cause]:
     members: dict[str, list[str]] = {}
     for check_id in by_id:
         members.setdefault(components.find(check_id), []).append(check_id)
-    causes = [_cause([by_id[i] for i in ids], normalised, options) for ids in members.values()]
+    causes = [_cause([by_id[i] for i in ids], normalised, options, messages)
+              for ids in members.values()]
     causes.sort(key=lambda c: (-c.critical, -len(c.checks), c.summary))
     return causes
 
 
 def _cause(states: list[CheckState], normalised: dict[str, Normalised],
-           options: dict[tuple[str, Target], str]) -> Cause:
+           options: dict[tuple[str, Target], str], messages: dict[str, str]) -> Cause:
     templates = Counter(normalised[s.spec.id].display for s in states)
     summary = templates.most_common(1)[0][0]
     targets: dict[Target, CauseTarget] = {}
@@ -262,7 +312,7 @@ def _cause(states: list[CheckState], normalised: dict[str, Normalised],
                for s in sorted(states, key=_severity_order)]
     reasons = sorted({_reason(s) for s in states})
     ordered = sorted(targets.values(), key=lambda t: (-len(t.checks), t.value))
-    example = next(s.outcome.message for s in states if s.outcome is not None)
+    example = messages[states[0].spec.id]
     return Cause(summary, example, reasons, blocked, ordered, fixes)
 
 

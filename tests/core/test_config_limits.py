@@ -36,11 +36,11 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
     return path
 
 
-def validate(path: Path) -> tuple[int, str]:
+def validate(path: Path, *extra: str) -> tuple[int, str]:
     """`validate` in-process: exit code and stderr."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["validate", "--config.file", str(path)])
+        code = cli.main(["validate", "--config.file", str(path), *extra])
     return code, err.getvalue()
 
 
@@ -96,7 +96,7 @@ def test_include_merge_with_mismatched_shapes(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("behaviour_kind")
-def test_binary_secret_file_is_a_config_error(tmp_path: Path) -> None:
+def test_binary_secret_file_is_a_warning_and_a_strict_error(tmp_path: Path) -> None:
     secret = tmp_path / "secret.bin"
     secret.write_bytes(b"\xff\xfe\x00\x81binary")
     ref = SecretRef(file=secret)
@@ -111,6 +111,8 @@ checks:
     token: {{file: {secret}}}
 """)
     code, stderr = validate(path)
+    assert code == 0 and "warning: " in stderr and "not UTF-8 text" in stderr, stderr
+    code, stderr = validate(path, "--strict")
     assert code == 2 and "not UTF-8 text" in stderr, stderr
 
 
@@ -306,9 +308,11 @@ checks:
     token: {file: /dev/zero}
 """)
     code, stderr = validate(path)
-    assert code == 2
-    assert "checks (id s).token: secret reference file /dev/zero cannot be resolved: secret " \
-        "file /dev/zero cannot be read: not a regular file" in stderr
+    assert code == 0  # resolved at each run: a warning, refused by --strict
+    assert "checks (id s).token: secret reference file /dev/zero cannot be resolved now: " \
+        "secret file /dev/zero cannot be read: not a regular file" in stderr
+    code, stderr = validate(path, "--strict")
+    assert code == 2 and "refused by --strict" in stderr
 
 
 @pytest.mark.usefixtures("behaviour_kind")
