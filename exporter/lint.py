@@ -84,7 +84,7 @@ def url_warnings(path: str, value: str) -> list[str]:
 
 def _unresolved(ref: SecretRef, path: str, environ: Mapping[str, str] | None) -> list[str]:
     try:
-        ref.resolve(environ)
+        ref.resolve(environ, notify=False)
     except LookupError as exc:  # names the reference, never a value
         return [f"{path}: secret reference {ref.describe()} cannot be resolved now: {exc}; "
                 "the check ends as error/config until it can (resolved at each run)"]

@@ -240,6 +240,10 @@ def _size(count: int) -> str:
     return f"{count} bytes"
 
 
+_RESOLVED_HOOKS: list[Callable[[str, str], None]] = []
+"""Called after each successful `SecretRef.resolve` (see `SecretRef.on_resolved`)."""
+
+
 class SecretRef(BaseModel):
     """A reference to a secret: `${ENV_NAME}` or `{env: NAME}` or `{file: PATH}`.
 
@@ -279,8 +283,24 @@ class SecretRef(BaseModel):
         """Where the secret comes from (safe to show: no value)."""
         return f"${{{self.env}}}" if self.env is not None else f"file {self.file}"
 
-    def resolve(self, environ: Mapping[str, str] | None = None) -> SecretStr:
-        """Read the secret now. Raises `LookupError` naming the reference, never the value."""
+    @classmethod
+    def on_resolved(cls, hook: Callable[[str, str], None]) -> None:
+        """Call `hook(value, reference)` after every successful `resolve` (the secret
+        scrubber learns values first readable after start-up this way)."""
+        _RESOLVED_HOOKS.append(hook)
+
+    def resolve(self, environ: Mapping[str, str] | None = None, *,
+                notify: bool = True) -> SecretStr:
+        """Read the secret now. Raises `LookupError` naming the reference, never the value.
+
+        `notify=False` skips the `on_resolved` hooks (the scrubber reading every secret
+        of a configuration it is being built from)."""
+        value = self._read(environ)
+        for hook in _RESOLVED_HOOKS if notify else ():
+            hook(value.get_secret_value(), self.describe())
+        return value
+
+    def _read(self, environ: Mapping[str, str] | None) -> SecretStr:
         if self.env is not None:
             env = os.environ if environ is None else environ
             if self.env not in env:

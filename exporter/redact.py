@@ -24,6 +24,7 @@ import base64
 import dataclasses
 import json
 import stat
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,8 +75,10 @@ class Scrubber:
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         """`secrets` maps each secret value to the description of its reference."""
+        self.secrets: dict[str, str] = dict(secrets or {})
+        """The secret values this scrubber replaces, each with its reference."""
         needles: dict[str, str] = {}
-        for value, where in (secrets or {}).items():
+        for value, where in self.secrets.items():
             for variant in _variants(value):
                 needles.setdefault(variant, f"<redacted {where}>")
         by_prefix: dict[str, list[tuple[str, str]]] = {}
@@ -163,7 +166,7 @@ def _read(ref: SecretRef, environ: Mapping[str, str] | None) -> str | None:
         if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_SECRET_FILE_BYTES:
             return None
     try:
-        return ref.resolve(environ).get_secret_value()
+        return ref.resolve(environ, notify=False).get_secret_value()
     except (LookupError, UnicodeDecodeError, ValueError):
         return None
 
@@ -221,12 +224,39 @@ def from_config(cfg: Config, environ: Mapping[str, str] | None = None) -> Scrubb
 
 
 _active = Scrubber()
+_installed: dict[str, str] = {}
+_learning = threading.Lock()
+MAX_LEARNED = 256
+"""Values learned since the last `install` that are kept (a token file rotated every
+hour would otherwise grow the scrubber until the next reload); the oldest go first."""
 
 
 def install(scrubber: Scrubber) -> None:
     """Make `scrubber` the one the runner and the log formatter use."""
+    global _active, _installed
+    with _learning:
+        _active, _installed = scrubber, scrubber.secrets
+
+
+def learn(value: str, where: str) -> None:
+    """Add a secret resolved after the scrubber was built (secrets are resolved at run
+    time: a variable set or a file mounted after start-up) to the installed scrubber.
+
+    Called for every resolution, so the common case (already known, or too short to
+    be a secret) is one dictionary lookup; a new value rebuilds the scrubber once.
+    """
     global _active
-    _active = scrubber
+    if value in _active.secrets or not _variants(value):
+        return
+    with _learning:
+        if value in _active.secrets:
+            return
+        learned = [item for item in _active.secrets.items() if item[0] not in _installed]
+        learned = [*learned[-(MAX_LEARNED - 1):], (value, where)]
+        _active = Scrubber({**_installed, **dict(learned)})
+
+
+SecretRef.on_resolved(learn)
 
 
 def active() -> Scrubber:

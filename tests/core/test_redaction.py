@@ -261,3 +261,53 @@ async def test_daemon_api_board_metrics_and_logs_never_show_the_secret_and_reloa
     assert f'shape="<redacted file {first}>"' in before["metrics"]
     assert f'shape="<redacted file {second}>"' in after["metrics"]
     assert json.loads(after["api"])[0]["message"].startswith(f"saw <redacted file {second}>")
+
+
+@pytest.fixture
+def installed_scrubber() -> Iterator[None]:
+    before = redact.active()
+    redact.install(redact.Scrubber())
+    yield
+    redact.install(before)
+
+
+def test_a_secret_first_readable_after_start_up_is_scrubbed(
+        installed_scrubber: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Secrets are resolved at run time: the scrubber built at load did not know this one.
+    late = "late-token-" + secrets.token_hex(12)
+    monkeypatch.setenv("READINESS_LATE_TOKEN", late)
+    assert late in redact.active().scrub(f"answer {late}")
+    SecretRef(env="READINESS_LATE_TOKEN").resolve()
+    assert redact.active().scrub(f"answer {late}") == \
+        "answer <redacted ${READINESS_LATE_TOKEN}>"
+    rotated = tmp_path / "token"
+    rotated.write_text("file-token-" + secrets.token_hex(12) + "\n")
+    value = SecretRef(file=rotated).resolve().get_secret_value()
+    assert value not in redact.active().scrub(f"{late} {value}")
+    assert late not in redact.active().scrub(f"{late} {value}")
+
+
+def test_learned_secrets_are_bounded_and_the_newest_kept(installed_scrubber: None) -> None:
+    configured = "configured-" + secrets.token_hex(12)
+    redact.install(redact.Scrubber({configured: "${CONFIGURED}"}))
+    values = [f"rotated-{i:04d}-" + secrets.token_hex(8) for i in range(redact.MAX_LEARNED + 40)]
+    for value in values:
+        redact.learn(value, "file /run/token")
+    active = redact.active()
+    assert len(active.secrets) == redact.MAX_LEARNED + 1
+    assert configured not in active.scrub(configured)  # configured ones are never dropped
+    assert values[-1] not in active.scrub(values[-1])
+    assert values[0] in active.scrub(values[0])  # the oldest learned one went first
+    redact.learn("short", "x")  # too short to be a secret: nothing rebuilt
+    assert redact.active() is active
+
+
+def test_building_from_a_configuration_learns_nothing_on_the_side(
+        installed_scrubber: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("READINESS_LOAD_TOKEN", "load-token-" + secrets.token_hex(12))
+    path = tmp_path / "readiness.yaml"
+    path.write_text("checks:\n  - {id: a, section: '1.1', title: t, kind: http,"
+                    " url: 'http://127.0.0.1:1/', bearer_token: '${READINESS_LOAD_TOKEN}'}\n")
+    before = redact.active()
+    scrubber = redact.from_config(config.load(path))
+    assert redact.active() is before and len(scrubber.secrets) == 1
