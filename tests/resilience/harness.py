@@ -57,6 +57,12 @@ FAULTS = [
 ]
 FAULT_IDS = [fault.name for fault in FAULTS]
 
+RESET_IN_BODY = 1024
+BODY_FAULT = Fault("reset_in_body", lambda proxy, _timeout: proxy.set(
+    Mode.RESET, reset_after=RESET_IN_BODY, downstream_only=True), Reason.CONNECT)
+"""For the families whose answer has a body of more than RESET_IN_BODY bytes (HTTP,
+Kubernetes, S3): the reset lands after the headers, in the middle of the body."""
+
 NEAR_MISSES = [
     Fault("latency_below_timeout",
           lambda proxy, timeout: proxy.set(Mode.LATENCY, latency=timeout / 20), Reason.TIMEOUT),
@@ -87,6 +93,7 @@ class Subject:
     server_connections: Callable[[], Awaitable[int]]
     connections: dict[str, ConnectionSpec] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    faults: tuple[Fault, ...] = tuple(FAULTS)
 
     def context(self, state_dir: Path) -> RuntimeContext:
         """A new runtime context with the subject's connections."""
@@ -163,7 +170,7 @@ async def recovered(subject: Subject, ctx: RuntimeContext) -> Outcome:
 
 async def fault_cycle(subject: Subject, ctx: RuntimeContext) -> None:
     """Every fault in turn, each followed by a run that passes."""
-    for fault in FAULTS:
+    for fault in subject.faults:
         await faulted_runs(subject, ctx, fault)
         await recovered(subject, ctx)
 

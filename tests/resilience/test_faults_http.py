@@ -5,6 +5,8 @@ application's open connections, the proxy's connections)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,8 +14,11 @@ import pytest
 from aiohttp import web
 
 from exporter import registry
+from exporter.context import RuntimeContext
+from exporter.model import Outcome, Reason, Status
+from exporter.runner import run_check
 from tests.resilience.harness import (
-    FAULT_IDS,
+    BODY_FAULT,
     FAULTS,
     NEAR_MISS_IDS,
     NEAR_MISSES,
@@ -28,6 +33,7 @@ from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import free_port
 
 TIMEOUT = 1.0
+HTTP_FAULTS = (*FAULTS, BODY_FAULT)
 
 
 async def _health(_: web.Request) -> web.Response:
@@ -55,12 +61,12 @@ async def subject() -> AsyncIterator[Subject]:
                 {"id": "faults-http", "section": "5.1", "title": "faults", "kind": "http",
                  "url": f"http://127.0.0.1:{proxy.port}/health", "timeout": TIMEOUT,
                  "json_assertions": [{"path": "status", "value": "ok"}]})
-            yield Subject(spec, proxy, open_connections)
+            yield Subject(spec, proxy, open_connections, faults=HTTP_FAULTS)
     finally:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
+@pytest.mark.parametrize("fault", HTTP_FAULTS, ids=[f.name for f in HTTP_FAULTS])
 async def test_fault_gives_its_reason_and_clears(subject: Subject, fault: Fault,
                                                  tmp_path: Path) -> None:
     ctx = subject.context(tmp_path / "state")
@@ -74,7 +80,7 @@ async def test_fault_gives_its_reason_and_clears(subject: Subject, fault: Fault,
 
 async def test_fault_on_a_fresh_runtime(subject: Subject, tmp_path: Path) -> None:
     """The first connection of a runtime is the one faulted (nothing kept alive)."""
-    for fault in FAULTS:
+    for fault in HTTP_FAULTS:
         ctx = subject.context(tmp_path / "state")
         try:
             await faulted_runs(subject, ctx, fault)
@@ -98,3 +104,60 @@ async def test_milder_fault_still_passes(subject: Subject, fault: Fault,
 
 async def test_no_leak_after_fault_cycles(subject: Subject, tmp_path: Path) -> None:
     await assert_no_leak(subject, tmp_path / "state")
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer: bytes) -> AsyncIterator[int]:
+    """A server that reads a request, writes `answer` and closes (FIN, no reset)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+CUT_SHORT = {
+    "content_length": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 2000\r\n\r\n{\"status\": \"ok\", \"pad",
+    "chunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n7d0\r\n{\"status\": \"ok\", \"pad",
+}
+MALFORMED = {
+    "bad_chunk_size": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "not_http": b"SSH-2.0-OpenSSH_9.2\r\n",
+}
+
+
+async def _one_run(port: int, ctx: RuntimeContext) -> Outcome:
+    spec = registry.probe_kind("http").spec.model_validate(
+        {"id": "faults-http-raw", "section": "5.1", "title": "faults", "kind": "http",
+         "url": f"http://127.0.0.1:{port}/health", "timeout": TIMEOUT})
+    outcome, _ = await run_check(spec, ctx)
+    return outcome
+
+
+@pytest.mark.parametrize("answer", CUT_SHORT.values(), ids=CUT_SHORT.keys())
+async def test_connection_closed_mid_body_is_connect(answer: bytes, ctx: RuntimeContext) -> None:
+    """A body cut short by the connection's end (no reset) is the same lost connection
+    as the reset: `connect`, where aiohttp's payload error used to give `protocol`."""
+    async with raw_server(answer) as port:
+        outcome = await _one_run(port, ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONNECT), outcome.message
+    assert "lost before the answer was complete" in outcome.message
+
+
+@pytest.mark.parametrize("answer", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_answer_not_understood_stays_protocol(answer: bytes, ctx: RuntimeContext) -> None:
+    """The near miss: an answer that arrived whole but cannot be parsed is `protocol`."""
+    async with raw_server(answer) as port:
+        outcome = await _one_run(port, ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.PROTOCOL), outcome.message
