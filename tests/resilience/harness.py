@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,14 +75,21 @@ passes (the fault tests above do not pass merely because every slow answer is an
 NEAR_MISS_IDS = [fault.name for fault in NEAR_MISSES]
 
 
+POOL_THREAD_PREFIXES = ("readiness-probe", "asyncio_")
+"""Threads of the runtime's pool (`RuntimeContext`, 8 at most) and of the loop's default
+executor (name resolution): pools that grow to a bounded steady size and keep it."""
+POOL_THREADS_MAX = 8 + min(32, (os.cpu_count() or 1) + 4)
+
+
 @dataclass(frozen=True)
 class Footprint:
-    """What a leak would grow."""
+    """What a leak would grow (pool threads are counted apart: they may grow, bounded)."""
 
     fds: int
     threads: int
     server_connections: int
     proxied_connections: int
+    pool_threads: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -113,10 +121,29 @@ def os_threads() -> int:
     raise AssertionError("no Threads: line in /proc/self/status")
 
 
+def pool_threads() -> int:
+    """Live threads of the pools in POOL_THREAD_PREFIXES."""
+    return sum(1 for thread in threading.enumerate()
+               if thread.name.startswith(POOL_THREAD_PREFIXES))
+
+
 async def footprint(subject: Subject) -> Footprint:
     """Count everything now."""
-    return Footprint(open_fds(), os_threads(), await subject.server_connections(),
-                     subject.proxy.live)
+    pooled = pool_threads()
+    return Footprint(open_fds(), os_threads() - pooled, await subject.server_connections(),
+                     subject.proxy.live, pooled)
+
+
+async def quiet(subject: Subject, limit: float = 10.0) -> Footprint:
+    """The footprint once it stops moving (four equal readings 0.25 s apart, or the last
+    reading after `limit` seconds): requests in flight have ended."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    readings = [await footprint(subject)]
+    while loop.time() < end and (len(readings) < 4 or len(set(readings[-4:])) > 1):
+        await asyncio.sleep(0.25)
+        readings.append(await footprint(subject))
+    return readings[-1]
 
 
 async def settled(subject: Subject, expected: Footprint, limit: float = 15.0) -> Footprint:
@@ -184,11 +211,12 @@ async def assert_no_leak(subject: Subject, state_dir: Path, cycles: int = 2) -> 
     try:
         await recovered(subject, ctx)
         await fault_cycle(subject, ctx)
-        steady = await footprint(subject)
+        steady = await quiet(subject)
         for _ in range(cycles):
             await fault_cycle(subject, ctx)
         after = await settled(subject, steady)
         assert after == steady, f"steady {steady}, after {cycles} more fault cycles {after}"
+        assert after.pool_threads <= POOL_THREADS_MAX, after
     finally:
         await ctx.aclose()
     closed = await settled(subject, Footprint(
@@ -197,3 +225,30 @@ async def assert_no_leak(subject: Subject, state_dir: Path, cycles: int = 2) -> 
     assert (closed.fds, closed.server_connections, closed.proxied_connections) == (
         before_all.fds, before_all.server_connections, before_all.proxied_connections), \
         f"before the context {before_all}, after closing it {closed}"
+
+
+ANSWERING_FAULTS = [fault for fault in FAULTS if fault.name in ("latency", "slow_reads")]
+"""Faults under which the server still answers, late: a request the check gave up on
+could linger on the wire (and in a thread) after the check has ended."""
+ANSWERING_IDS = [fault.name for fault in ANSWERING_FAULTS]
+
+
+async def lingering_requests(subject: Subject, fault: Fault, state_dir: Path) -> int:
+    """Requests still on the wire once RUNS_PER_FAULT faulted runs have ended, the fault
+    still on: proxied connections beyond those open (idle in the client's pool) before."""
+    ctx = subject.context(state_dir)
+    try:
+        await recovered(subject, ctx)
+        before = await quiet(subject)
+        fault.apply(subject.proxy, subject.spec.timeout)
+        try:
+            for _ in range(RUNS_PER_FAULT):
+                outcome, _ = await run(subject, ctx)
+                assert (outcome.status, outcome.reason) == (Status.ERROR, fault.reason), \
+                    outcome.message
+            during = await quiet(subject)
+        finally:
+            subject.proxy.clear()
+        return max(0, during.proxied_connections - before.proxied_connections)
+    finally:
+        await ctx.aclose()

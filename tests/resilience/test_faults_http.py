@@ -18,6 +18,8 @@ from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
 from exporter.runner import run_check
 from tests.resilience.harness import (
+    ANSWERING_FAULTS,
+    ANSWERING_IDS,
     BODY_FAULT,
     FAULTS,
     NEAR_MISS_IDS,
@@ -26,6 +28,7 @@ from tests.resilience.harness import (
     Subject,
     assert_no_leak,
     faulted_runs,
+    lingering_requests,
     recovered,
     run,
 )
@@ -161,3 +164,9 @@ async def test_answer_not_understood_stays_protocol(answer: bytes, ctx: RuntimeC
     async with raw_server(answer) as port:
         outcome = await _one_run(port, ctx)
     assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.PROTOCOL), outcome.message
+
+
+@pytest.mark.parametrize("fault", ANSWERING_FAULTS, ids=ANSWERING_IDS)
+async def test_ended_check_leaves_no_request_on_the_wire(subject: Subject, fault: Fault,
+                                                         tmp_path: Path) -> None:
+    assert await lingering_requests(subject, fault, tmp_path / "state") == 0

@@ -15,6 +15,8 @@ import pytest
 
 from exporter import registry
 from tests.resilience.harness import (
+    ANSWERING_FAULTS,
+    ANSWERING_IDS,
     FAULT_IDS,
     FAULTS,
     NEAR_MISS_IDS,
@@ -23,6 +25,7 @@ from tests.resilience.harness import (
     Subject,
     assert_no_leak,
     faulted_runs,
+    lingering_requests,
     recovered,
     run,
 )
@@ -96,3 +99,9 @@ async def test_milder_fault_still_passes(subject: Subject, fault: Fault,
 
 async def test_no_leak_after_fault_cycles(subject: Subject, tmp_path: Path) -> None:
     await assert_no_leak(subject, tmp_path / "state")
+
+
+@pytest.mark.parametrize("fault", ANSWERING_FAULTS, ids=ANSWERING_IDS)
+async def test_ended_check_leaves_no_request_on_the_wire(subject: Subject, fault: Fault,
+                                                         tmp_path: Path) -> None:
+    assert await lingering_requests(subject, fault, tmp_path / "state") == 0

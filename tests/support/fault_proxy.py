@@ -4,7 +4,7 @@ loopback port and forwards bytes both ways, or misbehaves as told, switchable at
 Modes (`FaultProxy.set`, applied at once to new and open connections):
 
 - `clear`: forward everything as it comes;
-- `latency`: hold each chunk `latency` seconds before forwarding it (both directions);
+- `latency`: forward each chunk `latency` seconds after it was read (both directions);
 - `reset`: forward `reset_after` more bytes (counted from the moment the mode is set,
   both directions together, or with `downstream_only` only the server's answer while
   the client's bytes go through), then close the client's socket with `SO_LINGER` 0, so the
@@ -112,11 +112,12 @@ class FaultProxy:
         """Stop listening and drop every open connection."""
         if self._server is not None:
             self._server.close()
-        for link in list(self._links):
-            self._close(link, reset=False)
+        links = list(self._links)
+        for link in links:
+            self._close(link, reset=False)  # the pumps see the end of their streams
             for task in link.tasks:
-                task.cancel()
-        for link in list(self._links):
+                task.cancel()  # a pump asleep in a latency or trickle delay
+        for link in links:
             await asyncio.gather(*link.tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -136,7 +137,6 @@ class FaultProxy:
             except OSError:
                 self._close(link, reset=True)
                 return
-            link.tasks = [asyncio.current_task()]  # type: ignore[list-item]
             down = asyncio.create_task(self._pump(up_reader, writer, link, downstream=True))
             link.tasks.append(down)
             try:
@@ -162,26 +162,52 @@ class FaultProxy:
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     link: _Link, *, downstream: bool) -> None:
-        """Carry one direction until end of stream, applying the fault of the moment."""
-        while not link.closed:
-            try:
-                data = await reader.read(_READ)
-            except OSError:
-                data = b""
-            if not data:
-                self._close(link, reset=False)
-                return
-            await self._forward(data, writer, link, downstream)
+        """Carry one direction until end of stream, applying the fault of the moment.
 
-    async def _forward(self, data: bytes, writer: asyncio.StreamWriter, link: _Link,
-                       downstream: bool) -> None:
+        Reading and delivering are separate tasks, so a client that goes away is seen at
+        once even while a delayed or trickled chunk waits to be delivered; the server's
+        end of stream is passed on after the bytes it sent before it.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while not link.closed:
+                data, read_at = await queue.get()
+                if not data:  # the server's end of stream, after what it sent before
+                    self._close(link, reset=False)
+                    return
+                await self._forward(data, read_at, writer, link, downstream)
+
+        delivery = asyncio.create_task(deliver())
+        link.tasks.append(delivery)
+        try:
+            while not link.closed:
+                try:
+                    data = await reader.read(_READ)
+                except OSError:
+                    data = b""
+                if not data and downstream:
+                    queue.put_nowait((data, loop.time()))
+                    await asyncio.wait([delivery])
+                    return
+                if not data:  # the client went away: nothing more is delivered
+                    self._close(link, reset=False)
+                    return
+                queue.put_nowait((data, loop.time()))
+        finally:
+            delivery.cancel()
+
+    async def _forward(self, data: bytes, read_at: float, writer: asyncio.StreamWriter,
+                       link: _Link, downstream: bool) -> None:
         fault = self._fault
         if link.generation != fault.generation:
             link.generation, link.carried = fault.generation, 0
         if fault.mode is Mode.BLACKHOLE:
             return
-        if fault.mode is Mode.LATENCY:
-            await asyncio.sleep(fault.latency)
+        if fault.mode is Mode.LATENCY:  # `latency` after the chunk was read
+            await asyncio.sleep(max(0.0, read_at + fault.latency -
+                                    asyncio.get_running_loop().time()))
         if fault.mode is Mode.RESET and (downstream or not fault.downstream_only):
             allowed = max(0, fault.reset_after - link.carried)
             if len(data) >= allowed:
@@ -194,6 +220,11 @@ class FaultProxy:
         if fault.mode is Mode.SLOW and downstream:
             step = fault.trickle_bytes
             for start in range(0, len(data), step):
+                if link.closed:
+                    return
+                if self._fault is not fault:  # changed (cleared): the rest at the new pace
+                    await self._forward(data[start:], read_at, writer, link, downstream)
+                    return
                 await self._write(writer, data[start:start + step], link)
                 await asyncio.sleep(fault.trickle_delay)
             return
