@@ -12,9 +12,11 @@ endpoint's `host:port`, never a key, a signature or a presigned URL.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.client import BadStatusLine
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -90,8 +92,15 @@ def _underlying(exc: BaseException, target: str) -> BaseException:
             return ProbeError(Reason.CONFIG, f"{target}: no such bucket (check the bucket "
                               "option)")
         return exc
-    system = [e for e in _chain(exc) if isinstance(e, ProbeError | OSError | TimeoutError)]
-    return system[-1] if system else exc
+    chain = _chain(exc)
+    system = [e for e in chain if isinstance(e, ProbeError | OSError | TimeoutError)]
+    if system:
+        return system[-1]
+    if any(isinstance(e, BadStatusLine) and not str(e.line).endswith("\n") for e in chain):
+        # the status line ended with the connection, not with a line break: the server
+        # hung up mid-answer (a lost connection), not an answer that is not HTTP
+        return ConnectionAbortedError(errno.ECONNABORTED, "closed mid-answer")
+    return exc
 
 
 @dataclass(frozen=True, slots=True)

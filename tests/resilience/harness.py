@@ -15,9 +15,10 @@ family's rows) and the same for every family:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,8 @@ FAULTS = [
           Reason.CONNECT),
     Fault("reset_in_answer", lambda proxy, _timeout: proxy.set(
         Mode.RESET, reset_after=RESET_AFTER, downstream_only=True), Reason.CONNECT),
+    Fault("close_in_answer", lambda proxy, _timeout: proxy.set(
+        Mode.CLOSE, reset_after=RESET_AFTER, downstream_only=True), Reason.CONNECT),
 ]
 FAULT_IDS = [fault.name for fault in FAULTS]
 
@@ -252,3 +255,21 @@ async def lingering_requests(subject: Subject, fault: Fault, state_dir: Path) ->
         return max(0, during.proxied_connections - before.proxied_connections)
     finally:
         await ctx.aclose()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer: bytes) -> AsyncIterator[int]:
+    """A server that reads a request, writes `answer` and closes (FIN, no reset)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()

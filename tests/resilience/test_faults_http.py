@@ -5,8 +5,6 @@ application's open connections, the proxy's connections)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from tests.resilience.harness import (
     assert_no_leak,
     faulted_runs,
     lingering_requests,
+    raw_server,
     recovered,
     run,
 )
@@ -109,29 +108,15 @@ async def test_no_leak_after_fault_cycles(subject: Subject, tmp_path: Path) -> N
     await assert_no_leak(subject, tmp_path / "state")
 
 
-@contextlib.asynccontextmanager
-async def raw_server(answer: bytes) -> AsyncIterator[int]:
-    """A server that reads a request, writes `answer` and closes (FIN, no reset)."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 CUT_SHORT = {
     "content_length": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                       b"Content-Length: 2000\r\n\r\n{\"status\": \"ok\", \"pad",
     "chunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                b"Transfer-Encoding: chunked\r\n\r\n7d0\r\n{\"status\": \"ok\", \"pad",
+}
+HUNG_UP = {
+    "in_status_line": b"HTTP/1.",
+    "before_any_byte": b"",
 }
 MALFORMED = {
     "bad_chunk_size": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -170,3 +155,14 @@ async def test_answer_not_understood_stays_protocol(answer: bytes, ctx: RuntimeC
 async def test_ended_check_leaves_no_request_on_the_wire(subject: Subject, fault: Fault,
                                                          tmp_path: Path) -> None:
     assert await lingering_requests(subject, fault, tmp_path / "state") == 0
+
+
+@pytest.mark.parametrize("answer", HUNG_UP.values(), ids=HUNG_UP.keys())
+async def test_server_hanging_up_before_an_answer_is_connect(answer: bytes,
+                                                             ctx: RuntimeContext) -> None:
+    """A server that hangs up before its answer is complete: `connect`, as a PostgreSQL or
+    Redis server doing so (aiohttp's ServerDisconnectedError used to give `protocol`)."""
+    async with raw_server(answer) as port:
+        outcome = await _one_run(port, ctx)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONNECT), outcome.message
+    assert "closed before a complete answer" in outcome.message

@@ -13,6 +13,9 @@ import boto3
 import pytest
 
 from exporter import registry
+from exporter.context import RuntimeContext
+from exporter.model import Outcome, Reason, Status
+from exporter.runner import run_check
 from tests.resilience.harness import (
     ANSWERING_FAULTS,
     ANSWERING_IDS,
@@ -25,6 +28,7 @@ from tests.resilience.harness import (
     assert_no_leak,
     faulted_runs,
     lingering_requests,
+    raw_server,
     recovered,
     run,
 )
@@ -133,3 +137,48 @@ async def test_no_leak_after_fault_cycles(subject: Subject, tmp_path: Path) -> N
 async def test_ended_check_leaves_no_request_on_the_wire(subject: Subject, fault: Fault,
                                                          tmp_path: Path) -> None:
     assert await lingering_requests(subject, fault, tmp_path / "state") == 0
+
+
+HUNG_UP = {
+    "in_status_line": b"HTTP/1.",
+    "before_any_byte": b"",
+}
+
+
+async def _raw_run(port: int, tmp_path: Path) -> Outcome:
+    spec = registry.probe_kind("backup").spec.model_validate(
+        {"id": "faults-backup-raw", "section": "10.1", "title": "faults", "kind": "backup",
+         "timeout": TIMEOUT,
+         "source": {"type": "s3", "bucket": BUCKET, "prefix": "db/",
+                    "endpoint_url": f"http://127.0.0.1:{port}",
+                    "access_key_id": f"${{{KEY_ID_ENV}}}",
+                    "secret_access_key": f"${{{SECRET_ENV}}}"}})
+    ctx = RuntimeContext({}, state_dir=tmp_path / "state")
+    try:
+        outcome, _ = await run_check(spec, ctx)
+    finally:
+        await ctx.aclose()
+    return outcome
+
+
+@pytest.mark.parametrize("answer", HUNG_UP.values(), ids=HUNG_UP.keys())
+async def test_server_hanging_up_mid_answer_is_connect(
+        answer: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status line cut by the connection's end is a lost connection, as for every other
+    family (botocore's ConnectionClosedError used to give `protocol`)."""
+    monkeypatch.setenv(KEY_ID_ENV, "AKIAFAULTS")
+    monkeypatch.setenv(SECRET_ENV, "faults-s3-secret-never-shown")
+    async with raw_server(answer) as port:
+        outcome = await _raw_run(port, tmp_path)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.CONNECT), outcome.message
+    assert "faults-s3-secret-never-shown" not in repr(outcome)
+
+
+async def test_answer_that_is_not_http_stays_protocol(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The near miss: a whole status line that is not HTTP is `protocol`."""
+    monkeypatch.setenv(KEY_ID_ENV, "AKIAFAULTS")
+    monkeypatch.setenv(SECRET_ENV, "faults-s3-secret-never-shown")
+    async with raw_server(b"SSH-2.0-OpenSSH_9.2\r\n") as port:
+        outcome = await _raw_run(port, tmp_path)
+    assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.PROTOCOL), outcome.message

@@ -9,6 +9,8 @@ Modes (`FaultProxy.set`, applied at once to new and open connections):
   both directions together, or with `downstream_only` only the server's answer while
   the client's bytes go through), then close the client's socket with `SO_LINGER` 0, so the
   kernel sends a TCP RST (a reset mid-stream), and close the server side;
+- `close`: as `reset`, but the connections are closed normally (FIN): a peer that hangs
+  up in the middle of an exchange;
 - `blackhole`: accept connections but never forward a byte (no upstream connection is
   opened for a new client; bytes on open connections are dropped);
 - `slow`: trickle server->client bytes `trickle_bytes` at a time, `trickle_delay` seconds
@@ -39,6 +41,7 @@ class Mode(enum.Enum):
     CLEAR = "clear"
     LATENCY = "latency"
     RESET = "reset"
+    CLOSE = "close"
     BLACKHOLE = "blackhole"
     SLOW = "slow"
 
@@ -208,12 +211,13 @@ class FaultProxy:
         if fault.mode is Mode.LATENCY:  # `latency` after the chunk was read
             await asyncio.sleep(max(0.0, read_at + fault.latency -
                                     asyncio.get_running_loop().time()))
-        if fault.mode is Mode.RESET and (downstream or not fault.downstream_only):
+        cuts = fault.mode in (Mode.RESET, Mode.CLOSE)
+        if cuts and (downstream or not fault.downstream_only):
             allowed = max(0, fault.reset_after - link.carried)
             if len(data) >= allowed:
                 await self._write(writer, data[:allowed], link)
                 self.resets += 1
-                self._close(link, reset=True)
+                self._close(link, reset=fault.mode is Mode.RESET)
                 return
         if downstream or not fault.downstream_only:
             link.carried += len(data)
