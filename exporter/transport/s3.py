@@ -12,7 +12,6 @@ endpoint's `host:port`, never a key, a signature or a presigned URL.
 
 from __future__ import annotations
 
-import errno
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +48,10 @@ def _error_code(exc: BaseException) -> str:
     return code if _CODE.match(code) else "unknown"
 
 
+class HungUp(ConnectionError):
+    """The server closed the connection in the middle of its status line."""
+
+
 S3_ERRORS = BASE_ERRORS.extend([
     ErrorRow(boto_errors.NoCredentialsError, Reason.AUTH,
              "{target}: no credentials found (set access_key_id and secret_access_key, "
@@ -57,6 +60,7 @@ S3_ERRORS = BASE_ERRORS.extend([
              "{target}: incomplete credentials (give both access_key_id and "
              "secret_access_key)"),
     ErrorRow(boto_errors.EndpointConnectionError, Reason.CONNECT, "cannot connect to {target}"),
+    ErrorRow(HungUp, Reason.CONNECT, "connection to {target} closed before a complete answer"),
     ErrorRow(boto_errors.ConnectTimeoutError, Reason.TIMEOUT,
              "{target} did not accept the connection{within}"),
     ErrorRow(boto_errors.ReadTimeoutError, Reason.TIMEOUT, "{target} did not answer{within}"),
@@ -96,10 +100,11 @@ def _underlying(exc: BaseException, target: str) -> BaseException:
     system = [e for e in chain if isinstance(e, ProbeError | OSError | TimeoutError)]
     if system:
         return system[-1]
-    if any(isinstance(e, BadStatusLine) and not str(e.line).endswith("\n") for e in chain):
+    if any(isinstance(e, BadStatusLine) and not str(e.args[0] if e.args else "").endswith("\n")
+           for e in chain):
         # the status line ended with the connection, not with a line break: the server
         # hung up mid-answer (a lost connection), not an answer that is not HTTP
-        return ConnectionAbortedError(errno.ECONNABORTED, "closed mid-answer")
+        return HungUp()
     return exc
 
 
