@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,9 +32,9 @@ RESET_AFTER = 7
 """Bytes the proxy still carries after a reset is set: a few bytes into the exchange
 (`reset`: into the client's request; `reset_in_answer`: into the server's answer)."""
 RUNS_PER_FAULT = 2
-SLACK = 1.0
+SLACK = 2.0
 """Seconds a faulted run may take beyond the check's timeout before it counts as a hang
-(scheduling on a loaded machine); a run that ignored its timeout takes far longer."""
+(scheduling on a loaded machine); a run that ignored its timeout took 16-31 s."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ async def footprint(subject: Subject) -> Footprint:
 async def quiet(subject: Subject, limit: float = 10.0) -> Footprint:
     """The footprint once it stops moving (four equal readings 0.25 s apart, or the last
     reading after `limit` seconds): requests in flight have ended."""
+    gc.collect()  # sockets an earlier test left to the garbage collector close now
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     readings = [await footprint(subject)]
@@ -209,7 +211,7 @@ async def assert_no_leak(subject: Subject, state_dir: Path, cycles: int = 2) -> 
     """One fault cycle brings the pools to their steady size; after `cycles` more the
     footprint is what it was after the first, and closing the context releases every
     server-side and proxied connection."""
-    before_all = await footprint(subject)
+    before_all = await quiet(subject)
     ctx = subject.context(state_dir)
     try:
         await recovered(subject, ctx)

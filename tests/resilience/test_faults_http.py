@@ -34,7 +34,7 @@ from tests.resilience.harness import (
 from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import free_port
 
-TIMEOUT = 1.0
+TIMEOUT = 1.5
 HTTP_FAULTS = (*FAULTS, BODY_FAULT)
 
 

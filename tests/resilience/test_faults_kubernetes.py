@@ -33,8 +33,8 @@ from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import free_port
 
 TOKEN = "faults-k8s-token-do-not-leak-7731"
-TIMEOUT = 3.0
-REQUEST_TIMEOUT = 1.0
+TIMEOUT = 4.0
+REQUEST_TIMEOUT = 1.5
 KUBE_FAULTS = (*FAULTS, BODY_FAULT)
 
 

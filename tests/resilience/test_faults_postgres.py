@@ -32,7 +32,7 @@ from tests.resilience.harness import (
 from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import pg_bin
 
-TIMEOUT = 1.5
+TIMEOUT = 2.5
 PG_PORT = 5432
 
 

@@ -33,7 +33,7 @@ from tests.support.servers import RedisServer, redis_server
 
 PASSWORD = "faults-redis-pw-" + uuid.uuid4().hex
 ENV = "READINESS_FAULTS_REDIS_PASSWORD"
-TIMEOUT = 1.0
+TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")

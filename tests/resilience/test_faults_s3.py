@@ -37,7 +37,7 @@ from tests.transport.kv_servers import BUCKET, MotoS3, moto_with_auth
 
 KEY_ID_ENV = "READINESS_FAULTS_S3_KEY_ID"
 SECRET_ENV = "READINESS_FAULTS_S3_SECRET"
-TIMEOUT = 3.0
+TIMEOUT = 4.0
 S3_FAULTS = (*FAULTS, BODY_FAULT)
 BACKUPS = 8
 """Backups under the prefix: their listing is a body of more than 1 KiB (reset_in_body)."""
