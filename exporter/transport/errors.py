@@ -74,10 +74,17 @@ class ErrorRow:
 
 
 class ErrorTable:
-    """Exception type -> (reason, message template); see the module docstring."""
+    """Exception type -> (reason, message template); see the module docstring.
 
-    def __init__(self, rows: Iterable[ErrorRow] = ()) -> None:
+    `translate`, when given, first replaces an exception by the one that decides its row
+    (a library error that only wraps a lost connection becomes that loss); tables made
+    by `extend` keep it.
+    """
+
+    def __init__(self, rows: Iterable[ErrorRow] = (),
+                 translate: Callable[[BaseException], BaseException] | None = None) -> None:
         self._rows: dict[type[BaseException], ErrorRow] = {}
+        self._translate = translate
         for row in rows:
             self.register(row)
 
@@ -85,9 +92,12 @@ class ErrorTable:
         """Add a row (replacing the row of the same exception type)."""
         self._rows[row.exc_type] = row
 
-    def extend(self, rows: Iterable[ErrorRow]) -> ErrorTable:
-        """A new table: these rows on top of this table's rows."""
-        table = ErrorTable(self._rows.values())
+    def extend(self, rows: Iterable[ErrorRow],
+               translate: Callable[[BaseException], BaseException] | None = None
+               ) -> ErrorTable:
+        """A new table: these rows on top of this table's rows (and `translate`, else
+        this table's)."""
+        table = ErrorTable(self._rows.values(), translate or self._translate)
         for row in rows:
             table.register(row)
         return table
@@ -109,6 +119,8 @@ class ErrorTable:
         """
         if isinstance(exc, ProbeError):
             return exc
+        if self._translate is not None:
+            exc = self._translate(exc)
         row = self.row_for(exc)
         if row is None and exc.__cause__ is not None and exc.__cause__ is not exc:
             return self.classify(exc.__cause__, target, timeout)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import aiohttp
+from aiohttp.http_exceptions import ContentLengthError, TransferEncodingError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -44,6 +45,22 @@ __all__ = [
 
 USER_AGENT = "readiness-exporter"
 
+class AnswerCutShort(ConnectionError):
+    """The connection ended before the body its headers announced had arrived."""
+
+
+def _cut_short(exc: BaseException) -> BaseException:
+    """aiohttp reports a connection lost in the middle of a body (a reset, a server that
+    died) as a payload error; that is a lost connection, as it is for every other
+    transport, not an answer the client could not understand."""
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        cause = exc.__cause__
+        if isinstance(cause, ContentLengthError) or (
+                isinstance(cause, TransferEncodingError) and "Not enough data" in cause.message):
+            return AnswerCutShort()
+    return exc
+
+
 HTTP_ERRORS = BASE_ERRORS.extend([
     ErrorRow(aiohttp.ClientConnectorDNSError, Reason.DNS, "cannot resolve {target}"),
     ErrorRow(aiohttp.ClientConnectorCertificateError, Reason.TLS,
@@ -53,8 +70,10 @@ HTTP_ERRORS = BASE_ERRORS.extend([
     ErrorRow(aiohttp.ClientConnectorError, Reason.CONNECT, "cannot connect to {target}: {cause}"),
     ErrorRow(aiohttp.ClientOSError, Reason.CONNECT, "connection to {target} failed: {cause}"),
     ErrorRow(aiohttp.ServerTimeoutError, Reason.TIMEOUT, "{target} did not answer{within}"),
-    ErrorRow(aiohttp.ServerDisconnectedError, Reason.PROTOCOL,
-             "{target} closed the connection without an answer"),
+    ErrorRow(AnswerCutShort, Reason.CONNECT,
+             "connection to {target} lost before the answer was complete"),
+    ErrorRow(aiohttp.ServerDisconnectedError, Reason.CONNECT,
+             "connection to {target} closed before a complete answer"),
     ErrorRow(aiohttp.TooManyRedirects, Reason.PROTOCOL, "{target}: too many redirects"),
     ErrorRow(aiohttp.ClientResponseError, Reason.PROTOCOL,
              "{target} sent an invalid HTTP response"),
@@ -62,7 +81,7 @@ HTTP_ERRORS = BASE_ERRORS.extend([
              "{target} sent an invalid HTTP response"),
     ErrorRow(aiohttp.InvalidURL, Reason.CONFIG, "{target}: invalid URL"),
     ErrorRow(aiohttp.ClientError, Reason.PROTOCOL, "request to {target} failed ({type})"),
-])
+], translate=_cut_short)
 """aiohttp's exceptions on top of the shared rows."""
 
 

@@ -271,11 +271,18 @@ class PgClient:
         """Run `work(connection)` on a pooled connection; `ProbeError` on any failure.
 
         A pooled connection that died (server restart) is retried once on a fresh one.
+        A run cancelled while it holds a connection (its timeout) closes that connection:
+        handing it back would wait for the server to confirm the cancelled query, which a
+        silent or slow server never does within the check's timeout.
         """
         for attempt in range(2):
             try:
                 async with self.pool.acquire() as con:
-                    return await work(con)
+                    try:
+                        return await work(con)
+                    except asyncio.CancelledError:
+                        con.terminate()  # the pool opens a new connection when next needed
+                        raise
             except ProbeError:
                 raise
             except _LOST as exc:

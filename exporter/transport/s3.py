@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.client import BadStatusLine
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,6 +48,10 @@ def _error_code(exc: BaseException) -> str:
     return code if _CODE.match(code) else "unknown"
 
 
+class HungUp(ConnectionError):
+    """The server closed the connection in the middle of its status line."""
+
+
 S3_ERRORS = BASE_ERRORS.extend([
     ErrorRow(boto_errors.NoCredentialsError, Reason.AUTH,
              "{target}: no credentials found (set access_key_id and secret_access_key, "
@@ -55,6 +60,7 @@ S3_ERRORS = BASE_ERRORS.extend([
              "{target}: incomplete credentials (give both access_key_id and "
              "secret_access_key)"),
     ErrorRow(boto_errors.EndpointConnectionError, Reason.CONNECT, "cannot connect to {target}"),
+    ErrorRow(HungUp, Reason.CONNECT, "connection to {target} closed before a complete answer"),
     ErrorRow(boto_errors.ConnectTimeoutError, Reason.TIMEOUT,
              "{target} did not accept the connection{within}"),
     ErrorRow(boto_errors.ReadTimeoutError, Reason.TIMEOUT, "{target} did not answer{within}"),
@@ -90,8 +96,16 @@ def _underlying(exc: BaseException, target: str) -> BaseException:
             return ProbeError(Reason.CONFIG, f"{target}: no such bucket (check the bucket "
                               "option)")
         return exc
-    system = [e for e in _chain(exc) if isinstance(e, ProbeError | OSError | TimeoutError)]
-    return system[-1] if system else exc
+    chain = _chain(exc)
+    system = [e for e in chain if isinstance(e, ProbeError | OSError | TimeoutError)]
+    if system:
+        return system[-1]
+    if any(isinstance(e, BadStatusLine) and not str(e.args[0] if e.args else "").endswith("\n")
+           for e in chain):
+        # the status line ended with the connection, not with a line break: the server
+        # hung up mid-answer (a lost connection), not an answer that is not HTTP
+        return HungUp()
+    return exc
 
 
 @dataclass(frozen=True, slots=True)
