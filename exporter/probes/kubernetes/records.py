@@ -6,7 +6,8 @@ volumes, most annotations...) is skipped by the decoder without allocating anyth
 A record is a slotted struct (no per-object dict, not tracked by the garbage
 collector) that answers `get`, `[]`, `in`, `keys` and `items` by the JSON field names,
 so the assertions read it exactly as they read the JSON mapping. A field that is absent
-or `null` reads as absent.
+or `null` reads as absent; a record is always true (the part was there), even when none
+of its fields was.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ class Record(msgspec.Struct, gc=False, omit_defaults=True):
 
     def get(self, key: str, default: Any = None) -> Any:
         """The field named `key` in JSON, or `default` when absent or null."""
-        attr = _names(type(self)).get(key)
+        if key in self.__struct_fields__:  # JSON name = attribute name (fast path)
+            value = getattr(self, key)
+            return default if value is None else value
+        attr = _names(type(self)).get(key)  # a renamed field
         if attr is None:
             return default
         value = getattr(self, attr)
@@ -77,6 +81,11 @@ class Record(msgspec.Struct, gc=False, omit_defaults=True):
     def __len__(self) -> int:
         return len(self.keys())
 
+    def __bool__(self) -> bool:
+        """Always true: the part was present in the object. (`obj.get("metadata") or {}`
+        asks this of every object, so it must not walk the fields.)"""
+        return True
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Record | Mapping):
             return dict(self.items()) == dict(other.items())
@@ -93,6 +102,12 @@ class Annotations(Record):
 
     exemption: str | None = msgspec.field(default=None, name=EXEMPTION_ANNOTATION)
     inject: str | None = msgspec.field(default=None, name="sidecar.istio.io/inject")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The annotation named `key`, or `default`."""
+        attr = _names(type(self)).get(key)
+        value = None if attr is None else getattr(self, attr)
+        return default if value is None else value
 
 
 class Meta(Record):
