@@ -139,3 +139,13 @@ def test_a_decoded_mapping_converts_to_the_same_record() -> None:
     (from_page,) = decode_page(r.PODS, page(raw))["items"]
     from_event = r.slim_pod(raw)
     assert from_event == from_page and from_event["spec"] is not from_page["spec"]
+
+
+def test_equal_json_of_different_parts_is_not_shared() -> None:
+    """An empty spec and an empty status encode alike; each keeps its own record type."""
+    pod = fixture("pods")
+    pod["spec"], pod["status"] = {}, {}
+    (item,) = decode_page(r.PODS, page(pod))["items"]
+    assert item["spec"] is not item["status"]
+    assert type(item["spec"]).__name__ == "PodSpec"
+    assert type(item["status"]).__name__ == "PodStatus"

@@ -85,13 +85,13 @@ class Shared:
     __slots__ = ("_labels", "_seen")
 
     def __init__(self) -> None:
-        self._seen: dict[bytes, Any] = {}
+        self._seen: dict[tuple[type, bytes], Any] = {}
         self._labels: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     def __call__(self, value: Any) -> Any:
         if not value:
             return value
-        return self._seen.setdefault(_ENCODE(value), value)
+        return self._seen.setdefault((type(value), _ENCODE(value)), value)
 
     def labels(self, labels: dict[str, str]) -> dict[str, str]:
         """One interned copy of equal label maps."""
