@@ -22,6 +22,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,11 @@ from exporter.webconfig import BasicAuth  # noqa: E402
 TARGETS = {"p99_ms": 100.0, "loop_lag_p99_ms": 50.0, "rss_mb": 600.0}
 
 
-def make_config(checks: int) -> config.Config:
+def make_config(checks: int, state_dir: str) -> config.Config:
+    """`checks` env checks; `state_dir` fresh per run (the board history kept there by one
+    run would otherwise be loaded by the next, and its memory counted)."""
     return config.build({
-        "settings": {"state_dir": "/tmp/readiness-bench-scrape-scale"},
+        "settings": {"state_dir": state_dir},
         "checks": [{"id": f"check-{i:06d}", "section": f"{1 + i % 12}.{1 + i % 4}",
                     "title": f"bench check {i}", "kind": "env", "interval": 60,
                     "severity": "critical" if i % 5 == 0 else "warning",
@@ -67,7 +70,7 @@ def synthetic_outcome(i: int) -> Outcome:
 
 async def serve_and_scrape(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    cfg = make_config(args.checks)
+    cfg = make_config(args.checks, args.state_dir)
     runtime = Runtime(cfg, None)
     # Serving only: the app starts the runtime, whose scheduler would run 100,000 probes
     # in its first-round spread and replace the synthetic outcomes.
@@ -81,7 +84,9 @@ async def serve_and_scrape(args: argparse.Namespace) -> dict[str, Any]:
     await runner.setup()
     port = 20000 + os.getpid() % 1000
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    runtime.exposition.render(False)  # the first scrape builds the cached body
+    # The first scrape builds the cached body; Prometheus asks for gzip, so that is the
+    # body built (the text body is built only when a scrape asks for it).
+    await runtime.exposition.body(False, True)
     results["rss_mb_loaded"] = rss_mb()
     lags: list[float] = []
     stop = asyncio.Event()
@@ -135,7 +140,9 @@ def main() -> None:
     parser.add_argument("--plain-rounds", type=int, default=3)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    r = asyncio.run(serve_and_scrape(args))
+    with tempfile.TemporaryDirectory(prefix="readiness-bench-scrape-") as state_dir:
+        args.state_dir = state_dir
+        r = asyncio.run(serve_and_scrape(args))
     load_after = os.getloadavg()
     s = r["served"]
     print(f"command: .venv/bin/python bench/scrape_scale.py --checks {args.checks} "

@@ -22,8 +22,9 @@ import math
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -332,6 +333,16 @@ def global_lines(store: Store, reload: ReloadState, openmetrics: bool, now: floa
 # --------------------------------------------------------------------------- served path
 
 
+Block = tuple[bytes, ...]
+"""One check's sample lines, one bytes chunk per family in exposition order (b"" where
+the check has no sample of that family)."""
+
+_BATCH = 8192  # checks joined at a time when streaming into the compressor
+GZIP_LEVEL = 6
+"""zlib level of the compressed body: built in a worker thread once per change, then
+served as is to every gzip scrape."""
+
+
 @dataclass(frozen=True, slots=True)
 class Part:
     """A built body of every check's series."""
@@ -342,27 +353,55 @@ class Part:
     body: bytes
 
 
-def build_checks_body(snapshot: list[dict[str, str]], families: Mapping[str, MetricFamily],
-                      openmetrics: bool) -> bytes:
-    """Join cached sample lines family by family (pure: safe in a worker thread)."""
-    parts: list[str] = []
-    for family in [*CHECK_FAMILIES, *(families[n] for n in sorted(families))]:
-        name = family.name
-        samples = [chunk for lines in snapshot if (chunk := lines.get(name))]
+@dataclass(slots=True)
+class Compressed:
+    """The gzip stream of every check's series, left open for the scrape-time tail."""
+
+    build: int
+    generation: int
+    built_at: float  # monotonic
+    head: bytes
+    compressor: zlib._Compress
+    tail: tuple[bytes, bytes] | None = None  # (tail, its compressed end) last served
+
+
+def _chunks(blocks: Sequence[Block], headers: Sequence[bytes]) -> Iterator[bytes]:
+    """The check series family by family, in batches of checks (pure: thread-safe)."""
+    for slot, header in enumerate(headers):
+        samples = [chunk for block in blocks if (chunk := block[slot])]
         if samples:
-            parts.append(_header(family, openmetrics))
-            parts.extend(samples)
-    return "".join(parts).encode("utf-8")
+            yield header
+            for start in range(0, len(samples), _BATCH):
+                yield b"".join(samples[start:start + _BATCH])
+
+
+def build_checks_body(blocks: Sequence[Block], headers: Sequence[bytes]) -> bytes:
+    """Join cached sample lines family by family (pure: safe in a worker thread)."""
+    return b"".join(_chunks(blocks, headers))
+
+
+def compress_checks(blocks: Sequence[Block], headers: Sequence[bytes],
+                    level: int = GZIP_LEVEL) -> tuple[bytes, zlib._Compress]:
+    """Gzip of the check series, streamed batch by batch (the text body is never held
+    whole), and the open compressor to finish with the tail (safe in a worker thread)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    out = [compressor.compress(chunk) for chunk in _chunks(blocks, headers)]
+    return b"".join(out), compressor
 
 
 class Exposition:
     """Cached per-check sample lines; a scrape concatenates them.
 
-    Each check's lines are rendered on the event loop when its outcome changes (a few
-    microseconds). A scrape reuses the joined body while it is younger than `max_age`
-    seconds (results are cached anyway: probes run on their own schedule), otherwise the
-    join runs in a worker thread on an immutable snapshot; concurrent scrapes share one
-    build. Gzip reuses the compressed body and only compresses the small global tail.
+    Each check's lines are rendered once, as bytes, on the event loop when its outcome
+    changes (a few microseconds). A scrape reuses the built body while it is younger
+    than `max_age` seconds (results are cached anyway: probes run on their own
+    schedule), otherwise it is built in a worker thread from an immutable snapshot;
+    concurrent scrapes share one build. The text and the gzip bodies are built and
+    cached separately: a gzip build streams the lines into the compressor and never
+    holds the text body, so an exporter scraped with gzip (Prometheus' default) keeps
+    only the compressed body (a plain body not asked for within `max_age` is dropped).
+    Each gzip scrape reuses the compressed body and only compresses the small global
+    tail, once per tail.
     """
 
     def __init__(self, store: Store, families: Mapping[str, MetricFamily],
@@ -370,13 +409,13 @@ class Exposition:
                  process_series: bool = False) -> None:
         self._store = store
         self._process = ProcessSeries() if process_series else None
-        self._families = dict(families)
         self._reload = reload
         self.max_age = max_age
-        self._lines: dict[str, dict[str, str]] = {}
+        self._lines: dict[str, Block] = {}
         self._lock = threading.Lock()
         self._parts: dict[bool, Part] = {}
-        self._building: dict[bool, asyncio.Future[Part]] = {}
+        self._compressed: dict[bool, Compressed] = {}
+        self._building: dict[tuple[bool, bool], asyncio.Future[Any]] = {}
         self._builds = 0
         self._gzip_cache: dict[bool, tuple[int, bytes, zlib._Compress]] = {}
         self._tails: dict[bool, tuple[tuple[bool, bool, float, str], float, bytes]] = {}
@@ -384,8 +423,17 @@ class Exposition:
         # Enabled critical checks that hold go-live down, kept up to date as outcomes
         # and staleness change, so a scrape does not walk every check for go-live.
         self._not_passing: set[str] = set()
+        self._adopt(families)
         store.subscribe(self._on_change)
         self._on_change(list(store.states.values()))
+
+    def _adopt(self, families: Mapping[str, MetricFamily]) -> None:
+        self._families = dict(families)
+        order = [*CHECK_FAMILIES, *(self._families[n] for n in sorted(self._families))]
+        self._order = tuple(family.name for family in order)
+        self._stale_slot = self._order.index(CHECK_STALE.name)
+        self._headers = {om: tuple(_header(f, om).encode() for f in order)
+                         for om in (False, True)}
 
     def set_families(self, families: Mapping[str, MetricFamily]) -> None:
         """Adopt the family metadata of a reloaded configuration (re-renders only when
@@ -393,19 +441,24 @@ class Exposition:
         families = dict(families)
         if families == self._families:
             return
-        self._families = families
+        self._adopt(families)
         self._lines = {}
         self._on_change(list(self._store.states.values()))
         self._parts.clear()
+        self._compressed.clear()
+
+    def _block(self, state: CheckState, stale: bool) -> Block:
+        rendered = check_lines(state, self._families)
+        rendered[CHECK_STALE.name] = stale_line(state.spec.id, stale)
+        return tuple(rendered[name].encode() if name in rendered else b""
+                     for name in self._order)
 
     def _on_change(self, states: Sequence[CheckState]) -> None:
         lines = self._lines
         now = time.time()
         for state in states:
-            rendered = check_lines(state, self._families)
             stale = self._stale.update(state, now)
-            rendered[CHECK_STALE.name] = stale_line(state.spec.id, stale)
-            lines[state.spec.id] = rendered
+            lines[state.spec.id] = self._block(state, stale)
             self._track_go_live(state, stale)
         if len(lines) > len(self._store.states):  # checks removed by a reload
             current = self._store.states
@@ -438,26 +491,28 @@ class Exposition:
 
     def _refresh_stale(self, now: float | None = None) -> None:
         """Re-render the stale line of checks whose staleness flipped."""
+        slot = self._stale_slot
         for state in self._stale.expired(time.time() if now is None else now):
             cid = state.spec.id
             self._track_go_live(state, self._stale.flags[cid])
-            if cid in self._lines:
-                self._lines[cid] = {**self._lines[cid],
-                                    CHECK_STALE.name: stale_line(cid, self._stale.flags[cid])}
+            block = self._lines.get(cid)
+            if block is not None:
+                line = stale_line(cid, self._stale.flags[cid]).encode()
+                self._lines[cid] = (*block[:slot], line, *block[slot + 1:])
 
     def _generation(self) -> int:
         """Changes so far: outcomes and configuration (store) plus staleness flips."""
         return self._store.generation + self._stale.changes
 
-    def _snapshot(self) -> list[dict[str, str]]:
+    def _snapshot(self) -> list[Block]:
         lines = self._lines
         return [lines[cid] for cid in self._store.states if cid in lines]
 
-    def _new_part(self, generation: int, body: bytes) -> Part:
+    def _next_build(self) -> int:
         self._builds += 1
-        return Part(self._builds, generation, time.monotonic(), body)
+        return self._builds
 
-    def _fresh(self, part: Part | None, max_age: float) -> bool:
+    def _fresh(self, part: Part | Compressed | None, max_age: float) -> bool:
         return part is not None and (part.generation == self._generation()
                                      or time.monotonic() - part.built_at < max_age)
 
@@ -467,39 +522,67 @@ class Exposition:
         part = self._parts.get(openmetrics)
         if not self._fresh(part, 0.0):
             generation = self._generation()
-            body = build_checks_body(self._snapshot(), self._families, openmetrics)
-            part = self._new_part(generation, body)
+            body = build_checks_body(self._snapshot(), self._headers[openmetrics])
+            part = Part(self._next_build(), generation, time.monotonic(), body)
             self._parts[openmetrics] = part
         assert part is not None
         return part
 
-    async def checks_part_async(self, openmetrics: bool) -> Part:
-        """The check series, at most `max_age` old, joined in a worker thread."""
-        self._refresh_stale()
-        part = self._parts.get(openmetrics)
-        if part is not None and self._fresh(part, self.max_age):
-            return part
-        pending = self._building.get(openmetrics)
+    async def _shared_build(self, key: tuple[bool, bool], build: Callable[[], Any]) -> Any:
+        """Run `build` in a worker thread; concurrent callers await the same build."""
+        pending = self._building.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Part] = loop.create_future()
-        self._building[openmetrics] = future
+        future: asyncio.Future[Any] = loop.create_future()
+        self._building[key] = future
         try:
-            generation = self._generation()
-            snapshot = self._snapshot()
-            body = await loop.run_in_executor(None, build_checks_body, snapshot,
-                                              dict(self._families), openmetrics)
-            part = self._new_part(generation, body)
-            self._parts[openmetrics] = part
-            future.set_result(part)
-            return part
+            result = await loop.run_in_executor(None, build)
+            future.set_result(result)
+            return result
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it
             raise
         finally:
-            del self._building[openmetrics]
+            del self._building[key]
+
+    async def checks_part_async(self, openmetrics: bool) -> Part:
+        """The check series as text, at most `max_age` old, joined in a worker thread."""
+        self._refresh_stale()
+        part = self._parts.get(openmetrics)
+        if part is not None and self._fresh(part, self.max_age):
+            return part
+        generation, snapshot = self._generation(), self._snapshot()
+        headers = self._headers[openmetrics]
+
+        def build() -> Part:
+            body = build_checks_body(snapshot, headers)
+            return Part(self._next_build(), generation, time.monotonic(), body)
+        part = cast(Part, await self._shared_build((openmetrics, False), build))
+        self._parts[openmetrics] = part
+        return part
+
+    async def compressed_part(self, openmetrics: bool) -> Compressed:
+        """The check series gzipped, at most `max_age` old, compressed in a worker thread
+        straight from the cached lines."""
+        self._refresh_stale()
+        part = self._compressed.get(openmetrics)
+        if part is not None and self._fresh(part, self.max_age):
+            return part
+        generation, snapshot = self._generation(), self._snapshot()
+        headers = self._headers[openmetrics]
+
+        def build() -> Compressed:
+            head, compressor = compress_checks(snapshot, headers)
+            return Compressed(self._next_build(), generation, time.monotonic(), head,
+                              compressor)
+        part = cast(Compressed, await self._shared_build((openmetrics, True), build))
+        self._compressed[openmetrics] = part
+        plain = self._parts.get(openmetrics)
+        if plain is not None and time.monotonic() - plain.built_at >= self.max_age:
+            del self._parts[openmetrics]  # not asked for lately: keep only the gzip body
+        return part
 
     def tail(self, openmetrics: bool, now: float | None = None) -> bytes:
         """The global series computed at scrape time (and `# EOF` for OpenMetrics)."""
@@ -532,7 +615,7 @@ class Exposition:
         with self._lock:
             cached = self._gzip_cache.get(openmetrics)
             if cached is None or cached[0] != part.build:
-                compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+                compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
                 head = compressor.compress(part.body)
                 cached = (part.build, head, compressor)
                 self._gzip_cache[openmetrics] = cached
@@ -540,20 +623,31 @@ class Exposition:
             finisher = compressor.copy()
         return head + finisher.compress(tail) + finisher.flush()
 
+    @staticmethod
+    def _finish(part: Compressed, tail: bytes) -> bytes:
+        """The compressed end of the stream for `tail`, computed once per tail."""
+        done = part.tail
+        if done is None or done[0] is not tail:
+            finisher = part.compressor.copy()
+            done = (tail, finisher.compress(tail) + finisher.flush())
+            part.tail = done
+        return done[1]
+
     async def body(self, openmetrics: bool, gzip: bool) -> list[bytes | memoryview]:
         """What a scrape gets, as chunks: the cached check series plus the global tail.
 
-        Uncompressed, the chunks are views of the shared cached body, so concurrent
-        scrapes do not each copy it.
+        The chunks are the shared cached bodies (views for the text), so concurrent
+        scrapes do not each copy them; gzip is the cached compressed series followed by
+        the compressed tail.
         """
-        part = await self.checks_part_async(openmetrics)
         tail = self._cached_tail(openmetrics)
-        if not gzip:
-            view = memoryview(part.body)
-            size = 1 << 18
-            return [*(view[i:i + size] for i in range(0, len(view), size)), tail]
-        loop = asyncio.get_running_loop()
-        return [await loop.run_in_executor(None, self.gzip_body, openmetrics, part, tail)]
+        if gzip:
+            compressed = await self.compressed_part(openmetrics)
+            return [compressed.head, self._finish(compressed, tail)]
+        part = await self.checks_part_async(openmetrics)
+        view = memoryview(part.body)
+        size = 1 << 18
+        return [*(view[i:i + size] for i in range(0, len(view), size)), tail]
 
 
 # --------------------------------------------------------------------------- reference

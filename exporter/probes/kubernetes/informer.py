@@ -6,8 +6,8 @@ the objects and a `resourceVersion`; a WATCH from that version streams every cha
 only advance the version. When the stream ends (the server's `timeoutSeconds`, a broken
 connection) the watch resumes from the last version seen; when the server no longer has
 that version (`410 Gone`, as an HTTP status or an `ERROR` event) the collection is listed
-again. Objects are trimmed to what the assertions read (`resources.slimmer`), metadata-only
-collections are watched as `PartialObjectMetadata`.
+again. Each event's object is decoded straight into its record (`records.py`: only what
+the assertions read), metadata-only collections are watched as `PartialObjectMetadata`.
 
 While the watch cannot be re-established, readers get the error (checks end as
 `error` with its reason) instead of an ever older copy.
@@ -20,10 +20,11 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 
 from exporter.model import ProbeError, Reason
-from exporter.probes.kubernetes.resources import slimmer
+from exporter.probes.kubernetes.records import Event, Record, Version
+from exporter.probes.kubernetes.resources import finish, record_type
 
 if TYPE_CHECKING:
     from exporter.probes.kubernetes.snapshot import Cluster, Listing, ListKey
@@ -55,8 +56,9 @@ class WatchedCollection:
         self.path = resource.path(namespace)
         self.what = resource.name
         self.where = f"in namespace {namespace}" if namespace else "cluster-wide"
-        self._slim = slimmer(resource)
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._decode = msgspec.json.Decoder(record_type(resource)).decode
+        self._objects: dict[str, dict[str, Any]] = {}
+        """namespace -> name -> object (no key object per item)."""
         self.resource_version: str | None = None
         self.lists = 0
         """LISTs made (the first sync and every re-list after 410 Gone)."""
@@ -101,7 +103,8 @@ class WatchedCollection:
         if self._error is not None:
             raise self._error
         if self._snapshot is None or self._snapshot_at != self._changes:
-            self._snapshot = Listing(list(self.objects.values()), served=self._served,
+            items: list[Any] = [o for names in self._objects.values() for o in names.values()]
+            self._snapshot = Listing(items, served=self._served,
                                      resource_version=self.resource_version)
             self._snapshot_at = self._changes
         return self._snapshot
@@ -158,7 +161,11 @@ class WatchedCollection:
         listing = await self.cluster.list_pages(resource, namespace, labels, fields,
                                                  metadata_only)
         self._served = listing.served
-        self.objects = {_ident(item): item for item in listing.items}
+        objects: dict[str, dict[str, Any]] = {}
+        for item in listing.items:
+            namespace, name = _ident(item)
+            objects.setdefault(namespace, {})[name] = item
+        self._objects = objects
         self.resource_version = listing.resource_version
         self._changes += 1
         self._settle(None)
@@ -219,35 +226,69 @@ class WatchedCollection:
         if pending.strip():
             self._apply(pending)
 
+    @property
+    def objects(self) -> dict[tuple[str, str], Record]:
+        """(namespace, name) -> object, as kept now (tests)."""
+        return {(ns, name): obj for ns, names in self._objects.items()
+                for name, obj in names.items()}
+
     def _apply(self, line: bytes) -> None:
         try:
-            event = orjson.loads(line)
-            kind, obj = event["type"], event["object"]
-        except (ValueError, KeyError, TypeError):
+            event = _EVENT(line)
+        except ValueError:
             raise ProbeError(Reason.PROTOCOL, f"watch {self.what} {self.where}: an event "
                              "is not JSON {type, object}") from None
+        kind, raw = event.type, event.object
         if kind == "ERROR":
-            code = obj.get("code") if isinstance(obj, dict) else None
+            code = _status(raw).code
             if code == 410:
                 raise Gone()
             raise ProbeError(Reason.PROTOCOL, f"watch {self.what} {self.where}: the API "
                              f"server sent an error event (code {code})")
-        metadata = obj.get("metadata") if isinstance(obj, dict) else None
-        version = (metadata or {}).get("resourceVersion")
         if kind == "BOOKMARK":
             self.bookmarks += 1
-        elif kind in ("ADDED", "MODIFIED"):
-            item = self._slim(obj)
-            self.objects[_ident(item)] = item
-            self._changes += 1
-        elif kind == "DELETED":
-            self.objects.pop(_ident(obj), None)
+        elif kind in ("ADDED", "MODIFIED", "DELETED"):
+            try:
+                item = finish(self._decode(raw))
+            except ValueError:
+                raise ProbeError(Reason.PROTOCOL, f"watch {self.what} {self.where}: an "
+                                 "event's object is not a Kubernetes object") from None
+            namespace, name = _ident(item)
+            if kind == "DELETED":
+                names = self._objects.get(namespace)
+                if names is not None:
+                    names.pop(name, None)
+                    if not names:
+                        del self._objects[namespace]
+            else:
+                self._objects.setdefault(namespace, {})[name] = item
             self._changes += 1
         self.events += 1
-        if version:
-            self.resource_version = str(version)
+        try:
+            version = _VERSION(raw).metadata
+        except ValueError:
+            version = None
+        if version is not None and version.resourceVersion:
+            self.resource_version = str(version.resourceVersion)
 
 
-def _ident(item: dict[str, Any]) -> tuple[str, str]:
+class _Status(msgspec.Struct, gc=False):
+    code: int | None = None
+
+
+_EVENT = msgspec.json.Decoder(Event).decode
+_VERSION = msgspec.json.Decoder(Version).decode
+
+
+def _status(raw: bytes) -> _Status:
+    """An ERROR event's Status (its code), empty when it is not one."""
+    try:
+        return msgspec.json.decode(raw, type=_Status)
+    except ValueError:
+        return _Status()
+
+
+
+def _ident(item: Any) -> tuple[str, str]:
     metadata = item.get("metadata") or {}
     return (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))

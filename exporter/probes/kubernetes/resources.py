@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from sys import intern
 from typing import Any
 
-import orjson
+import msgspec
 
 from exporter.probes.kubernetes.exemptions import ANNOTATION as EXEMPTION_ANNOTATION
+from exporter.probes.kubernetes.records import Meta, Object, Page, Pod, Record, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +64,15 @@ WORKLOAD_RESOURCES = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS,
 
 
 # --------------------------------------------------------------------------- projections
-# Items are cut down page by page to what the assertions read, so a 20,000-pod cluster
-# costs megabytes, not the full objects (managedFields, last-applied annotations, env...).
+# Items are decoded page by page straight into the records of `records.py`, which hold
+# only what the assertions read, so a 100,000-pod cluster costs tens of megabytes, not
+# the full objects (managedFields, last-applied annotations, env...).
 
 KEPT_ANNOTATIONS = frozenset({EXEMPTION_ANNOTATION, "sidecar.istio.io/inject"})
-"""The annotations an assertion reads; every other one (Istio status blobs, checksums,
-last-applied configurations) is dropped."""
-_EMPTY: dict[str, Any] = {}
+"""The annotations an assertion reads (`records.Annotations`); every other one (Istio
+status blobs, checksums, last-applied configurations) is skipped by the decoder."""
+
+_PAGE_DECODERS: dict[type[Record], msgspec.json.Decoder[Any]] = {}
 
 
 class Shared:
@@ -79,123 +82,133 @@ class Shared:
     a team equal resources and affinity. Read-only views share one object for each.
     """
 
-    __slots__ = ("_seen",)
+    __slots__ = ("_labels", "_seen")
 
     def __init__(self) -> None:
-        self._seen: dict[bytes, Any] = {}
+        self._seen: dict[tuple[type, bytes], Any] = {}
+        self._labels: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     def __call__(self, value: Any) -> Any:
         if not value:
             return value
-        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        return self._seen.setdefault(key, value)
+        return self._seen.setdefault((type(value), _ENCODE(value)), value)
+
+    def labels(self, labels: dict[str, str]) -> dict[str, str]:
+        """One interned copy of equal label maps."""
+        key = tuple(labels.items())
+        found = self._labels.get(key)
+        if found is None:
+            found = self._labels[key] = _interned(labels)
+        return found
 
 
-def _unshared(value: Any) -> Any:
-    return value
+class _Unshared(Shared):
+    """No memo (a single watch event): strings are still interned."""
+
+    __slots__ = ()
+
+    def __call__(self, value: Any) -> Any:
+        return value
+
+    def labels(self, labels: dict[str, str]) -> dict[str, str]:
+        return _interned(labels)
 
 
-def _interned(labels: Any) -> Any:
-    """Label maps with interned strings: 20,000 pods share a handful of distinct values."""
-    if not isinstance(labels, dict):
-        return labels
-    return {intern(k): intern(v) if isinstance(v, str) else v for k, v in labels.items()}
+_ENCODE = msgspec.json.Encoder().encode
+_UNSHARED = _Unshared()
 
 
-def slim_metadata(metadata: Any, share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
-    """The metadata fields the assertions use (name, namespace, labels, the annotations in
-    `KEPT_ANNOTATIONS`, generation)."""
-    if not isinstance(metadata, dict):
-        return {}
-    result: dict[str, Any] = {"name": metadata.get("name")}
-    namespace = metadata.get("namespace")
-    if namespace is not None:
-        result["namespace"] = intern(namespace)
-    labels = metadata.get("labels")
-    if labels:
-        result["labels"] = share(_interned(labels))
-    annotations = metadata.get("annotations")
-    if annotations and isinstance(annotations, dict):
-        kept = {k: v for k, v in annotations.items() if k in KEPT_ANNOTATIONS}
-        if kept:
-            result["annotations"] = share(kept)
-    generation = metadata.get("generation")
-    if generation is not None:
-        result["generation"] = generation
-    return result
+def _interned(labels: dict[str, str]) -> dict[str, str]:
+    """Label maps with interned strings: 100,000 pods share a handful of distinct values."""
+    return {intern(k): intern(v) for k, v in labels.items()}
 
 
-def _containers(containers: list[dict[str, Any]], keys: tuple[str, ...]) -> list[Any]:
-    result = []
-    for container in containers:
-        slim = {"name": container.get("name")}
-        for key in keys:
-            value = container.get(key)
-            if value is not None:
-                slim[key] = value
-        result.append(slim)
-    return result
+def _finish_meta(meta: Meta | None, share: Shared) -> None:
+    if meta is None:
+        return
+    if meta.namespace is not None:
+        meta.namespace = intern(meta.namespace)
+    if meta.labels:
+        meta.labels = share.labels(meta.labels)
+    annotations = meta.annotations
+    if annotations is not None:
+        if annotations.exemption is None and annotations.inject is None:
+            meta.annotations = None
+        else:
+            meta.annotations = share(annotations)
 
 
-def _pod_spec(spec: Any, keys: tuple[str, ...], placement: bool) -> dict[str, Any]:
-    """Containers reduced to their name and `keys`; affinity and spread if `placement`."""
-    if not isinstance(spec, dict):
-        return {}
-    result: dict[str, Any] = {}
-    for field_name in ("containers", "initContainers"):
-        containers = spec.get(field_name)
-        if containers:
-            result[field_name] = _containers(containers, keys)
-    if placement:
-        for key in ("affinity", "topologySpreadConstraints"):
-            value = spec.get(key)
+def finish(item: Record, share: Shared = _UNSHARED) -> Record:
+    """Intern a decoded record's strings and keep one copy of its parts equal to parts
+    already seen by `share`; returns `item`."""
+    if isinstance(item, Pod):
+        _finish_meta(item.metadata, share)
+        item.spec = share(item.spec)
+        item.status = share(item.status)
+    elif isinstance(item, Workload):
+        _finish_meta(item.metadata, share)
+        spec = item.spec
+        if spec is not None and spec.template is not None:
+            _finish_meta(spec.template.metadata, share)
+            spec.template = share(spec.template)
+        item.status = share(item.status)
+    elif isinstance(item, Object):
+        _finish_meta(item.metadata, share)
+        for field_name in _OBJECT_PARTS:
+            value = getattr(item, field_name)
             if value:
-                result[key] = value
-    return result
+                setattr(item, field_name, share(value))
+    return item
 
 
-def slim_pod(item: dict[str, Any], share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
-    """A Pod reduced to metadata, container names/commands and its phase."""
-    status = item.get("status") or _EMPTY
-    return {"metadata": slim_metadata(item.get("metadata"), share),
-            "spec": share(_pod_spec(item.get("spec"), ("command", "args"), False)),
-            "status": share({"phase": status.get("phase")})}
+_OBJECT_PARTS = tuple(f for f in Object.__struct_fields__ if f != "metadata")
 
 
-_STATUS_KEYS = ("replicas", "availableReplicas", "readyReplicas", "updatedReplicas",
-                "observedGeneration", "currentRevision", "updateRevision",
-                "desiredNumberScheduled")
-
-
-def slim_workload(item: dict[str, Any],
-                  share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
-    """A Deployment/StatefulSet/DaemonSet reduced to what the workload assertions read."""
-    spec = item.get("spec") or _EMPTY
-    template = spec.get("template") or _EMPTY
-    status = item.get("status") or _EMPTY
-    return {
-        "metadata": slim_metadata(item.get("metadata"), share),
-        "spec": {"replicas": spec.get("replicas"),
-                 "template": share({
-                     "metadata": slim_metadata(template.get("metadata"), share),
-                     "spec": _pod_spec(template.get("spec"), ("resources",), True)})},
-        "status": share({key: status[key] for key in _STATUS_KEYS if key in status}),
-    }
-
-
-def slim_any(item: dict[str, Any], share: Callable[[Any], Any] = _unshared) -> dict[str, Any]:
-    """Any other object: slimmed metadata, everything else kept (equal parts once)."""
-    result = {key: share(value) for key, value in item.items() if key != "metadata"}
-    result["metadata"] = slim_metadata(item.get("metadata"), share)
-    return result
-
-
-def slimmer(resource: Resource, share: Callable[[Any], Any] = _unshared
-            ) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The projection applied to each listed item of `resource`; `share` (a `Shared` per
-    page) keeps one copy of equal parts."""
+def record_type(resource: Resource) -> type[Record]:
+    """The record an item of `resource` is decoded into."""
     if resource is PODS:
-        return functools.partial(slim_pod, share=share)
+        return Pod
     if resource in (DEPLOYMENTS, STATEFULSETS, DAEMONSETS):
-        return functools.partial(slim_workload, share=share)
-    return functools.partial(slim_any, share=share)
+        return Workload
+    return Object
+
+
+def decode_list(resource: Resource, body: bytes) -> Page[Any]:
+    """One LIST page of `resource`, its items decoded into records and finished (equal
+    parts kept once per page). Raises `msgspec.ValidationError` (a ValueError) when the
+    answer is not shaped like a Kubernetes list."""
+    cls = record_type(resource)
+    decoder = _PAGE_DECODERS.get(cls)
+    if decoder is None:
+        decoder = _PAGE_DECODERS[cls] = msgspec.json.Decoder(Page[cls])  # type: ignore[valid-type]
+    page: Page[Any] = decoder.decode(body)
+    if page.items:
+        share = Shared()
+        for item in page.items:
+            finish(item, share)
+    return page
+
+
+def slim(resource: Resource, item: Any, share: Shared = _UNSHARED) -> Record:
+    """An already decoded JSON object (a mapping) as the record of `resource`."""
+    return finish(msgspec.convert(item, record_type(resource)), share)
+
+
+def slim_pod(item: Mapping[str, Any], share: Shared = _UNSHARED) -> Record:
+    """A Pod reduced to metadata, container names/commands and its phase."""
+    return slim(PODS, item, share)
+
+
+def slim_workload(item: Mapping[str, Any], share: Shared = _UNSHARED) -> Record:
+    """A Deployment/StatefulSet/DaemonSet reduced to what the workload assertions read."""
+    return slim(DEPLOYMENTS, item, share)
+
+
+def slim_any(item: Mapping[str, Any], share: Shared = _UNSHARED) -> Record:
+    """Any other object: slimmed metadata, the other top-level fields an assertion reads."""
+    return slim(NAMESPACES, item, share)
+
+
+def slimmer(resource: Resource, share: Shared = _UNSHARED) -> Callable[[Any], Record]:
+    """The projection applied to a decoded item of `resource`."""
+    return functools.partial(slim, resource, share=share)
