@@ -241,9 +241,11 @@ def test_a_disabled_or_passing_check_is_no_cause() -> None:
     assert group_causes(store.states.values()) == []
 
 
-async def test_preset_with_nothing_configured_collapses_into_at_most_15_causes(
+async def test_preset_with_nothing_configured_collapses_into_at_most_18_causes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 14: about 110 failing rows of the preset share a handful of causes."""
+    """Issue 14: about 110 failing rows of the preset share a handful of causes (16 with
+    nothing configured: the smoke test's unset token and the missing `.env.example` are
+    causes of their own since run-time secrets and 1.2.3's documented list)."""
     for name in list(os.environ):
         if name not in ("PATH", "HOME", "TMPDIR", "LANG", "VIRTUAL_ENV"):
             monkeypatch.delenv(name)
@@ -255,7 +257,7 @@ async def test_preset_with_nothing_configured_collapses_into_at_most_15_causes(
                 if s.spec.enabled and s.status in (Status.FAIL, Status.ERROR)}
     assert len(problems) >= 100
     causes = group_causes(store.states.values())
-    assert len(causes) <= 15
+    assert len(causes) <= 18
     grouped = [c.id for cause in causes for c in cause.checks]
     assert sorted(grouped) == sorted(problems)  # every failing row in exactly one cause
 
@@ -391,7 +393,7 @@ async def test_preset_board_at_three_widths_causes_filters_and_links(
         assert shot.stat().st_size > 20_000
     assert await browser.eval("document.title") == "NO-GO · readiness board"
     causes = await browser.eval("document.querySelectorAll('li.cause').length")
-    assert 1 <= causes <= 15
+    assert 1 <= causes <= 18
     heading = await browser.eval("document.querySelector('main h2').textContent")
     assert heading.startswith(f"{causes} causes behind ")
     # landmarks, a skip link and a label for every filter control
