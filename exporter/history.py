@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ class History:
         self._last_save = 0.0
         self._saving = False
         self._write_failed = False
-        self._known: Callable[[], Iterable[str]] | None = None
+        self._known: Callable[[], Collection[str]] | None = None
 
     @classmethod
     def follow(cls, store: Store, state_dir: Path | None,
@@ -69,6 +69,21 @@ class History:
         """Store listener: append each state's outcome when it is a new run."""
         for state in states:
             self._observe_one(state)
+        self._forget_removed()
+
+    def _forget_removed(self) -> None:
+        """Drop the buffers of checks a reload removed (cheap when none were: a length
+        comparison), persisted or not."""
+        if self._known is None:
+            return
+        known = self._known()
+        if len(self._entries) <= len(known) and len(self._runs) <= len(known):
+            return
+        current = set(known)
+        for check_id in [c for c in self._entries if c not in current]:
+            del self._entries[check_id]
+        for check_id in [c for c in self._runs if c not in current]:
+            del self._runs[check_id]
 
     def _observe_one(self, state: CheckState) -> None:
         check_id = state.spec.id
@@ -109,10 +124,7 @@ class History:
         return since
 
     def _snapshot(self) -> dict[str, list[Entry]]:
-        if self._known is not None:
-            known = set(self._known())
-            for check_id in [c for c in self._entries if c not in known]:
-                del self._entries[check_id]  # removed by a reload
+        self._forget_removed()
         return {check_id: list(buffer) for check_id, buffer in self._entries.items()}
 
     def _save_soon(self) -> None:

@@ -307,6 +307,20 @@ def test_history_keeps_the_last_n_runs_and_ignores_reload_notifications() -> Non
     assert entries[-1].duration == 0.5 and entries[-1].status == "fail"
 
 
+def test_history_without_a_state_dir_forgets_checks_a_reload_removed() -> None:
+    # Found by the soak: only the persisting path pruned, so ids renamed by reloads
+    # kept their buffers for the life of the process.
+    store = Store([_spec("a"), _spec("b")])
+    history = History.follow(store, None, length=3)
+    store.record("a", Outcome.passed("ok"), 1000.0, 0.1)
+    store.record("b", Outcome.passed("ok"), 1000.0, 0.1)
+    store.replace_specs([_spec("b"), _spec("c")])  # a reload renames "a" to "c"
+    store.record("c", Outcome.failed("new"), 1001.0, 0.1)
+    assert history.entries("a") == [] and len(history.entries("b")) == 1
+    assert [e.message for e in history.entries("c")] == ["new"]
+    assert "a" not in history._runs  # noqa: SLF001 - the run counters are pruned too
+
+
 def test_history_survives_a_restart_in_the_state_dir(tmp_path: Path) -> None:
     store = Store([_spec()])
     history = History.follow(store, tmp_path, length=5)
