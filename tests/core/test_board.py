@@ -318,7 +318,7 @@ def test_history_without_a_state_dir_forgets_checks_a_reload_removed() -> None:
     store.record("c", Outcome.failed("new"), 1001.0, 0.1)
     assert history.entries("a") == [] and len(history.entries("b")) == 1
     assert [e.message for e in history.entries("c")] == ["new"]
-    assert "a" not in history._runs  # noqa: SLF001 - the run counters are pruned too
+    assert "a" not in history._runs  # the run counters are pruned too
 
 
 def test_history_survives_a_restart_in_the_state_dir(tmp_path: Path) -> None:
