@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ from aiohttp import web
 from yarl import URL
 
 from exporter import config, registry
-from exporter.model import CheckSpec, Outcome, Status
+from exporter.context import RuntimeContext
+from exporter.model import CheckSpec, Outcome, Reason, Status
+from exporter.runner import run_check
 from tests.probes import promstack
 from tests.support.servers import free_port
 
@@ -61,14 +64,35 @@ def test_fragment_loads_in_an_empty_environment() -> None:
     assert set(items) == set(OWNED)
 
 
-def test_token_checks_ship_disabled_with_a_reason() -> None:
-    for spec in load([]).checks:
-        if spec.item_id == "5.1.3" or spec.id in ("2.4.2", "2.4.2-qradar"):
-            assert not spec.enabled and spec.disabled_reason
+def test_token_checks_ship_enabled_and_the_siem_alternatives_disabled() -> None:
+    """Tokens are resolved at each run, so the Grafana checks and the default SIEM's
+    (Splunk) ship enabled; the other SIEMs are alternatives chosen by SIEM_TYPE."""
+    checks = load([], environ={}).checks
+    for spec in checks:
+        if spec.item_id == "5.1.3" or spec.id == "2.4.2":
+            assert spec.enabled, spec.id
+        if spec.id in ("2.4.2-elasticsearch", "2.4.2-qradar"):
+            assert not spec.enabled and "SIEM_TYPE" in (spec.disabled_reason or "")
         if not spec.enabled:
             assert spec.disabled_reason, spec.id
-    enabled = {spec.id for spec in load([]).checks if spec.enabled}
+    enabled = {spec.id for spec in checks if spec.enabled}
     assert {"5.1.1", "5.1.2", "5.1.4", "5.4.1", "11.3.1", "11.3.2", "11.3.5"} <= enabled
+
+
+async def test_unset_tokens_are_config_errors_of_those_checks_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
+    monkeypatch.delenv("SPLUNK_HEC_TOKEN", raising=False)
+    cfg = load([], environ={})
+    context = RuntimeContext(cfg.connections, state_dir=tmp_path / "state")
+    try:
+        for check_id, variable in (("5.1.3-overview", "GRAFANA_TOKEN"),
+                                   ("2.4.2", "SPLUNK_HEC_TOKEN")):
+            outcome, _ = await run_check(cfg.check(check_id), context)
+            assert outcome.status is Status.ERROR and outcome.reason is Reason.CONFIG
+            assert variable in outcome.message, outcome.message
+    finally:
+        await context.aclose()
 
 
 def _token_warnings(cfg: config.Config, environ: dict[str, str]) -> list[str]:
