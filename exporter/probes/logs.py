@@ -33,6 +33,7 @@ from exporter.model import (
     ProbeKind,
     Reason,
 )
+from exporter.probes.appenv.workload import AppWorkload
 from exporter.probes.kubernetes.connection import cluster_of
 
 FIELD_ROLES = ("time", "level", "message", "correlation_id")
@@ -66,6 +67,10 @@ class LogsCheck(CheckSpec):
     kind: Literal["logs"]
     source: Literal["file", "pod"] = Field(default="file", description="where the log is "
                                            "read: a file, or a pod's log through the API")
+    workload: AppWorkload | None = Field(
+        default=None, description="the application's workload ({namespace, selector}, "
+        "`inputs.app_workload`): when set, its Running pods' logs are read (source: pod, "
+        "label_selector: its selector) and `path` is only the non-Kubernetes fallback")
     path: Path | None = Field(default=None, description="application log file (source: file)")
     connection: str | None = Field(default=None, description="`kubernetes` connection "
                                    "(source: pod)")
@@ -95,6 +100,19 @@ class LogsCheck(CheckSpec):
                  "emergency", "panic"], min_length=1,
         description="level values (case-insensitive) that make a line an error; numeric "
                     "levels count from 50 (pino/bunyan error) up")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_workload(cls, data: Any) -> Any:
+        """`workload:` set: read its pods' logs instead of `path`."""
+        if not isinstance(data, dict) or data.get("workload") is None:
+            return data
+        workload = AppWorkload.model_validate(data["workload"])
+        pods = {"source": "pod", "connection": data.get("connection") or workload.connection,
+                "namespace": workload.namespace, "label_selector": workload.selector}
+        if len(workload.containers) == 1 and data.get("container") is None:
+            pods["container"] = workload.containers[0]
+        return {**{k: v for k, v in data.items() if k != "path"}, **pods}
 
     @model_validator(mode="after")
     def _source_options(self) -> Self:

@@ -318,6 +318,40 @@ async def test_named_pod_log_passes(apiserver: FakeApiServer, k8s_ctx: RuntimeCo
     _assert_clean(outcome, caplog)
 
 
+async def test_workload_reads_the_pods_where_the_log_file_passed(
+        apiserver: FakeApiServer, k8s_ctx: RuntimeContext, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`workload:` (the preset's `inputs.app_workload`) reads the application's pods; the
+    log file next to the exporter, which the old rule judged, is only the fallback."""
+    log = tmp_path / "app.log"
+    _app_log(log, 300)
+    caplog.clear()  # the lines just written are no output of the probe
+    base = {"id": "5.2.1", "section": "5.2", "title": "t", "kind": "logs", "path": str(log),
+            "lines": 100, "max_pods": 3}
+    from_file = LogsCheck.model_validate({**base, "workload": None})
+    assert (await KIND.run(from_file, k8s_ctx)).status is Status.PASS
+    spec = LogsCheck.model_validate(
+        {**base, "workload": {"namespace": "shop", "selector": "app=api", "connection": "k8s"}})
+    assert spec.source == "pod" and spec.path is None and spec.label_selector == "app=api"
+    outcome = await KIND.run(spec, k8s_ctx)
+    assert outcome.status is Status.FAIL
+    assert outcome.message.startswith("75.0% of the last 200 lines structured (min 95%) in "
+                                      "pod shop/api-new, api-old")
+    _assert_clean(outcome, caplog)
+
+
+def test_preset_log_checks_follow_the_application_workload(tmp_path: Path) -> None:
+    workload = {"namespace": "qbitel", "selector": "app=qbitel"}
+    for inputs, source in (({"app_workload": workload}, "pod"), ({}, "file")):
+        cfg = config.load_document({"include": ["qbitel-production"], "inputs": inputs},
+                                   "test", tmp_path, environ={})
+        for check_id in ("5.2.1", "7.4-error-rate"):
+            spec = cfg.check(check_id)
+            assert isinstance(spec, LogsCheck) and spec.source == source, (check_id, inputs)
+            if source == "pod":
+                assert (spec.namespace, spec.label_selector) == ("qbitel", "app=qbitel")
+
+
 async def test_label_selector_samples_newest_running_pods(
         apiserver: FakeApiServer, k8s_ctx: RuntimeContext,
         caplog: pytest.LogCaptureFixture) -> None:
