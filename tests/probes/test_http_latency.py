@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 from exporter.context import RuntimeContext
 from exporter.model import Status
 from exporter.probes.http.probe import run
+from exporter.probes.http.timed import SWITCH_INTERVAL
 from tests.probes.test_http_support import make_check
 
 RUNS = 3
@@ -110,3 +112,20 @@ async def test_latency_verdict_still_fails_a_slow_endpoint(ctx: RuntimeContext,
                                                            endpoint: str) -> None:
     outcome = await run(make_check(url=endpoint, timeout=5, max_latency=0.001), ctx)
     assert outcome.status is Status.FAIL and "> 1 ms" in outcome.message
+
+
+async def test_timed_requests_lower_the_gil_switch_interval_never_raise_it(
+        ctx: RuntimeContext, endpoint: str) -> None:
+    """The GIL hand-over interval bounds how long the timing thread waits behind a busy
+    main thread (bench/http_latency_busy_loop.py shows the effect)."""
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        outcome = await run(make_check(url=endpoint, timeout=5, max_latency=0.2), ctx)
+        assert outcome.status is Status.PASS
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+        sys.setswitchinterval(0.0001)
+        await run(make_check(url=endpoint, timeout=5, max_latency=0.2), ctx)
+        assert sys.getswitchinterval() == pytest.approx(0.0001)
+    finally:
+        sys.setswitchinterval(before)
