@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exporter.model import ProbeError, Reason
 from exporter.probes.attestation.keyring import Keyring, KeyringError, load_keyring
-from exporter.probes.backup.records import DrillRecord, record_from_mapping
+from exporter.probes.backup.records import DrillRecord, jsonl_lines, record_from_mapping
 
 DOMAIN = b"readiness-exporter drill record v1\n"
 
@@ -73,26 +73,17 @@ def read_signed_jsonl(path: Path, scenario: str, keyring: Keyring,
     """
     records: list[DrillRecord] = []
     bad = unsigned = 0
-    try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return [], 0, 0
-    except OSError as exc:
-        raise ProbeError(Reason.CONFIG, f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                fields = json.loads(line)
-                record = record_from_mapping(fields)
-            except ValueError:
-                bad += 1
-                continue
-            if record.scenario != scenario:
-                continue
-            if not signature_valid(fields, keyring, role):
-                unsigned += 1
-                continue
-            records.append(record)
+    for line in jsonl_lines(path):
+        try:
+            fields = json.loads(line)
+            record = record_from_mapping(fields)
+        except ValueError:
+            bad += 1
+            continue
+        if record.scenario != scenario:
+            continue
+        if not signature_valid(fields, keyring, role):
+            unsigned += 1
+            continue
+        records.append(record)
     return records, bad, unsigned
