@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from exporter.probes.kubernetes.assert_workloads import pdb_allowed, spreads
 from exporter.model import ProbeError, Reason
+from exporter.probes.kubernetes.assert_workloads import pdb_allowed, spreads
 from exporter.probes.kubernetes.common import Workload, by_namespace
 from exporter.probes.kubernetes.exemptions import ANNOTATION, ExemptionState, exemption_for
 from exporter.probes.kubernetes.quantities import parse_quantity
