@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 from pydantic import Field, model_validator
@@ -40,6 +40,7 @@ from exporter.probes.attestation.verify import (
     file_sha256,
     verify_record,
 )
+from exporter.probes.config_value import MISSING, lookup
 
 DEFAULT_DIRECTORY = Path("/etc/readiness-exporter/attestations")
 DEFAULT_KEYRING = Path("/etc/readiness-exporter/keyring.yaml")
@@ -168,18 +169,6 @@ def _best(records: list[Checked]) -> Checked | None:
     return None
 
 
-def _json_path(document: Any, path: str) -> Any:
-    value = document
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise KeyError(part)
-    return value
-
-
 async def _release_from_url(url: str, path: str, ctx: ProbeContext) -> str:
     try:
         async with ctx.http.get(url, headers={"Accept": "application/json"}) as response:
@@ -194,11 +183,11 @@ async def _release_from_url(url: str, path: str, ctx: ProbeContext) -> str:
     except aiohttp.ClientError as exc:
         raise _ReleaseError(Reason.PROTOCOL, f"release endpoint: {type(exc).__name__}") from None
     try:
-        value = _json_path(json.loads(body), path)
+        value = lookup(json.loads(body), path)
     except (ValueError, UnicodeDecodeError):
         raise _ReleaseError(Reason.PROTOCOL, "release endpoint did not answer JSON") from None
-    except KeyError:
-        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint JSON has no {path!r}") from None
+    if value is MISSING:
+        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint JSON has no {path!r}")
     if not isinstance(value, str | int | float) or isinstance(value, bool) or value == "":
         raise _ReleaseError(Reason.PROTOCOL, f"release endpoint {path!r} is not a version")
     return str(value)
