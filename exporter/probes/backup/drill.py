@@ -417,23 +417,19 @@ def evaluate(spec: RestoreDrillCheck, found: list[DrillRecord], now: float,
 
 async def _read_records(spec: RestoreDrillCheck, ctx: ProbeContext) -> tuple[list[DrillRecord],
                                                                               str]:
-    if spec.records_file is not None and spec.keyring is not None:
-        if not await ctx.run_blocking(spec.records_file.exists):
-            return [], f" ({spec.records_file} does not exist)"
-        keyring = await ctx.run_blocking(signed.read_keyring, spec.keyring,
-                                         f"checks (id {spec.id}).keyring")
-        found, bad, unsigned = await ctx.run_blocking(
-            signed.read_signed_jsonl, spec.records_file, spec.scenario, keyring,
-            spec.signer_role)
+    if spec.records_file is not None:
+        missing = f" ({spec.records_file} does not exist)"
+        if spec.keyring is not None and not await ctx.run_blocking(spec.records_file.exists):
+            return [], missing  # before the keyring is read
+        found, bad, unsigned = await signed.read_file_records(
+            ctx, spec.records_file, spec.scenario, spec.keyring, spec.signer_role,
+            f"checks (id {spec.id}).keyring")
+        if not found and not await ctx.run_blocking(spec.records_file.exists):
+            return [], missing
         notes = [f"{bad} unreadable lines"] if bad else []
         if unsigned:
             notes.append(f"{unsigned} unsigned or unverified {spec.scenario} records ignored")
         return found, f" ({'; '.join(notes)})" if notes else ""
-    if spec.records_file is not None:
-        found, bad = await ctx.run_blocking(rec.read_jsonl, spec.records_file, spec.scenario)
-        if not found and not await ctx.run_blocking(spec.records_file.exists):
-            return [], f" ({spec.records_file} does not exist)"
-        return found, f" ({bad} unreadable lines)" if bad else ""
     assert spec.records_table is not None and spec.records_connection is not None
     table = spec.records_table
 
