@@ -23,6 +23,7 @@ from exporter.model import (
     MetricFamily,
     Outcome,
     ProbeContext,
+    ProbeError,
     ProbeKind,
     Reason,
 )
@@ -173,31 +174,24 @@ async def _release_from_url(url: str, path: str, ctx: ProbeContext) -> str:
     try:
         async with ctx.http.get(url, headers={"Accept": "application/json"}) as response:
             if response.status != 200:
-                raise _ReleaseError(Reason.PROTOCOL, f"release endpoint answered HTTP "
-                                    f"{response.status}")
+                raise ProbeError(Reason.PROTOCOL, f"release endpoint answered HTTP "
+                                 f"{response.status}")
             body = await response.read()
     except aiohttp.ClientConnectorError:
-        raise _ReleaseError(Reason.CONNECT, "release endpoint refused the connection") from None
+        raise ProbeError(Reason.CONNECT, "release endpoint refused the connection") from None
     except TimeoutError:
-        raise _ReleaseError(Reason.TIMEOUT, "release endpoint timed out") from None
+        raise ProbeError(Reason.TIMEOUT, "release endpoint timed out") from None
     except aiohttp.ClientError as exc:
-        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint: {type(exc).__name__}") from None
+        raise ProbeError(Reason.PROTOCOL, f"release endpoint: {type(exc).__name__}") from None
     try:
         value = lookup(json.loads(body), path)
     except (ValueError, UnicodeDecodeError):
-        raise _ReleaseError(Reason.PROTOCOL, "release endpoint did not answer JSON") from None
+        raise ProbeError(Reason.PROTOCOL, "release endpoint did not answer JSON") from None
     if value is MISSING:
-        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint JSON has no {path!r}")
+        raise ProbeError(Reason.PROTOCOL, f"release endpoint JSON has no {path!r}")
     if not isinstance(value, str | int | float) or isinstance(value, bool) or value == "":
-        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint {path!r} is not a version")
+        raise ProbeError(Reason.PROTOCOL, f"release endpoint {path!r} is not a version")
     return str(value)
-
-
-class _ReleaseError(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 async def _release(spec: AttestationCheck, ctx: ProbeContext) -> str | None:
@@ -209,16 +203,16 @@ async def _release(spec: AttestationCheck, ctx: ProbeContext) -> str | None:
         return await _release_from_url(spec.release_url, spec.release_json_path, ctx)
     if ctx.release:
         return ctx.release
-    raise _ReleaseError(Reason.CONFIG, "release being deployed is unknown: set "
-                        "settings.release, or release / release_url on the check")
+    raise ProbeError(Reason.CONFIG, "release being deployed is unknown: set "
+                     "settings.release, or release / release_url on the check")
 
 
 async def run(spec: AttestationCheck, ctx: ProbeContext) -> Outcome:
     """Verify the records of every required role."""
     try:
         release = await _release(spec, ctx)
-    except _ReleaseError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:
+        return exc.outcome()
     now = ctx.now()
     try:
         scan = await ctx.run_blocking(_read, spec, now, release)
