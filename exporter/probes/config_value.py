@@ -37,7 +37,8 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge,
 }
-_MISSING = object()
+MISSING = object()
+"""What `lookup` returns when the path is absent."""
 
 
 class Assertion(BaseModel):
@@ -108,7 +109,7 @@ def lookup(document: Any, path: str) -> Any:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            return _MISSING
+            return MISSING
     return node
 
 
@@ -139,7 +140,7 @@ def _show(assertion: Assertion, value: Any) -> str:
 def evaluate(assertion: Assertion, document: Any) -> tuple[bool, Any, str | None]:
     """(ok, found value, problem text or None)."""
     found = lookup(document, assertion.path)
-    if found is _MISSING:
+    if found is MISSING:
         return False, None, f"{assertion.path} is missing"
     if assertion.op == "exists":
         return True, found, None

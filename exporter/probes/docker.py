@@ -27,6 +27,7 @@ from exporter.model import (
     MetricFamily,
     Outcome,
     ProbeContext,
+    ProbeError,
     ProbeKind,
     Reason,
 )
@@ -91,13 +92,6 @@ class Container:
     health: str  # healthy, unhealthy, starting, none
 
 
-class _EngineError(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
 _sessions: dict[tuple[str, int], aiohttp.ClientSession] = {}
 
 
@@ -124,19 +118,19 @@ async def _get(spec: DockerCheck, path: str) -> Any:
     try:
         async with _session(spec.socket).get(url) as response:
             if response.status != 200:
-                raise _EngineError(Reason.PROTOCOL, f"Docker Engine answered HTTP "
-                                   f"{response.status} to GET {prefix}{path.split('?')[0]}")
+                raise ProbeError(Reason.PROTOCOL, f"Docker Engine answered HTTP "
+                                 f"{response.status} to GET {prefix}{path.split('?')[0]}")
             return await response.json(content_type=None)
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, PermissionError):
-            raise _EngineError(Reason.AUTH, f"no permission on {spec.socket}: run the "
-                               "exporter in the socket's group (docker)") from None
-        raise _EngineError(Reason.CONNECT, f"cannot connect to the Docker Engine at "
-                           f"{spec.socket}: check `socket` and that dockerd runs") from None
+            raise ProbeError(Reason.AUTH, f"no permission on {spec.socket}: run the "
+                             "exporter in the socket's group (docker)") from None
+        raise ProbeError(Reason.CONNECT, f"cannot connect to the Docker Engine at "
+                         f"{spec.socket}: check `socket` and that dockerd runs") from None
     except (json.JSONDecodeError, aiohttp.ContentTypeError):
-        raise _EngineError(Reason.PROTOCOL, "Docker Engine answered non-JSON") from None
+        raise ProbeError(Reason.PROTOCOL, "Docker Engine answered non-JSON") from None
     except aiohttp.ClientError as exc:
-        raise _EngineError(Reason.PROTOCOL, f"Docker Engine: {type(exc).__name__}") from None
+        raise ProbeError(Reason.PROTOCOL, f"Docker Engine: {type(exc).__name__}") from None
 
 
 def _container(summary: dict[str, Any], detail: dict[str, Any]) -> Container:
@@ -157,7 +151,7 @@ async def _containers(spec: DockerCheck) -> list[Container]:
     filters = json.dumps({"label": [f"{PROJECT_LABEL}={spec.project}"]})
     listed = await _get(spec, f"/containers/json?all=1&filters={quote(filters)}")
     if not isinstance(listed, list):
-        raise _EngineError(Reason.PROTOCOL, "GET /containers/json did not answer a list")
+        raise ProbeError(Reason.PROTOCOL, "GET /containers/json did not answer a list")
     found = []
     for summary in listed:
         if not isinstance(summary, dict):
@@ -220,8 +214,8 @@ async def run(spec: DockerCheck, ctx: ProbeContext) -> Outcome:
     """List the project's containers through the Engine API and judge them."""
     try:
         containers = await _containers(spec)
-    except _EngineError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:
+        return exc.outcome()
     return judge(spec, containers)
 
 

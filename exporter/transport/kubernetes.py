@@ -22,10 +22,10 @@ import contextlib
 import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import aiohttp
 import yaml
@@ -49,6 +49,14 @@ __all__ = [
 TOKEN_FILE_REREAD = 60.0
 """Seconds a token read from a file is used before the file is read again (as client-go)."""
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> int: ...
+
+
+_Answer = TypeVar("_Answer", bound=_HasStatus)
 
 
 class KubeconfigInvalid(Exception):
@@ -116,34 +124,43 @@ class KubeClient:
             self.api.configuration.api_key["BearerToken"] = token
         return headers
 
-    async def request(self, path: str, *, query: Sequence[tuple[str, str]] = (),
-                      accept: str = "application/json", budget: float, method: str = "GET",
-                      body: Any = None) -> KubeResponse:
-        """Send one request and read its answer; a 401 refreshes the credential once."""
+    async def _authorized(self, send: Callable[[str | None], Awaitable[_Answer]],
+                          budget: float,
+                          discard: Callable[[_Answer], None] = lambda _: None) -> _Answer:
+        """`send(token)` within `budget`; a 401 (its answer `discard`ed) refreshes the
+        credential and sends once more, a second 401 is `error/auth`."""
         for attempt in (1, 2):
             token = await self.credential.get()
             self.requests += 1
             try:
                 async with asyncio.timeout(budget):
-                    response = await self.api.call_api(
-                        path, method, query_params=list(query),
-                        header_params=self._headers(token, accept), body=body,
-                        _preload_content=False, _request_timeout=budget)
-                    try:
-                        status, data = response.status, await response.read()
-                    finally:
-                        response.release()
+                    answer = await send(token)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 raise KUBE_ERRORS.classify(exc, self.target, budget) from None
-            if status == 401:
-                self.credential.invalidate()
-                if attempt == 1:
-                    continue
-                raise KUBE_ERRORS.classify(CredentialsRejected("HTTP 401"), self.target)
-            return KubeResponse(status, data)
-        raise AssertionError("unreachable")  # pragma: no cover
+            if answer.status != 401:
+                return answer
+            discard(answer)
+            self.credential.invalidate()
+            if attempt == 2:
+                break
+        raise KUBE_ERRORS.classify(CredentialsRejected("HTTP 401"), self.target)
+
+    async def request(self, path: str, *, query: Sequence[tuple[str, str]] = (),
+                      accept: str = "application/json", budget: float, method: str = "GET",
+                      body: Any = None) -> KubeResponse:
+        """Send one request and read its answer; a 401 refreshes the credential once."""
+        async def send(token: str | None) -> KubeResponse:
+            response = await self.api.call_api(
+                path, method, query_params=list(query),
+                header_params=self._headers(token, accept), body=body,
+                _preload_content=False, _request_timeout=budget)
+            try:
+                return KubeResponse(response.status, await response.read())
+            finally:
+                response.release()
+        return await self._authorized(send, budget)
 
     @contextlib.asynccontextmanager
     async def stream(self, path: str, *, query: Sequence[tuple[str, str]] = (),
@@ -152,29 +169,15 @@ class KubeClient:
         """A long request (WATCH): yields the response, whose body the caller reads line
         by line. A 401 refreshes the credential once; other statuses are the caller's."""
         timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
-        response: aiohttp.ClientResponse | None = None
-        for attempt in (1, 2):
-            token = await self.credential.get()
-            self.requests += 1
-            try:
-                async with asyncio.timeout(connect_timeout):
-                    response = await self.stream_api.call_api(
-                        path, "GET", query_params=list(query),
-                        header_params=self._headers(token, accept),
-                        _preload_content=False, _request_timeout=timeout)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise KUBE_ERRORS.classify(exc, self.target, connect_timeout) from None
-            assert response is not None
-            if response.status == 401:
-                response.release()
-                self.credential.invalidate()
-                if attempt == 1:
-                    continue
-                raise KUBE_ERRORS.classify(CredentialsRejected("HTTP 401"), self.target)
-            break
-        assert response is not None
+
+        async def send(token: str | None) -> aiohttp.ClientResponse:
+            response: aiohttp.ClientResponse = await self.stream_api.call_api(
+                path, "GET", query_params=list(query),
+                header_params=self._headers(token, accept),
+                _preload_content=False, _request_timeout=timeout)
+            return response
+        response = await self._authorized(send, connect_timeout,
+                                          lambda answer: answer.release())
         self.streams.add(response)
         try:
             yield response

@@ -12,6 +12,7 @@ policy each time the pool is (re)built and never appears in a message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Hashable
@@ -401,6 +402,36 @@ class PostgresTransport(Transport[PgOptions, PgClient]):
         tls = handle.spec.tls
         rotated = isinstance(tls, TlsClientOptions) and handle.fingerprint != tls.fingerprint()
         return handle.pool.is_closing() or rotated
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """Which cluster a client reaches: its system identifier and `address:port`; either
+    may be unknown (no privilege to read the identifier, a unix socket)."""
+
+    system: str | None
+    address: str | None
+
+    def same_cluster(self, other: ServerIdentity) -> bool:
+        """True when a known system identifier or server address:port is the same."""
+        return (self.system is not None and self.system == other.system) or \
+            (self.address is not None and self.address == other.address)
+
+
+async def _identity(con: asyncpg.Connection) -> ServerIdentity:
+    system: str | None = None
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        async with con.transaction():  # a refused read must not spoil the connection
+            system = await con.fetchval(
+                "SELECT system_identifier::text FROM pg_control_system()")
+    row = await con.fetchrow("SELECT inet_server_addr()::text AS a, inet_server_port() AS p")
+    address = f"{row['a']}:{row['p']}" if row["a"] is not None else None
+    return ServerIdentity(system, address)
+
+
+async def server_identity(client: PgClient) -> ServerIdentity:
+    """The identity of the cluster `client` reaches (one query on one connection)."""
+    return await client.run(_identity)
 
 
 POSTGRES = PostgresTransport()

@@ -258,6 +258,7 @@ async def test_release_from_application_endpoint(signers: Signers, tmp_path: Pat
                                release_url=f"http://127.0.0.1:{port}/info")
         outcome = await KIND.run(missing, context)
         assert outcome.status is Status.ERROR and outcome.reason is Reason.PROTOCOL
+        assert "release endpoint JSON has no 'version'" in outcome.message
         unknown = await KIND.run(signers.spec("1.1.4", ["Engineering Lead"]), context)
         assert unknown.status is Status.ERROR and unknown.reason is Reason.CONFIG
         assert "release being deployed is unknown" in unknown.message

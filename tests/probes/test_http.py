@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from exporter.context import RuntimeContext
 from exporter.model import Measurement, Outcome, Reason, Status
 from exporter.probes.http.probe import KIND, run
-from exporter.probes.http.spec import parse_json_path
+from exporter.probes.http.spec import ApplicationIssuerSpec, JsonAssertion, parse_json_path
 from tests.probes.test_http_support import Tls, app_with, make_check, raw_server, serve
 from tests.support.servers import free_port
 
@@ -373,6 +373,20 @@ def test_json_path_syntax() -> None:
     assert parse_json_path("$") == ()
     with pytest.raises(ValueError):
         parse_json_path("a[x]")
+
+
+def test_json_path_options_are_checked_when_read() -> None:
+    assert JsonAssertion.model_validate({"path": "checks['db'].status", "op": "exists"}).path \
+        == "checks['db'].status"
+    url = "https://app.example/.well-known/app"
+    assert ApplicationIssuerSpec.model_validate(
+        {"discovery_url": url, "issuer_path": "auth.issuer"}).issuer_path == "auth.issuer"
+    with pytest.raises(ValidationError) as assertion:
+        JsonAssertion.model_validate({"path": "checks[db]", "op": "exists"})
+    assert [e["loc"] for e in assertion.value.errors()] == [("path",)]
+    with pytest.raises(ValidationError) as issuer:
+        ApplicationIssuerSpec.model_validate({"discovery_url": url, "issuer_path": "a..b"})
+    assert [e["loc"] for e in issuer.value.errors()] == [("issuer_path",)]
 
 
 def test_kind_is_registered_with_metrics() -> None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from exporter.context import RuntimeContext
 from exporter.model import Outcome, Reason, Status
+from exporter.probes.http.documents import url_host
 from exporter.probes.http.probe import KIND, HttpCheck, run
 from tests.probes import tls_support as ts
 from tests.probes.test_http_support import Tls, app_with, make_check, serve
@@ -506,3 +507,15 @@ async def test_saml_certificate_cryptography_rejects_is_counted_not_internal(
     dates = [m for m in outcome.measurements
              if m.family == "readiness_http_saml_certificate_not_after_timestamp_seconds"]
     assert [m.labels["fingerprint"] for m in dates] == [fingerprint(good)]
+
+
+@pytest.mark.parametrize(("value", "host"), [
+    ("https://idp.example/realms/x?token=s3cret", "idp.example"),
+    ("not a url", None),          # relative: no host
+    ("http://[::1", None),        # yarl refuses it (ValueError)
+    ("", None),
+    (42, None),
+    ({"issuer": "https://idp.example"}, None),
+])
+def test_url_host_names_a_url_by_its_host_only(value: object, host: str | None) -> None:
+    assert url_host(value) == host

@@ -103,6 +103,11 @@ CASES: list[tuple[str, dict[str, Any], Status, list[str], list[str]]] = [
     ("network_policies", {"namespaces": ["qbitel"], "require_allow_rules": True},
      Status.FAIL, ["1 of 6", "qbitel/log-agent"], ["ai-engine", "postgres", "worker"]),
     ("pod_security", {"namespaces": NS2}, Status.PASS, [], []),
+    # a listed namespace that does not exist is a violation of its own, not skipped
+    ("pod_security", {"namespaces": [*NS2, "gone"]}, Status.FAIL,
+     ["gone (namespace absent)", "1 of 3"], ["qbitel (", "qbitel-service-mesh ("]),
+    ("resource_quotas", {"namespaces": ["qbitel", "gone"]}, Status.FAIL,
+     ["gone (namespace absent)"], ["qbitel ("]),
     ("pod_security", {"namespaces": [*NS2, "legacy"]}, Status.FAIL,
      ["legacy (enforce=privileged)"], []),
     ("resource_limits", {"namespaces": ["qbitel"]}, Status.FAIL,

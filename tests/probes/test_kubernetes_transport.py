@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 from exporter.context import RuntimeContext
-from exporter.model import Outcome, Reason, Status
+from exporter.model import Outcome, ProbeError, Reason, Status
 from exporter.probes.kubernetes.connection import KubernetesConnection, cluster_of
 from exporter.probes.kubernetes.probe import KIND
 from exporter.probes.kubernetes.spec import KubernetesCheck
@@ -203,6 +203,32 @@ async def test_rejected_credentials_are_auth_after_one_retry(api: FakeApiServer,
     assert outcome.reason is Reason.AUTH and "401" in outcome.message
     assert "do-not-leak" not in outcome.message
     assert [r.status for r in api.requests] == [401, 401]
+
+
+async def test_a_stream_refreshes_the_token_once_after_a_401(api: FakeApiServer,
+                                                             tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(STATIC)
+    kubeconfig = kubeconfig_with_user(tmp_path / "kubeconfig", f"http://127.0.0.1:{api.port}",
+                                      {"tokenFile": str(token_file)})
+    ctx = runtime(kubeconfig, tmp_path)
+    try:
+        client = await ctx.client(KUBERNETES, (await cluster_of(ctx, "k8s")).options)
+        api.token = "tok-ROTATED-do-not-leak-7070"
+        token_file.write_text(api.token)
+        async with client.stream("/version", connect_timeout=5, read_timeout=5) as response:
+            assert response.status == 200
+            assert "gitVersion" in json.loads(await response.read())
+        assert not client.streams  # closed on leaving
+        api.token = "tok-OTHER-do-not-leak-8080"  # the file keeps the old one: rejected
+        with pytest.raises(ProbeError) as rejected:
+            async with client.stream("/version", connect_timeout=5, read_timeout=5):
+                pass
+    finally:
+        await ctx.aclose()
+    assert rejected.value.reason is Reason.AUTH and "401" in rejected.value.message
+    assert "do-not-leak" not in rejected.value.message
+    assert [r.status for r in api.requests if r.path == "/version"] == [401, 200, 401, 401]
 
 
 async def test_connections_with_one_kubeconfig_share_one_client(api: FakeApiServer,

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from exporter.model import ProbeError, Reason
 from exporter.probes.kubernetes.assert_workloads import pdb_allowed, spreads
-from exporter.probes.kubernetes.common import Workload
+from exporter.probes.kubernetes.common import Workload, by_namespace
 from exporter.probes.kubernetes.exemptions import ANNOTATION, ExemptionState, exemption_for
 from exporter.probes.kubernetes.quantities import parse_quantity
 from exporter.probes.kubernetes.selectors import SelectorError, matches, parse_selector
+from exporter.probes.kubernetes.snapshot import decode_object
 from exporter.probes.kubernetes.spec import KubernetesCheck
 
 FIXTURES = Path(__file__).parent / "k8s_fixtures"
@@ -206,3 +208,28 @@ def test_a_page_keeps_one_copy_of_equal_parts_and_only_read_annotations() -> Non
                                             ANNOTATION: "4.3.3 until 2099-01-01: reason"}
     unshared = r.slim_pod(json.loads(json.dumps(first)))  # a watch event: no page memo
     assert unshared == a and unshared["spec"] is not a["spec"]
+
+
+def test_by_namespace_groups_in_list_order() -> None:
+    objs = [{"metadata": {"namespace": "a", "name": "1"}}, {"metadata": {"name": "c"}},
+            {"metadata": {"namespace": "b", "name": "2"}},
+            {"metadata": {"namespace": "a", "name": "3"}}]
+    grouped = by_namespace(objs)
+    assert {ns: [o["metadata"]["name"] for o in items] for ns, items in grouped.items()} == {
+        "a": ["1", "3"], "": ["c"], "b": ["2"]}
+    assert "other" not in grouped
+
+
+async def test_decode_object_accepts_only_a_json_object() -> None:
+    assert await decode_object(b'{"kind": "PodList"}', "list", "pods", "in namespace a") == {
+        "kind": "PodList"}
+    large = json.dumps({"items": ["x" * 1024] * 300}).encode()  # parsed in a thread
+    assert len((await decode_object(large, "list", "pods", "cluster-wide"))["items"]) == 300
+    with pytest.raises(ProbeError) as not_json:
+        await decode_object(b"<html>proxy error</html>", "get", "pods", "in namespace a")
+    assert not_json.value.reason is Reason.PROTOCOL
+    assert not_json.value.message == "get pods in namespace a: the answer is not JSON"
+    with pytest.raises(ProbeError) as not_object:
+        await decode_object(b"[1, 2]", "list", "pods", "cluster-wide")
+    assert not_object.value.reason is Reason.PROTOCOL
+    assert not_object.value.message == "list pods cluster-wide: unexpected answer"

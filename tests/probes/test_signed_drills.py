@@ -98,6 +98,20 @@ async def test_unusable_keyring_is_a_config_error(tmp_path: Path, ctx: RuntimeCo
     assert "checks (id 10.3.1).keyring" in outcome.message
 
 
+async def test_a_missing_records_file_is_named_before_the_keyring_is_read(
+        tmp_path: Path, ctx: RuntimeContext) -> None:
+    records = tmp_path / "drills.jsonl"  # not written yet
+    outcome = await drill.run(restore_check(records, tmp_path / "missing.yaml"), ctx)
+    assert outcome.status is Status.FAIL, outcome.message
+    assert f"({records} does not exist)" in outcome.message
+    plain = await drill.run(restore_check(records, None), ctx)
+    assert plain.status is Status.FAIL and f"({records} does not exist)" in plain.message
+    records.write_text("not json\n" + json.dumps(fields("database-failure", 2, 10)) + "\n")
+    counted = await drill.run(restore_check(records, None), ctx)
+    assert counted.status is Status.PASS, counted.message
+    assert counted.message.endswith("(1 unreadable lines)")
+
+
 async def test_rpo_measures_the_rto_from_signed_records_only(tmp_path: Path, keyring: Path,
                                                              ctx: RuntimeContext) -> None:
     folder = tmp_path / "db"

@@ -19,7 +19,7 @@ from exporter.model import ProbeContext, ProbeError, Reason
 from exporter.probes.appenv.podspec import PodTemplate, template
 from exporter.probes.appenv.workload import AppWorkload
 from exporter.probes.kubernetes.connection import cluster_of
-from exporter.probes.kubernetes.snapshot import Cluster, check_status
+from exporter.probes.kubernetes.snapshot import Cluster, check_status, decode_object
 from exporter.transport.kubernetes import KubeClient
 
 _PAGE = "500"
@@ -71,14 +71,7 @@ class AppReader:
         if answer.status == 404:
             return None
         check_status(answer.status, "list" if query else "get", what, where)
-        try:
-            data = json.loads(answer.body)
-        except ValueError:
-            raise ProbeError(Reason.PROTOCOL, f"get {what} {where}: the answer is not "
-                             "JSON") from None
-        if not isinstance(data, dict):
-            raise ProbeError(Reason.PROTOCOL, f"get {what} {where}: unexpected answer")
-        return data
+        return await decode_object(answer.body, "get", what, where)
 
     async def _list(self, path: str, what: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 from pydantic import Field, model_validator
@@ -23,6 +23,7 @@ from exporter.model import (
     MetricFamily,
     Outcome,
     ProbeContext,
+    ProbeError,
     ProbeKind,
     Reason,
 )
@@ -40,6 +41,7 @@ from exporter.probes.attestation.verify import (
     file_sha256,
     verify_record,
 )
+from exporter.probes.config_value import MISSING, lookup
 
 DEFAULT_DIRECTORY = Path("/etc/readiness-exporter/attestations")
 DEFAULT_KEYRING = Path("/etc/readiness-exporter/keyring.yaml")
@@ -168,47 +170,28 @@ def _best(records: list[Checked]) -> Checked | None:
     return None
 
 
-def _json_path(document: Any, path: str) -> Any:
-    value = document
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise KeyError(part)
-    return value
-
-
 async def _release_from_url(url: str, path: str, ctx: ProbeContext) -> str:
     try:
         async with ctx.http.get(url, headers={"Accept": "application/json"}) as response:
             if response.status != 200:
-                raise _ReleaseError(Reason.PROTOCOL, f"release endpoint answered HTTP "
-                                    f"{response.status}")
+                raise ProbeError(Reason.PROTOCOL, f"release endpoint answered HTTP "
+                                 f"{response.status}")
             body = await response.read()
     except aiohttp.ClientConnectorError:
-        raise _ReleaseError(Reason.CONNECT, "release endpoint refused the connection") from None
+        raise ProbeError(Reason.CONNECT, "release endpoint refused the connection") from None
     except TimeoutError:
-        raise _ReleaseError(Reason.TIMEOUT, "release endpoint timed out") from None
+        raise ProbeError(Reason.TIMEOUT, "release endpoint timed out") from None
     except aiohttp.ClientError as exc:
-        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint: {type(exc).__name__}") from None
+        raise ProbeError(Reason.PROTOCOL, f"release endpoint: {type(exc).__name__}") from None
     try:
-        value = _json_path(json.loads(body), path)
+        value = lookup(json.loads(body), path)
     except (ValueError, UnicodeDecodeError):
-        raise _ReleaseError(Reason.PROTOCOL, "release endpoint did not answer JSON") from None
-    except KeyError:
-        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint JSON has no {path!r}") from None
+        raise ProbeError(Reason.PROTOCOL, "release endpoint did not answer JSON") from None
+    if value is MISSING:
+        raise ProbeError(Reason.PROTOCOL, f"release endpoint JSON has no {path!r}")
     if not isinstance(value, str | int | float) or isinstance(value, bool) or value == "":
-        raise _ReleaseError(Reason.PROTOCOL, f"release endpoint {path!r} is not a version")
+        raise ProbeError(Reason.PROTOCOL, f"release endpoint {path!r} is not a version")
     return str(value)
-
-
-class _ReleaseError(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 async def _release(spec: AttestationCheck, ctx: ProbeContext) -> str | None:
@@ -220,16 +203,16 @@ async def _release(spec: AttestationCheck, ctx: ProbeContext) -> str | None:
         return await _release_from_url(spec.release_url, spec.release_json_path, ctx)
     if ctx.release:
         return ctx.release
-    raise _ReleaseError(Reason.CONFIG, "release being deployed is unknown: set "
-                        "settings.release, or release / release_url on the check")
+    raise ProbeError(Reason.CONFIG, "release being deployed is unknown: set "
+                     "settings.release, or release / release_url on the check")
 
 
 async def run(spec: AttestationCheck, ctx: ProbeContext) -> Outcome:
     """Verify the records of every required role."""
     try:
         release = await _release(spec, ctx)
-    except _ReleaseError as exc:
-        return Outcome.errored(exc.reason, exc.message)
+    except ProbeError as exc:
+        return exc.outcome()
     now = ctx.now()
     try:
         scan = await ctx.run_blocking(_read, spec, now, release)

@@ -43,7 +43,7 @@ from exporter.probes.backup.lease import DrillLease
 from exporter.probes.backup.records import DrillRecord, DrillStore
 from exporter.probes.backup.restore import PHASES, DrillFailure, Verification
 from exporter.probes.backup.sources import BackupSource, DirectorySource, list_backups
-from exporter.transport.postgres import PgClient
+from exporter.transport.postgres import PgClient, server_identity
 from exporter.transport.postgres import database as pg_database
 
 log = logging.getLogger("readiness.backup.drill")
@@ -180,18 +180,6 @@ def _busy(entry: _Running | None) -> bool:
     return entry is not None and entry.task is not None and not entry.task.done()
 
 
-async def _identity(con: asyncpg.Connection) -> tuple[str | None, str | None]:
-    """(cluster system identifier, server address:port): either may be unknown."""
-    system: str | None = None
-    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
-        async with con.transaction():  # a refused read must not spoil the connection
-            system = await con.fetchval(
-                "SELECT system_identifier::text FROM pg_control_system()")
-    row = await con.fetchrow("SELECT inet_server_addr()::text AS a, inet_server_port() AS p")
-    address = f"{row['a']}:{row['p']}" if row["a"] is not None else None
-    return system, address
-
-
 async def refuse_production(spec: RestoreDrillCheck, ctx: ProbeContext) -> None:
     """Raise `ProbeError(config)` when the drill server is a production cluster.
 
@@ -201,12 +189,9 @@ async def refuse_production(spec: RestoreDrillCheck, ctx: ProbeContext) -> None:
     if spec.connection in spec.production_connections:
         raise ProbeError(Reason.CONFIG, f"refusing to drill on production connection "
                          f"{spec.connection}")
-    drill = await pg_database(ctx, spec.connection)
-    drill_system, drill_address = await drill.run(_identity)
+    drill = await server_identity(await pg_database(ctx, spec.connection))
     for name in spec.production_connections:
-        system, address = await (await pg_database(ctx, name)).run(_identity)
-        if (system is not None and system == drill_system) or \
-                (address is not None and address == drill_address):
+        if drill.same_cluster(await server_identity(await pg_database(ctx, name))):
             raise ProbeError(Reason.CONFIG, f"refusing to drill: connection {spec.connection} "
                              f"is the same cluster as production connection {name}")
 
@@ -432,23 +417,19 @@ def evaluate(spec: RestoreDrillCheck, found: list[DrillRecord], now: float,
 
 async def _read_records(spec: RestoreDrillCheck, ctx: ProbeContext) -> tuple[list[DrillRecord],
                                                                               str]:
-    if spec.records_file is not None and spec.keyring is not None:
-        if not await ctx.run_blocking(spec.records_file.exists):
-            return [], f" ({spec.records_file} does not exist)"
-        keyring = await ctx.run_blocking(signed.read_keyring, spec.keyring,
-                                         f"checks (id {spec.id}).keyring")
-        found, bad, unsigned = await ctx.run_blocking(
-            signed.read_signed_jsonl, spec.records_file, spec.scenario, keyring,
-            spec.signer_role)
+    if spec.records_file is not None:
+        missing = f" ({spec.records_file} does not exist)"
+        if spec.keyring is not None and not await ctx.run_blocking(spec.records_file.exists):
+            return [], missing  # before the keyring is read
+        found, bad, unsigned = await signed.read_file_records(
+            ctx, spec.records_file, spec.scenario, spec.keyring, spec.signer_role,
+            f"checks (id {spec.id}).keyring")
+        if not found and not await ctx.run_blocking(spec.records_file.exists):
+            return [], missing
         notes = [f"{bad} unreadable lines"] if bad else []
         if unsigned:
             notes.append(f"{unsigned} unsigned or unverified {spec.scenario} records ignored")
         return found, f" ({'; '.join(notes)})" if notes else ""
-    if spec.records_file is not None:
-        found, bad = await ctx.run_blocking(rec.read_jsonl, spec.records_file, spec.scenario)
-        if not found and not await ctx.run_blocking(spec.records_file.exists):
-            return [], f" ({spec.records_file} does not exist)"
-        return found, f" ({bad} unreadable lines)" if bad else ""
     assert spec.records_table is not None and spec.records_connection is not None
     table = spec.records_table
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +75,23 @@ def record_from_mapping(data: Any) -> DrillRecord:
         raise ValueError(f"missing {exc.args[0]}") from None
 
 
+def jsonl_lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of a JSON lines file; none when the file is missing.
+
+    Blocking. Raises `ProbeError(config)` when the file cannot be read.
+    """
+    try:
+        handle = path.open("r", encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ProbeError(Reason.CONFIG, f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        for line in handle:
+            if line.strip():
+                yield line
+
+
 def read_jsonl(path: Path, scenario: str) -> tuple[list[DrillRecord], int]:
     """Records of `scenario` in a JSON lines file, and how many lines were unreadable.
 
@@ -83,23 +100,14 @@ def read_jsonl(path: Path, scenario: str) -> tuple[list[DrillRecord], int]:
     """
     records: list[DrillRecord] = []
     bad = 0
-    try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return [], 0
-    except OSError as exc:
-        raise ProbeError(Reason.CONFIG, f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                record = record_from_mapping(json.loads(line))
-            except ValueError:  # JSONDecodeError is a ValueError
-                bad += 1
-                continue
-            if record.scenario == scenario:
-                records.append(record)
+    for line in jsonl_lines(path):
+        try:
+            record = record_from_mapping(json.loads(line))
+        except ValueError:  # JSONDecodeError is a ValueError
+            bad += 1
+            continue
+        if record.scenario == scenario:
+            records.append(record)
     return records, bad
 
 

@@ -179,13 +179,10 @@ async def _point(source: BackupPoint | WalArchivePoint | SyncReplicationPoint,
 
 async def _measured_rto(spec: RpoCheck, ctx: ProbeContext) -> rec.DrillRecord | None:
     scenario = spec.drill_scenario or spec.scenario
-    if spec.drill_records is not None and spec.keyring is not None:
-        keyring = await ctx.run_blocking(signed.read_keyring, spec.keyring,
-                                         f"checks (id {spec.id}).keyring")
-        found, _bad, _unsigned = await ctx.run_blocking(
-            signed.read_signed_jsonl, spec.drill_records, scenario, keyring, spec.signer_role)
-    elif spec.drill_records is not None:
-        found, _bad = await ctx.run_blocking(rec.read_jsonl, spec.drill_records, scenario)
+    if spec.drill_records is not None:
+        found, _bad, _unsigned = await signed.read_file_records(
+            ctx, spec.drill_records, scenario, spec.keyring, spec.signer_role,
+            f"checks (id {spec.id}).keyring")
     else:
         found = await ctx.run_blocking(DrillStore(ctx.state_dir).read, scenario)
     return rec.newest(found, success=True)

@@ -19,9 +19,14 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exporter.model import ProbeError, Reason
+from exporter.model import ProbeContext, ProbeError, Reason
 from exporter.probes.attestation.keyring import Keyring, KeyringError, load_keyring
-from exporter.probes.backup.records import DrillRecord, record_from_mapping
+from exporter.probes.backup.records import (
+    DrillRecord,
+    jsonl_lines,
+    read_jsonl,
+    record_from_mapping,
+)
 
 DOMAIN = b"readiness-exporter drill record v1\n"
 
@@ -73,26 +78,33 @@ def read_signed_jsonl(path: Path, scenario: str, keyring: Keyring,
     """
     records: list[DrillRecord] = []
     bad = unsigned = 0
-    try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return [], 0, 0
-    except OSError as exc:
-        raise ProbeError(Reason.CONFIG, f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                fields = json.loads(line)
-                record = record_from_mapping(fields)
-            except ValueError:
-                bad += 1
-                continue
-            if record.scenario != scenario:
-                continue
-            if not signature_valid(fields, keyring, role):
-                unsigned += 1
-                continue
-            records.append(record)
+    for line in jsonl_lines(path):
+        try:
+            fields = json.loads(line)
+            record = record_from_mapping(fields)
+        except ValueError:
+            bad += 1
+            continue
+        if record.scenario != scenario:
+            continue
+        if not signature_valid(fields, keyring, role):
+            unsigned += 1
+            continue
+        records.append(record)
     return records, bad, unsigned
+
+
+async def read_file_records(ctx: ProbeContext, path: Path, scenario: str,
+                            keyring: Path | None, role: str, option: str,
+                            ) -> tuple[list[DrillRecord], int, int]:
+    """Records of `scenario` in the JSON lines file `path`: with a `keyring`, only those
+    signed by a key allowed for `role` (`option` names the keyring in errors).
+
+    Returns (records, unreadable lines, unsigned or unverified lines); a missing file
+    reads as no records.
+    """
+    if keyring is None:
+        found, bad = await ctx.run_blocking(read_jsonl, path, scenario)
+        return found, bad, 0
+    keys = await ctx.run_blocking(read_keyring, keyring, option)
+    return await ctx.run_blocking(read_signed_jsonl, path, scenario, keys, role)

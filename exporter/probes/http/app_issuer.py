@@ -15,7 +15,7 @@ from exporter.probes.config_value import lookup as config_lookup
 from exporter.probes.http import metrics as m
 from exporter.probes.http.assertions import lookup as json_lookup
 from exporter.probes.http.client import Caller
-from exporter.probes.http.documents import parse_json
+from exporter.probes.http.documents import parse_json, url_host
 from exporter.probes.http.spec import ApplicationIssuerSpec
 
 __all__ = ["check_application_issuer"]
@@ -33,14 +33,8 @@ def _same_endpoint(location: str, endpoint: str) -> bool:
 
 def _host(value: object) -> str:
     """A URL by its host only (its path or query may carry a token)."""
-    if isinstance(value, str):
-        try:
-            host = URL(value).host
-        except ValueError:
-            host = None
-        if host:
-            return f"host {host}"
-    return "not a URL"
+    host = url_host(value)
+    return f"host {host}" if host else "not a URL"
 
 
 async def _configured_issuer(spec: ApplicationIssuerSpec, caller: Caller,

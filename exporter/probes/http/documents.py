@@ -45,16 +45,21 @@ def _is_https(value: object) -> bool:
     return url.scheme == "https" and bool(url.host)
 
 
+def url_host(value: object) -> str | None:
+    """The host of a URL string; None for anything else (messages name a URL by its host
+    only: its path or query may carry a token)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return URL(value).host or None
+    except ValueError:
+        return None
+
+
 def _issuer_shape(issuer: object) -> str:
     """A mismatching issuer by its host only: its path or query could carry a token."""
-    if isinstance(issuer, str):
-        try:
-            host = URL(issuer).host
-        except ValueError:
-            host = None
-        if host:
-            return f"another URL (host {host})"
-    return describe(issuer)
+    host = url_host(issuer)
+    return f"another URL (host {host})" if host else describe(issuer)
 
 
 async def check_oidc(spec: OidcSpec, response: Response, caller: Caller, ctx: ProbeContext,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from yarl import URL
 
 from exporter.model import CheckSpec, Duration, SecretReference
@@ -86,23 +86,26 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
     return tuple(parts)
 
 
+def _checked_path(path: str) -> str:
+    parse_json_path(path)
+    return path
+
+
+JsonPath = Annotated[str, AfterValidator(_checked_path)]
+"""A JSON path option: its syntax is checked when the configuration is read."""
+
+
 Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "exists", "not_empty"]
 
 
 class JsonAssertion(_Block):
     """One assertion on the JSON body: `{path: status, op: "==", value: healthy}`."""
 
-    path: str = Field(description="dotted/indexed path: 'status', 'checks.db.status', "
-                      "'items[0].name', '$' for the whole document")
+    path: JsonPath = Field(description="dotted/indexed path: 'status', 'checks.db.status', "
+                           "'items[0].name', '$' for the whole document")
     op: Op = Field(default="==", description="==, !=, <, <=, >, >=, in, exists, not_empty")
     value: Any = Field(default=None, description="compared value (a list for 'in'; "
                        "unused by exists / not_empty)")
-
-    @field_validator("path")
-    @classmethod
-    def _path_ok(cls, value: str) -> str:
-        parse_json_path(value)
-        return value
 
     @model_validator(mode="after")
     def _value_fits_op(self) -> JsonAssertion:
@@ -277,16 +280,10 @@ class ApplicationIssuerSpec(_Block):
                              "the issuer in config_file")
     discovery_url: HttpUrl | None = Field(default=None, description="an application "
                                           "endpoint answering JSON with its issuer")
-    issuer_path: str = Field(default="issuer", description="JSON path of the issuer in "
-                             "the discovery_url answer")
+    issuer_path: JsonPath = Field(default="issuer", description="JSON path of the issuer "
+                                  "in the discovery_url answer")
     login_url: HttpUrl | None = Field(default=None, description="the application's login "
                                       "endpoint; it must redirect to the IdP")
-
-    @field_validator("issuer_path")
-    @classmethod
-    def _path_ok(cls, value: str) -> str:
-        parse_json_path(value)
-        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> ApplicationIssuerSpec:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import defaultdict
 from typing import Any
 
 from exporter.model import Measurement, MetricFamily, Outcome, ProbeError, Reason
 from exporter.probes.kubernetes import resources as r
-from exporter.probes.kubernetes.common import Scope, Tally, labels_of, name_of, ns_of
+from exporter.probes.kubernetes.common import Scope, Tally, by_namespace, labels_of, name_of
 from exporter.probes.kubernetes.selectors import matches
 from exporter.probes.kubernetes.snapshot import Cluster
 from exporter.probes.kubernetes.spec import (
@@ -77,12 +76,9 @@ async def resource_quotas(spec: ResourceQuotasCheck, cluster: Cluster, now: floa
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster)
     quotas = await scope.items(cluster, r.RESOURCE_QUOTAS)
-    by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for quota in quotas:
-        by_ns[ns_of(quota)].append(quota)
+    by_ns = by_namespace(quotas)
     tally = Tally(spec, now, "namespaces without a ResourceQuota")
-    for name in missing:
-        tally.judge(None, False, f"{name} (namespace absent)")
+    tally.absent(missing)
     for ns in namespaces:
         found = by_ns.get(name_of(ns), [])
         keys: set[str] = set()
@@ -121,12 +117,9 @@ async def network_policies(spec: NetworkPoliciesCheck, cluster: Cluster, now: fl
     policies = await scope.items(cluster, r.NETWORK_POLICIES)
     workloads = await scope.workloads(cluster, ("Deployment", "StatefulSet", "DaemonSet"),
                                       required=False)
-    by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for policy in policies:
-        by_ns[ns_of(policy)].append(policy)
+    by_ns = by_namespace(policies)
     tally = Tally(spec, now, "namespaces or workloads not covered")
-    for name in missing:
-        tally.judge(None, False, f"{name} (namespace absent)")
+    tally.absent(missing)
     for ns in namespaces:
         found = by_ns.get(name_of(ns), [])
         ingress = any(_is_default_deny(p, "Ingress") for p in found)
@@ -152,8 +145,7 @@ async def pod_security(spec: PodSecurityCheck, cluster: Cluster, now: float) -> 
     scope = Scope(spec)
     namespaces, missing = await scope.namespaces(cluster, need_labels=True)
     tally = Tally(spec, now, "namespaces without an enforced Pod Security level")
-    for name in missing:
-        tally.judge(None, False, f"{name} (namespace absent)")
+    tally.absent(missing)
     for ns in namespaces:
         level = labels_of(ns).get(PSS_LABEL)
         ok = level in spec.pss_levels

@@ -81,8 +81,7 @@ async def mtls_strict(spec: MtlsStrictCheck, cluster: Cluster, now: float) -> Ou
                 mesh_mode = _mode(pa)
             else:
                 ns_mode[ns_of(pa)] = _mode(pa)
-    for name in missing:
-        tally.judge(None, False, f"{name} (namespace absent)")
+    tally.absent(missing)
     for ns in namespaces:
         name = name_of(ns)
         own = ns_mode.get(name, "UNSET")
@@ -120,8 +119,7 @@ async def sidecar_injection(spec: SidecarInjectionCheck, cluster: Cluster, now: 
     namespaces, missing = await scope.namespaces(cluster, need_labels=True)
     pods = await scope.items(cluster, r.PODS)
     tally = Tally(spec, now, "namespaces or pods without sidecar injection")
-    for name in missing:
-        tally.judge(None, False, f"{name} (namespace absent)")
+    tally.absent(missing)
     wanted = set()
     for ns in namespaces:
         if tally.namespace(ns, _injection_on(ns), "no istio-injection/istio.io/rev label"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from exporter.probes.kubernetes.common import (
     Scope,
     Tally,
     Workload,
+    by_namespace,
     int_or_percent,
     labels_of,
     name_of,
@@ -196,9 +196,7 @@ async def pdb_coverage(spec: PdbCoverageCheck, cluster: Cluster, now: float) -> 
         return _none_replicated(spec, in_scope, "PodDisruptionBudget")
     pdbs = await scope.items(cluster, r.PDBS)
     every = await scope.all_workloads(cluster, SCALABLE)
-    by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for pdb in pdbs:
-        by_ns[ns_of(pdb)].append(pdb)
+    by_ns = by_namespace(pdbs)
     tally = Tally(spec, now, "replicated workloads without a PDB allowing a disruption",
                   "replicated workloads")
     for workload in workloads:

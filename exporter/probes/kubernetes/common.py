@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.model import Measurement, MetricFamily, Outcome, ProbeError, Reason
 from exporter.probes.kubernetes import resources as r
@@ -37,6 +37,8 @@ EXEMPTIONS = MetricFamily(
 
 _EMPTY: Mapping[str, Any] = {}
 
+_Obj = TypeVar("_Obj", bound=Mapping[str, Any])
+
 
 def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """`obj.metadata` (empty when absent)."""
@@ -49,6 +51,14 @@ def ns_of(obj: Mapping[str, Any]) -> str:
 
 def name_of(obj: Mapping[str, Any]) -> str:
     return (obj.get("metadata") or _EMPTY).get("name") or ""
+
+
+def by_namespace(objs: Iterable[_Obj]) -> dict[str, list[_Obj]]:
+    """`objs` grouped by their namespace (list order kept)."""
+    grouped: dict[str, list[_Obj]] = {}
+    for obj in objs:
+        grouped.setdefault(ns_of(obj), []).append(obj)
+    return grouped
 
 
 def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -265,6 +275,11 @@ class Tally:
             family, labels = gauge
             self.measurements.append(Measurement(family.name, 1.0 if ok else 0.0, labels))
         return ok
+
+    def absent(self, missing: Iterable[str]) -> None:
+        """Record each required namespace that does not exist as a violation."""
+        for name in missing:
+            self.judge(None, False, f"{name} (namespace absent)")
 
     def workload(self, workload: Workload, ok: bool, detail: str = "") -> bool:
         label = f"{workload.ref} ({detail})" if detail and not ok else workload.ref

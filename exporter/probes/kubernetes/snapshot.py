@@ -325,17 +325,24 @@ class Cluster:
         if status == 410:
             raise _Gone()
         check_status(status, verb, what, where)
-        try:
-            if len(body) >= _PARSE_IN_THREAD_BYTES:
-                data = await asyncio.to_thread(decode, body)
-            else:
-                data = decode(body)
-        except ValueError:
-            raise ProbeError(Reason.PROTOCOL, f"{verb} {what} {where}: the answer is not "
-                             "JSON") from None
-        if not isinstance(data, dict):
-            raise ProbeError(Reason.PROTOCOL, f"{verb} {what} {where}: unexpected answer")
-        return data
+        return await decode_object(body, verb, what, where, decode)
+
+
+async def decode_object(body: bytes, verb: str, what: str, where: str,
+                        decode: Callable[[bytes], Any] = json.loads) -> dict[str, Any]:
+    """The JSON object an API answer holds (a large one parsed in a thread);
+    ProbeError(protocol) when it is not JSON or not an object."""
+    try:
+        if len(body) >= _PARSE_IN_THREAD_BYTES:
+            data = await asyncio.to_thread(decode, body)
+        else:
+            data = decode(body)
+    except ValueError:
+        raise ProbeError(Reason.PROTOCOL, f"{verb} {what} {where}: the answer is not "
+                         "JSON") from None
+    if not isinstance(data, dict):
+        raise ProbeError(Reason.PROTOCOL, f"{verb} {what} {where}: unexpected answer")
+    return data
 
 
 def check_status(status: int, verb: str, what: str, where: str) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg
 
 from exporter.model import ProbeContext, ProbeError, Reason
-from exporter.transport.postgres import PgClient, database
+from exporter.transport.postgres import PgClient, database, server_identity
 
 _STEP_RE = re.compile(r"Running (upgrade|downgrade) ([A-Za-z0-9_, ()]*?) -> ([A-Za-z0-9_, ()]+)")
 _ERROR_RE = re.compile(r"^(FAILED: |[A-Za-z_][\w.]*(Error|Exception|Warning)\b)")
@@ -144,25 +144,11 @@ async def _alembic(plan: Plan, ini: Path, env: dict[str, str], args: Sequence[st
     return int(process.returncode or 0), redact(out.decode("utf-8", "replace"), secrets)
 
 
-async def _identity(con: asyncpg.Connection) -> tuple[str | None, str | None]:
-    """(cluster system identifier, server address:port); either may be unknown."""
-    system: str | None = None
-    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
-        async with con.transaction():  # a refused read must not spoil the connection
-            system = await con.fetchval(
-                "SELECT system_identifier::text FROM pg_control_system()")
-    row = await con.fetchrow("SELECT inet_server_addr()::text AS a, inet_server_port() AS p")
-    address = f"{row['a']}:{row['p']}" if row["a"] is not None else None
-    return system, address
-
-
 async def refuse_production(ctx: ProbeContext, production: str, scratch: str) -> None:
     """`ProbeError(config)` when the scratch server is the production database's cluster
     (same system identifier, or same address and port): migrations never rehearse there."""
-    scratch_system, scratch_address = await (await database(ctx, scratch)).run(_identity)
-    system, address = await (await database(ctx, production)).run(_identity)
-    if (system is not None and system == scratch_system) or \
-            (address is not None and address == scratch_address):
+    scratch_identity = await server_identity(await database(ctx, scratch))
+    if scratch_identity.same_cluster(await server_identity(await database(ctx, production))):
         raise ProbeError(Reason.CONFIG, f"refusing to rehearse: scratch_connection {scratch} "
                          f"is the same cluster as connection {production}")
 
