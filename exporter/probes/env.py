@@ -29,7 +29,7 @@ from exporter.model import (
 )
 from exporter.probes.appenv.reader import open_reader
 from exporter.probes.appenv.variables import VarTable, from_mapping, resolve
-from exporter.probes.appenv.workload import AppWorkload
+from exporter.probes.appenv.workload import WorkloadOption
 from exporter.probes.dotenv import DotenvError, parse_dotenv
 
 TRUE_VALUES = ["true", "1", "yes", "on"]
@@ -66,7 +66,7 @@ class EnvCheck(CheckSpec):
                                        "(pods or env_file only)")
     env_file: Path | None = Field(default=None, description="read this dotenv file "
                                   "instead of the exporter's environment")
-    workload: AppWorkload | None = Field(default=None, description="read the application's "
+    workload: WorkloadOption = Field(default=None, description="read the application's "
                                          "pods through the Kubernetes API instead")
 
     @model_validator(mode="after")

@@ -33,7 +33,7 @@ from exporter.model import (
     ProbeKind,
     Reason,
 )
-from exporter.probes.appenv.workload import AppWorkload
+from exporter.probes.appenv.workload import AppWorkload, WorkloadOption
 from exporter.probes.kubernetes.connection import cluster_of
 
 FIELD_ROLES = ("time", "level", "message", "correlation_id")
@@ -67,7 +67,7 @@ class LogsCheck(CheckSpec):
     kind: Literal["logs"]
     source: Literal["file", "pod"] = Field(default="file", description="where the log is "
                                            "read: a file, or a pod's log through the API")
-    workload: AppWorkload | None = Field(
+    workload: WorkloadOption = Field(
         default=None, description="the application's workload ({namespace, selector}, "
         "`inputs.app_workload`): when set, its Running pods' logs are read (source: pod, "
         "label_selector: its selector) and `path` is only the non-Kubernetes fallback")

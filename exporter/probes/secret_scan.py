@@ -45,7 +45,7 @@ from exporter.probes.appenv.literals import (
     scan_cluster,
 )
 from exporter.probes.appenv.reader import open_reader
-from exporter.probes.appenv.workload import AppWorkload
+from exporter.probes.appenv.workload import WorkloadOption
 from exporter.probes.secret_detectors import (
     DETECTOR_NAMES,
     Analyzer,
@@ -71,7 +71,7 @@ class SecretScanCheck(CheckSpec):
     kind: Literal["secret_scan"]
     paths: list[str] = Field(default=[], description="files, directories or globs "
                              "(`**` recursive) to scan")
-    workload: AppWorkload | None = Field(default=None, description="also scan the "
+    workload: WorkloadOption = Field(default=None, description="also scan the "
                                          "application's workloads and ConfigMaps through the "
                                          "Kubernetes API")
     sensitive_names: list[str] = Field(default=DEFAULT_SENSITIVE, min_length=1, description=(

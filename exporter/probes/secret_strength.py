@@ -33,7 +33,7 @@ from exporter.model import (
 )
 from exporter.probes.appenv.reader import open_secret_value
 from exporter.probes.appenv.secret_source import Found, app_secret
-from exporter.probes.appenv.workload import AppWorkload
+from exporter.probes.appenv.workload import WorkloadOption
 from exporter.probes.strength_estimate import estimate_bits
 
 PLACEHOLDERS = (
@@ -64,7 +64,7 @@ class SecretStrengthCheck(CheckSpec):
     connection: KubernetesConnectionName | None = Field(
         default=None, description="the kubernetes connection of `secret` (default: "
         "kubernetes)")
-    workload: AppWorkload | None = Field(default=None, description="with env: read the "
+    workload: WorkloadOption = Field(default=None, description="with env: read the "
                                          "variable where the application's pods take it "
                                          "from (a Secret needs its connection's "
                                          "secrets: data)")

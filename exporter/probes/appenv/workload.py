@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from exporter.model import KubernetesConnectionName
 from exporter.probes.kubernetes.selectors import SelectorError, parse_selector
@@ -41,3 +41,11 @@ class AppWorkload(BaseModel):
     def where(self) -> str:
         """`namespace qbitel, selector app=api` for messages."""
         return f"namespace {self.namespace}, selector {self.selector}"
+
+
+WorkloadOption = Annotated[AppWorkload | None, WithJsonSchema({
+    "anyOf": [AppWorkload.model_json_schema(), {"type": "null"},
+              {"type": "string", "pattern": r"\$\{[^}]+\}",
+               "description": "expanded when the file loads (`${inputs.app_workload}`)"}]})]
+"""A `workload:` option: the workload, null, or (in the JSON Schema) the `${inputs...}`
+reference the loader expands before validation."""
