@@ -3,8 +3,9 @@ one check run through `run_check` on one `RuntimeContext`, and the footprint cou
 before and after (open fds, threads, server-side and proxied connections).
 
 A family module builds a `Subject` (the check, its connections, a counter of the
-connections its server sees) in front of a `FaultProxy` and calls `fault_cycle` /
-`assert_no_leak`. The expected reasons are the transport table's (`BASE_ERRORS` and each
+connections its server sees) in front of a `FaultProxy`; its tests call
+`fault_then_recovery` (warm and fresh runtimes), `passes_under` (the near misses),
+`assert_no_leak` and `lingering_requests`. The expected reasons are the transport table's (`BASE_ERRORS` and each
 family's rows) and the same for every family:
 
 - added latency above the timeout, blackhole, slow reads: `timeout`;
@@ -205,6 +206,34 @@ async def fault_cycle(subject: Subject, ctx: RuntimeContext) -> None:
     for fault in subject.faults:
         await faulted_runs(subject, ctx, fault)
         await recovered(subject, ctx)
+
+
+async def fault_then_recovery(subject: Subject, fault: Fault, state_dir: Path, *,
+                              warm: bool) -> None:
+    """On a new runtime: `fault` gives its reason within the timeout, and the first run
+    after it clears passes. `warm`: a passing run first, so the client holds a pooled
+    (kept-alive) connection when the fault starts; otherwise the runtime's first
+    connection is the one faulted."""
+    ctx = subject.context(state_dir)
+    try:
+        if warm:
+            await recovered(subject, ctx)
+        await faulted_runs(subject, ctx, fault)
+        await recovered(subject, ctx)
+    finally:
+        await ctx.aclose()
+
+
+async def passes_under(subject: Subject, fault: Fault, state_dir: Path) -> None:
+    """The near miss: with the milder `fault` set, the check still passes."""
+    ctx = subject.context(state_dir)
+    try:
+        fault.apply(subject.proxy, subject.spec.timeout)
+        outcome, _ = await run(subject, ctx)
+        assert outcome.status is Status.PASS, f"{fault.name}: {outcome.message}"
+    finally:
+        subject.proxy.clear()
+        await ctx.aclose()
 
 
 async def assert_no_leak(subject: Subject, state_dir: Path, cycles: int = 2) -> None:

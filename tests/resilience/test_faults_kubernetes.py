@@ -24,10 +24,9 @@ from tests.resilience.harness import (
     Fault,
     Subject,
     assert_no_leak,
-    faulted_runs,
+    fault_then_recovery,
     lingering_requests,
-    recovered,
-    run,
+    passes_under,
 )
 from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import free_port
@@ -73,37 +72,20 @@ async def subject(tmp_path: Path) -> AsyncIterator[Subject]:
 @pytest.mark.parametrize("fault", KUBE_FAULTS, ids=[f.name for f in KUBE_FAULTS])
 async def test_fault_gives_its_reason_and_clears(subject: Subject, fault: Fault,
                                                  tmp_path: Path) -> None:
-    ctx = subject.context(tmp_path / "state")
-    try:
-        await recovered(subject, ctx)  # the ApiClient holds a connection when the fault starts
-        await faulted_runs(subject, ctx, fault)
-        await recovered(subject, ctx)
-    finally:
-        await ctx.aclose()
+    """Warm: the ApiClient holds a connection when the fault starts."""
+    await fault_then_recovery(subject, fault, tmp_path / "state", warm=True)
 
 
 async def test_fault_on_a_fresh_runtime(subject: Subject, tmp_path: Path) -> None:
     """The ApiClient's first connection is the one faulted."""
-    for fault in KUBE_FAULTS:
-        ctx = subject.context(tmp_path / "state")
-        try:
-            await faulted_runs(subject, ctx, fault)
-            await recovered(subject, ctx)
-        finally:
-            await ctx.aclose()
+    for fault in subject.faults:
+        await fault_then_recovery(subject, fault, tmp_path / "state", warm=False)
 
 
 @pytest.mark.parametrize("fault", NEAR_MISSES, ids=NEAR_MISS_IDS)
 async def test_milder_fault_still_passes(subject: Subject, fault: Fault,
                                          tmp_path: Path) -> None:
-    ctx = subject.context(tmp_path / "state")
-    try:
-        fault.apply(subject.proxy, TIMEOUT)
-        outcome, _ = await run(subject, ctx)
-        assert outcome.status.value == "pass", outcome.message
-    finally:
-        subject.proxy.clear()
-        await ctx.aclose()
+    await passes_under(subject, fault, tmp_path / "state")
 
 
 async def test_no_leak_after_fault_cycles(subject: Subject, tmp_path: Path) -> None:
