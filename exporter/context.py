@@ -43,8 +43,10 @@ class RuntimeContext:
         max_workers: int = 8,
         checks: Callable[[], list[CheckView]] | None = None,
         release: str | None = None,
+        repeats: bool = False,
     ) -> None:
         self._release = release
+        self._repeats = repeats
         self._specs: dict[str, ConnectionSpec] = dict(connections or {})
         self._clients: dict[str, Any] = {}
         self._opening: dict[str, asyncio.Lock] = {}
@@ -105,6 +107,10 @@ class RuntimeContext:
     @property
     def release(self) -> str | None:
         return self._release
+
+    @property
+    def repeats(self) -> bool:
+        return self._repeats
 
     def checks(self) -> list[CheckView]:
         return self._checks()

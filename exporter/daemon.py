@@ -75,7 +75,8 @@ class Runtime:
         self.exposition = Exposition(self.store, families_of(specs), self.reload_state,
                                      process_series=True)
         self.ctx = RuntimeContext(cfg.connections, state_dir=cfg.settings.state_dir,
-                                  checks=self.check_views, release=cfg.settings.release)
+                                  checks=self.check_views, release=cfg.settings.release,
+                                  repeats=True)
         self.scheduler = Scheduler(self.store, self.ctx,
                                    max_concurrency=cfg.settings.max_concurrency,
                                    jitter=cfg.settings.jitter,

@@ -683,6 +683,11 @@ class ProbeContext(Protocol):
     def release(self) -> str | None:
         """The release being deployed (`settings.release`), if configured."""
 
+    @property
+    def repeats(self) -> bool:
+        """True in a running `serve` (every check runs again), False in a one-shot `check`:
+        a connection may keep state current between runs (Kubernetes watches) only then."""
+
     def checks(self) -> list[CheckView]:
         """The latest result of every configured check."""
 

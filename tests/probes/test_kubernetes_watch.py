@@ -1,5 +1,6 @@
-"""The watch cache (informer.py): collections read again in a later cycle are kept current
-by WATCH; steady-state cycles make no LIST; changes, resumes, bookmarks and 410 Gone.
+"""The watch cache (informer.py): collections read by a running `serve` (from their first
+LIST) or read again in a later cycle are kept current by WATCH; steady-state cycles make
+no LIST; changes, resumes, bookmarks and 410 Gone.
 
 Cycles are driven by hand (`snapshot_ttl: 0`, so every evaluation is a new cycle); waits
 are bounded polls for the stand-in's events, never timed assertions."""
@@ -299,3 +300,74 @@ async def test_the_runtime_owns_the_watches(api: FakeApiServer, tmp_path: Path) 
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def serve_config(kubeconfig: Path, state_dir: Path) -> Any:
+    from exporter import config
+
+    return config.build({
+        "settings": {"first_round_spread": 0.1, "jitter": 0, "state_dir": str(state_dir)},
+        "connections": {"kubernetes": {"kind": "kubernetes", "kubeconfig": str(kubeconfig),
+                                       "context": "test", "page_size": 2}},
+        "checks": [{"id": "7.3", "section": "7", "title": "t", "kind": "kubernetes",
+                    "assert": "deployments_available", "namespaces": ["qbitel"],
+                    "workloads": ["qbitel/ai-engine", "qbitel/worker"],
+                    "interval": 3600}],
+    }, "test", {})
+
+
+async def test_a_running_serve_watches_from_its_first_list(api: FakeApiServer,
+                                                          tmp_path: Path) -> None:
+    """In `serve` the first cycle's LIST is the first sync: the WATCH starts from that
+    LIST's resourceVersion, so the second cycle makes no LIST, and a change made between
+    the LIST and the WATCH's start is still seen (the watch replays it)."""
+    from exporter.daemon import Runtime
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{api.port}",
+                                  TOKEN)
+    runtime = Runtime(serve_config(kubeconfig, tmp_path / "state"), None)
+    assert runtime.ctx.repeats  # the daemon's runtime says its checks run again
+    spec = runtime.config.checks[0]
+    first = await KIND.run(spec, runtime.ctx)
+    try:
+        assert first.status is Status.PASS
+        lists = api.list_requests()
+        assert lists and {r.path for r in lists} == {"/apis/apps/v1/namespaces/qbitel/"
+                                                      "deployments"}
+        cluster = await cluster_of(runtime.ctx, "kubernetes")
+        assert len(cluster.watched()) == 1
+        api.put(scaled_down("ai-engine"))  # before or after the watch opened: either way
+
+        async def failing() -> bool:
+            return (await KIND.run(spec, runtime.ctx)).status is Status.FAIL
+        await until(failing)
+        await until(lambda: _true(api.open_watches() == 1))
+        watches = api.watch_requests()
+        assert len(watches) == 1
+        assert cluster.watched()[0].lists == 1  # the first sync; no LIST since
+        assert len(api.list_requests()) == len(lists)
+        assert watches[0].query.get("resourceVersion")  # resumed from the LIST, not "now"
+        for _ in range(3):
+            assert (await KIND.run(spec, runtime.ctx)).status is Status.FAIL
+        assert len(api.list_requests()) == len(lists)
+    finally:
+        await runtime.ctx.aclose()
+
+
+async def test_a_one_shot_runtime_lists_once_and_does_not_watch(api: FakeApiServer,
+                                                                tmp_path: Path) -> None:
+    """`check`'s runtime (repeats False) reads each collection once, with no WATCH, even
+    with the snapshot expired after every read."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{api.port}",
+                                  TOKEN)
+    connection = KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
+                                      context="test", page_size=2)
+    ctx = RuntimeContext({"kubernetes": connection}, state_dir=tmp_path / "s")
+    assert not ctx.repeats
+    try:
+        assert (await KIND.run(AVAILABLE, ctx)).status is Status.PASS
+        assert (await cluster_of(ctx, "kubernetes")).watched() == []
+    finally:
+        await ctx.aclose()
+    assert api.watch_requests() == []
+    assert api.list_requests()

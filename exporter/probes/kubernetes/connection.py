@@ -44,8 +44,8 @@ class KubernetesConnection(ConnectionSpec):
     max_connections: int = Field(default=4, gt=0, le=256, description="concurrent API "
                                  "requests (and pages parsed at once)")
     watch: bool = Field(
-        default=True, description="keep collections read in more than one cycle (a "
-        "running `serve`) current by WATCH instead of listing them again; `check` lists "
+        default=True, description="in a running `serve`, keep every collection current by "
+        "WATCH from its first LIST instead of listing it again each cycle; `check` lists "
         "each once and never watches")
     watch_timeout: Duration = Field(
         default=300.0, ge=10, le=3600, description="how long one WATCH request may last "
@@ -82,6 +82,7 @@ async def cluster_of(ctx: ProbeContext, name: str) -> Cluster:
     if cluster.name != name or not cluster.bound:
         options = kube_options(cluster.spec, name)
         cluster.bind(name, functools.partial(ctx.client, KUBERNETES, options))
+    cluster.repeating = ctx.repeats
     return cluster
 
 

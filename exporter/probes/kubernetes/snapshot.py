@@ -2,10 +2,12 @@
 
 Every check of a cycle asks the `Cluster` for what it needs; a LIST is made once per
 (resource, namespace, selector) and kept for `snapshot_ttl` seconds, and concurrent
-callers await the same in-flight request. A collection asked for again after that (a
-long-running `serve`: its next cycle) is handed to a `WatchedCollection` (informer.py):
-one more LIST, then a WATCH that keeps it current, so steady-state cycles make no LIST.
-A one-shot `check` reads each collection once and never watches. Responses are read as
+callers await the same in-flight request. In a running `serve` (`repeating`) every
+collection is handed to a `WatchedCollection` (informer.py) on its first read: its LIST
+is the first sync, then a WATCH from that LIST's resourceVersion keeps it current, so
+every later cycle makes no LIST. A collection asked for again after its listing expired
+is watched the same way when `repeating` was not set. A one-shot `check` reads each
+collection once and never watches. Responses are read as
 raw JSON (no model classes) and trimmed to what the assertions read, so the cost grows
 with kinds and pages, never with the number of workloads.
 """
@@ -108,6 +110,9 @@ class Cluster:
         self._cache: dict[tuple[Any, ...], _Entry] = {}
         self._watched: dict[ListKey, WatchedCollection] = {}
         self._pages = asyncio.Semaphore(spec.max_connections)
+        self.repeating = False
+        """Set by a running `serve` (`ctx.repeats`): every collection is watched from its
+        first read. Otherwise only a collection read again after its listing expired."""
 
     @property
     def options(self) -> KubeOptions:
@@ -239,7 +244,7 @@ class Cluster:
         list_key: ListKey = (resource, namespace, label_selector, field_selector,
                              metadata_only)
         watched = self._watched.get(list_key)
-        if watched is None and self.spec.watch and self._expired(key):
+        if watched is None and self.spec.watch and (self.repeating or self._expired(key)):
             watched = self._watch(list_key)
         if watched is not None:
             return await watched.listing()
