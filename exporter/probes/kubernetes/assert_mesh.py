@@ -109,8 +109,11 @@ def _injection_on(ns: Mapping[str, Any]) -> bool:
 
 def _has_proxy(pod: Mapping[str, Any]) -> bool:
     pspec = pod.get("spec") or {}
-    containers = list(pspec.get("containers") or []) + list(pspec.get("initContainers") or [])
-    return any(c.get("name") == "istio-proxy" for c in containers)
+    for containers in (pspec.get("containers"), pspec.get("initContainers")):
+        for container in containers or ():
+            if container.get("name") == "istio-proxy":
+                return True
+    return False
 
 
 async def sidecar_injection(spec: SidecarInjectionCheck, cluster: Cluster, now: float) -> Outcome:
@@ -126,12 +129,16 @@ async def sidecar_injection(spec: SidecarInjectionCheck, cluster: Cluster, now: 
             wanted.add(name_of(ns))
     running = 0
     for pod in pods:
-        if ns_of(pod) not in wanted or (pod.get("status") or {}).get("phase") != "Running":
+        namespace = ns_of(pod)
+        if namespace not in wanted or (pod.get("status") or {}).get("phase") != "Running":
             continue
         running += 1
+        if _has_proxy(pod):
+            tally.judge(pod, True, "")  # the label names offenders only
+            continue
         opted_out = (meta(pod).get("annotations") or {}).get("sidecar.istio.io/inject")
         detail = "injection disabled by annotation" if opted_out == "false" else "no istio-proxy"
-        tally.judge(pod, _has_proxy(pod), f"pod {ns_of(pod)}/{name_of(pod)} ({detail})")
+        tally.judge(pod, False, f"pod {namespace}/{name_of(pod)} ({detail})")
     if wanted and not running and not tally.offenders:
         raise await scope.nothing(cluster, "Running pod",
                                   "injection is only confirmed on running pods")

@@ -176,9 +176,35 @@ def _none_replicated(spec: ReplicatedCheck, workloads: list[Workload], what: str
         (Measurement(OBJECTS_EVALUATED.name, 0.0), Measurement(OBJECTS_FAILING.name, 0.0)))
 
 
-def _covered(pdb: Mapping[str, Any], workloads: list[Workload]) -> list[Workload]:
-    """The workloads of the PDB's namespace whose pods it selects."""
-    return [w for w in workloads if w.namespace == ns_of(pdb) and _selects(pdb, w.pod_labels)]
+class _PdbsByNamespace:
+    """Each PDB of a namespace with the workloads whose pods it selects, worked out once
+    per namespace (one selector match per PDB and workload, never a walk of every
+    workload per workload)."""
+
+    def __init__(self, pdbs: list[Any], workloads: list[Workload]) -> None:
+        self._pdbs = by_namespace(pdbs)
+        self._workloads: dict[str, list[Workload]] = {}
+        for workload in workloads:
+            self._workloads.setdefault(workload.namespace, []).append(workload)
+        self._covering: dict[str, dict[tuple[str, str, str],
+                                       list[tuple[Any, list[Workload]]]]] = {}
+
+    def covering(self, workload: Workload) -> list[tuple[Any, list[Workload]]]:
+        """The PDBs selecting `workload`'s pods, each with every workload it selects."""
+        namespace = workload.namespace
+        index = self._covering.get(namespace)
+        if index is None:
+            index = self._covering[namespace] = {}
+            every = self._workloads.get(namespace, [])
+            for pdb in self._pdbs.get(namespace, ()):
+                covered = [w for w in every if _selects(pdb, w.pod_labels)]
+                for one in covered:
+                    index.setdefault(_key(one), []).append((pdb, covered))
+        return index.get(_key(workload), [])
+
+
+def _key(workload: Workload) -> tuple[str, str, str]:
+    return (workload.kind, workload.namespace, workload.name)
 
 
 async def pdb_coverage(spec: PdbCoverageCheck, cluster: Cluster, now: float) -> Outcome:
@@ -196,12 +222,13 @@ async def pdb_coverage(spec: PdbCoverageCheck, cluster: Cluster, now: float) -> 
         return _none_replicated(spec, in_scope, "PodDisruptionBudget")
     pdbs = await scope.items(cluster, r.PDBS)
     every = await scope.all_workloads(cluster, SCALABLE)
-    by_ns = by_namespace(pdbs)
+    known = {_key(w) for w in every}
+    by_ns = _PdbsByNamespace(pdbs, every + [w for w in workloads if _key(w) not in known])
     tally = Tally(spec, now, "replicated workloads without a PDB allowing a disruption",
                   "replicated workloads")
     for workload in workloads:
-        chosen = [p for p in by_ns.get(workload.namespace, [])
-                  if _selects(p, workload.pod_labels)]
+        selecting = by_ns.covering(workload)
+        chosen = [pdb for pdb, _ in selecting]
         if not chosen:
             tally.workload(workload, False, "no PDB")
             continue
@@ -209,7 +236,7 @@ async def pdb_coverage(spec: PdbCoverageCheck, cluster: Cluster, now: float) -> 
             names = ", ".join(sorted(name_of(p) for p in chosen))
             tally.workload(workload, False, f"several PDBs ({names}): evictions fail")
             continue
-        covered = _covered(chosen[0], every) or [workload]
+        covered = selecting[0][1]
         pods = sum(w.replicas for w in covered)
         allowed, why = pdb_allowed(chosen[0], pods)
         tally.add(PDB_ALLOWED, float(max(allowed, 0)), workload.gauge_labels())

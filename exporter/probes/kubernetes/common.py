@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from exporter.model import Measurement, MetricFamily, Outcome, ProbeError, Reason
 from exporter.probes.kubernetes import resources as r
 from exporter.probes.kubernetes.exemptions import ExemptionState, exemption_for
+from exporter.probes.kubernetes.records import Meta, metadata_of
 from exporter.probes.kubernetes.selectors import matches, parse_selector
 from exporter.probes.kubernetes.snapshot import Cluster
 from exporter.probes.kubernetes.spec import KubernetesCheck, ScopedCheck, WorkloadCheck
@@ -42,15 +43,21 @@ _Obj = TypeVar("_Obj", bound=Mapping[str, Any])
 
 def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """`obj.metadata` (empty when absent)."""
-    return obj.get("metadata") or _EMPTY
+    return metadata_of(obj) or _EMPTY
 
 
 def ns_of(obj: Mapping[str, Any]) -> str:
-    return (obj.get("metadata") or _EMPTY).get("namespace") or ""
+    metadata = metadata_of(obj)
+    if type(metadata) is Meta:  # a record: read the attribute
+        return metadata.namespace or ""
+    return (metadata or _EMPTY).get("namespace") or ""
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
-    return (obj.get("metadata") or _EMPTY).get("name") or ""
+    metadata = metadata_of(obj)
+    if type(metadata) is Meta:
+        return metadata.name or ""
+    return (metadata or _EMPTY).get("name") or ""
 
 
 def by_namespace(objs: Iterable[_Obj]) -> dict[str, list[_Obj]]:
@@ -62,7 +69,10 @@ def by_namespace(objs: Iterable[_Obj]) -> dict[str, list[_Obj]]:
 
 
 def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    return (obj.get("metadata") or _EMPTY).get("labels") or _EMPTY
+    metadata = metadata_of(obj)
+    if type(metadata) is Meta:
+        return metadata.labels or _EMPTY
+    return (metadata or _EMPTY).get("labels") or _EMPTY
 
 
 class Workload:
@@ -282,7 +292,8 @@ class Tally:
             self.judge(None, False, f"{name} (namespace absent)")
 
     def workload(self, workload: Workload, ok: bool, detail: str = "") -> bool:
-        label = f"{workload.ref} ({detail})" if detail and not ok else workload.ref
+        # The label names offenders only: not built for a workload that complies.
+        label = "" if ok else f"{workload.ref} ({detail})" if detail else workload.ref
         return self.judge(workload.obj, ok, label,
                           (WORKLOAD_COMPLIANT, workload.gauge_labels()))
 

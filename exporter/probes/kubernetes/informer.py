@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from exporter.model import ProbeError, Reason
-from exporter.probes.kubernetes.records import Event, Record, Version
+from exporter.probes.kubernetes.records import Event, Record, Version, ident
 from exporter.probes.kubernetes.resources import finish, record_type
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class WatchedCollection:
         self._served = listing.served
         objects: dict[str, dict[str, Any]] = {}
         for item in listing.items:
-            namespace, name = _ident(item)
+            namespace, name = ident(item)
             objects.setdefault(namespace, {})[name] = item
         self._objects = objects
         self.resource_version = listing.resource_version
@@ -253,7 +253,7 @@ class WatchedCollection:
             except ValueError:
                 raise ProbeError(Reason.PROTOCOL, f"watch {self.what} {self.where}: an "
                                  "event's object is not a Kubernetes object") from None
-            namespace, name = _ident(item)
+            namespace, name = ident(item)
             if kind == "DELETED":
                 names = self._objects.get(namespace)
                 if names is not None:
@@ -288,7 +288,3 @@ def _status(raw: bytes) -> _Status:
         return _Status()
 
 
-
-def _ident(item: Any) -> tuple[str, str]:
-    metadata = item.get("metadata") or {}
-    return (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))

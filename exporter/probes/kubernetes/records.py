@@ -19,7 +19,8 @@ import msgspec
 
 from exporter.probes.kubernetes.exemptions import ANNOTATION as EXEMPTION_ANNOTATION
 
-__all__ = ["Annotations", "Meta", "Object", "Page", "Pod", "Record", "Version", "Workload"]
+__all__ = ["Annotations", "Meta", "Object", "Page", "Pod", "Record", "Version", "Workload",
+           "ident", "metadata_of"]
 
 _NAMES: dict[type, dict[str, str]] = {}
 
@@ -118,6 +119,26 @@ class Meta(Record):
     labels: dict[str, str] | None = None
     annotations: Annotations | None = None
     generation: int | None = None
+
+
+_ABSENT: Any = object()
+_NO_MAPPING: Mapping[str, Any] = {}
+
+
+def metadata_of(obj: Mapping[str, Any] | Record) -> Any:
+    """`obj.metadata` of a record (its attribute: no `get` calls) or of a JSON mapping;
+    None when absent. The assertions ask this of every object, several times a cycle."""
+    value = getattr(obj, "metadata", _ABSENT)
+    return obj.get("metadata") if value is _ABSENT else value
+
+
+def ident(obj: Mapping[str, Any] | Record) -> tuple[str, str]:
+    """(namespace, name) of a record or a JSON object, "" for what is absent."""
+    metadata = metadata_of(obj)
+    if type(metadata) is Meta:
+        return (metadata.namespace or "", metadata.name or "")
+    metadata = metadata or _NO_MAPPING
+    return (metadata.get("namespace") or "", metadata.get("name") or "")
 
 
 class Object(Record):
