@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.model import Reason, Status
 from exporter.probes.kubernetes.connection import KubernetesConnection
 from exporter.probes.kubernetes.spec import KubernetesCheck
 from tests.probes.k8s_apiserver import FakeApiServer, write_kubeconfig
@@ -27,8 +28,10 @@ from tests.resilience.harness import (
     fault_then_recovery,
     lingering_requests,
     passes_under,
+    recovered,
+    run,
 )
-from tests.support.fault_proxy import fault_proxy
+from tests.support.fault_proxy import Mode, fault_proxy
 from tests.support.servers import free_port
 
 TOKEN = "faults-k8s-token-do-not-leak-7731"
@@ -53,9 +56,7 @@ async def subject(tmp_path: Path) -> AsyncIterator[Subject]:
         async with fault_proxy("127.0.0.1", api.port) as proxy:
             kubeconfig = write_kubeconfig(tmp_path / "kubeconfig",
                                           f"http://127.0.0.1:{proxy.port}", TOKEN)
-            # Every run asks the API server: no shared LIST, no watch keeping a cache; a
-            # request ends within the check's timeout (a LIST outliving the check that
-            # started it would be joined by the next run: see docs/performance.md, Faults).
+            # Every run asks the API server: no shared LIST, no watch keeping a cache.
             connection = KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
                                               snapshot_ttl=0, watch=False,
                                               request_timeout=REQUEST_TIMEOUT)
@@ -96,3 +97,29 @@ async def test_no_leak_after_fault_cycles(subject: Subject, tmp_path: Path) -> N
 async def test_ended_check_leaves_no_request_on_the_wire(subject: Subject, fault: Fault,
                                                          tmp_path: Path) -> None:
     assert await lingering_requests(subject, fault, tmp_path / "state") == 0
+
+
+async def test_a_list_its_check_gave_up_on_is_not_joined_by_the_next_run(
+        subject: Subject, tmp_path: Path) -> None:
+    """`request_timeout` (30 s here, 8 s by default) longer than the check's `timeout`:
+    the LIST the timed-out check was waiting for is cancelled with it, so the first run
+    after the fault clears asks afresh and passes. (It used to join the old LIST, shared
+    by key, and end in `timeout` again until that LIST gave up.)"""
+    connection = subject.connections["k8s"]
+    assert isinstance(connection, KubernetesConnection)
+    slow = Subject(subject.spec.model_copy(update={"timeout": 1.0}), subject.proxy,
+                   subject.server_connections,
+                   {"k8s": connection.model_copy(update={"request_timeout": 30.0})},
+                   subject.secrets)
+    ctx = slow.context(tmp_path / "state")
+    try:
+        await recovered(slow, ctx)
+        subject.proxy.set(Mode.BLACKHOLE)
+        outcome, _ = await run(slow, ctx)
+        assert (outcome.status, outcome.reason) == (Status.ERROR, Reason.TIMEOUT), \
+            outcome.message
+        subject.proxy.clear()
+        await recovered(slow, ctx)  # at once: not 30 s later
+    finally:
+        subject.proxy.clear()
+        await ctx.aclose()

@@ -57,6 +57,9 @@ class Listing:
 class _Entry:
     task: asyncio.Future[Any]
     expires: float = float("inf")
+    waiters: int = 0
+    """Callers awaiting `task`: when the last one is cancelled (its check timed out), the
+    request is cancelled too, so a later run starts afresh instead of joining it."""
 
 
 @dataclass(slots=True)
@@ -162,21 +165,29 @@ class Cluster:
     async def _shared(self, key: tuple[Any, ...], make: Callable[[], Awaitable[Any]]) -> Any:
         loop = asyncio.get_running_loop()
         entry = self._cache.get(key)
-        if entry is not None and (not entry.task.done() or entry.expires > loop.time()):
+        if entry is None or (entry.task.done() and entry.expires <= loop.time()):
+            task: asyncio.Future[Any] = asyncio.ensure_future(make())
+            entry = _Entry(task)
+            self._cache[key] = entry
+            task.add_done_callback(functools.partial(self._settled, key, entry))
+        entry.waiters += 1
+        try:
             return await asyncio.shield(entry.task)
-        task: asyncio.Future[Any] = asyncio.ensure_future(make())
-        entry = _Entry(task)
-        self._cache[key] = entry
-
-        def _done(fut: asyncio.Future[Any]) -> None:
-            if fut.cancelled() or fut.exception() is not None:
+        finally:
+            entry.waiters -= 1
+            if not entry.waiters and not entry.task.done():
+                # Every caller gave up (their checks timed out): stop the request, and
+                # forget it at once, so nobody joins it while it unwinds.
+                entry.task.cancel()
                 if self._cache.get(key) is entry:
                     del self._cache[key]
-            else:
-                entry.expires = loop.time() + self.spec.snapshot_ttl
 
-        task.add_done_callback(_done)
-        return await asyncio.shield(task)
+    def _settled(self, key: tuple[Any, ...], entry: _Entry, task: asyncio.Future[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if self._cache.get(key) is entry:
+                del self._cache[key]
+        else:
+            entry.expires = asyncio.get_running_loop().time() + self.spec.snapshot_ttl
 
     def _expired(self, key: tuple[Any, ...]) -> bool:
         """Whether `key` was listed before and its listing has expired (a later cycle)."""
