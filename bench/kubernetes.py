@@ -25,6 +25,7 @@ import asyncio
 import base64
 import cProfile
 import datetime as dt
+import gc
 import multiprocessing as mp
 import os
 import pstats
@@ -536,6 +537,16 @@ async def serve_cycles(kubeconfig: Path, page_size: int, cycles: int, pause: flo
     (the first sync) and starts one WATCH per collection from that LIST's
     resourceVersion; later cycles are steady state. Returns one row per cycle."""
     ttl = max(0.0, pause - 1.0)  # a cycle's checks share one snapshot; the next does not
+    collections: list[tuple[int, float]] = []  # (generation, seconds) of each collection
+    began: list[float] = []
+
+    def timed_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began.append(time.perf_counter())
+        elif began:
+            collections.append((info["generation"], time.perf_counter() - began.pop()))
+
+    gc.callbacks.append(timed_gc)
     cluster = Cluster(KubernetesConnection(kind="kubernetes", kubeconfig=kubeconfig,
                                            page_size=page_size, secrets="data",
                                            request_timeout=60, snapshot_ttl=ttl))
@@ -548,6 +559,7 @@ async def serve_cycles(kubeconfig: Path, page_size: int, cycles: int, pause: flo
             profiler = cProfile.Profile() if number == profile else None
             if profiler is not None:
                 profiler.enable()
+            collections.clear()
             started, cpu0 = time.perf_counter(), time.process_time()
             outcomes = await asyncio.gather(*(evaluate(c, cluster, time.time())
                                               for c in checks))
@@ -559,7 +571,10 @@ async def serve_cycles(kubeconfig: Path, page_size: int, cycles: int, pause: flo
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
             await asyncio.sleep(pause)  # watches connect; the snapshot TTL passes
             lists1, watches1, _ = await asyncio.to_thread(ask)
+            in_cycle = list(collections)
             rows.append({"cycle": number, "wall": wall, "cpu": cpu, "lists": lists1 - lists0,
+                         "gc": sum(s for _, s in in_cycle),
+                         "gc2": sum(1 for g, _ in in_cycle if g == 2),
                          "watches": watches1 - watches0, "rss": _rss_mib(),
                          "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                          "statuses": statuses,
@@ -570,6 +585,7 @@ async def serve_cycles(kubeconfig: Path, page_size: int, cycles: int, pause: flo
                                          if o.status is not Status.PASS],
                          "watched": len(cluster.watched())})
     finally:
+        gc.callbacks.remove(timed_gc)
         await cluster.close()
     return rows
 
@@ -592,11 +608,12 @@ def main_serve(args: argparse.Namespace, parent: Any, counts: dict[str, int]) ->
     print(f"serve mode: {len(preset_checks())} preset checks per cycle, page size "
           f"{args.page_size}, {args.pause:g} s between cycles; RSS before: "
           f"{rss_before:.0f} MiB")
-    print("cycle  wall s  CPU s  LIST pages  WATCH requests  watched  RSS MiB  peak MiB  "
-          "statuses")
+    print("cycle  wall s  CPU s  GC s (full)  LIST pages  WATCH requests  watched  RSS MiB  "
+          "peak MiB  statuses")
     for row in rows:
         statuses = " ".join(f"{k}={v}" for k, v in sorted(row["statuses"].items()))
-        print(f"{row['cycle']:>5}  {row['wall']:>6.2f}  {row['cpu']:>5.2f}  {row['lists']:>10}  "
+        print(f"{row['cycle']:>5}  {row['wall']:>6.2f}  {row['cpu']:>5.2f}  "
+              f"{row['gc']:>4.2f} ({row['gc2']:>2})  {row['lists']:>10}  "
               f"{row['watches']:>14}  {row['watched']:>7}  {row['rss']:>7.0f}  "
               f"{row['peak']:>8.0f}  {statuses}")
     print("checks not passing in the last cycle:")

@@ -3,6 +3,7 @@ spec validation and the fixtures' shape."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Mapping
@@ -233,3 +234,48 @@ async def test_decode_object_accepts_only_a_json_object() -> None:
         await decode_object(b"[1, 2]", "list", "pods", "cluster-wide")
     assert not_object.value.reason is Reason.PROTOCOL
     assert not_object.value.message == "list pods cluster-wide: unexpected answer"
+
+
+async def test_the_collector_is_paused_while_any_list_runs_and_resumed_after_the_last() -> None:
+    """`collector_paused` is held from a LIST's first page to its last, by concurrent
+    LISTs at once (and by page decodes in threads): the collector runs again only when
+    the last holder leaves, and stays off if it was off before the first."""
+    import gc
+    import threading
+
+    from exporter.probes.kubernetes.snapshot import collector_paused
+
+    assert gc.isenabled()
+    first, second = asyncio.Event(), asyncio.Event()
+
+    async def listing(until: asyncio.Event) -> None:
+        with collector_paused:
+            await until.wait()
+
+    one = asyncio.create_task(listing(first))
+    two = asyncio.create_task(listing(second))
+    await asyncio.sleep(0)
+    assert not gc.isenabled()
+    seen_in_thread: list[bool] = []
+
+    def decode() -> None:  # a page decoded in a worker thread meanwhile
+        with collector_paused:
+            seen_in_thread.append(gc.isenabled())
+
+    worker = threading.Thread(target=decode)
+    worker.start()
+    worker.join()
+    assert seen_in_thread == [False] and not gc.isenabled()
+    first.set()
+    await one
+    assert not gc.isenabled()  # the second LIST still runs
+    second.set()
+    await two
+    assert gc.isenabled()
+    gc.disable()  # off before: left off
+    try:
+        with collector_paused:
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
