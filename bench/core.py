@@ -39,18 +39,29 @@ SCRAPER = textwrap.dedent("""
     import aiohttp
     url, seconds = sys.argv[1], float(sys.argv[2])
     concurrency, gzip = int(sys.argv[3]), sys.argv[4] == "1"
-    async def worker(session, out, deadline):
+    # every > 0: the workers ask together at every tick (a burst of `concurrency`
+    # requests each `every` seconds, as that many Prometheus servers with aligned scrape
+    # intervals); every == 0: a closed loop (each asks again as soon as it has its answer).
+    every = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    async def worker(session, out, start, deadline):
         headers = {"Accept-Encoding": "gzip"} if gzip else {"Accept-Encoding": "identity"}
+        tick = 0
         while time.monotonic() < deadline:
+            if every:
+                tick += 1
+                await asyncio.sleep(max(0.0, start + tick * every - time.monotonic()))
             started = time.monotonic()
             async with session.get(url, headers=headers, auto_decompress=False) as r:
                 body = await r.read()
             out.append((time.monotonic() - started, len(body)))
     async def main():
         out = []
-        deadline = time.monotonic() + seconds
-        async with aiohttp.ClientSession() as session:
-            await asyncio.gather(*(worker(session, out, deadline) for _ in range(concurrency)))
+        start = time.monotonic()
+        deadline = start + seconds
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(worker(session, out, start, deadline)
+                                   for _ in range(concurrency)))
         print(json.dumps(out))
     asyncio.run(main())
 """)
