@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -66,6 +67,13 @@ def by_namespace(objs: Iterable[_Obj]) -> dict[str, list[_Obj]]:
     for obj in objs:
         grouped.setdefault(ns_of(obj), []).append(obj)
     return grouped
+
+
+@functools.lru_cache(maxsize=65_536)
+def namespace_labels(namespace: str) -> Mapping[str, str]:
+    """The labels of a namespace's gauges: one shared, read-only mapping per namespace
+    (every namespace-level check of every cycle would otherwise build its own)."""
+    return {"namespace": namespace}
 
 
 def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -300,7 +308,7 @@ class Tally:
     def namespace(self, obj: Mapping[str, Any], ok: bool, detail: str = "") -> bool:
         name = name_of(obj)
         label = f"{name} ({detail})" if detail and not ok else name
-        return self.judge(obj, ok, label, (NAMESPACE_COMPLIANT, {"namespace": name}))
+        return self.judge(obj, ok, label, (NAMESPACE_COMPLIANT, namespace_labels(name)))
 
     def add(self, family: MetricFamily, value: float, labels: Mapping[str, str] | None = None,
             **more: str) -> None:
