@@ -55,6 +55,8 @@ class Sample:
     rss_kib: int
     fds: int
     threads: int
+    fd_kinds: dict[str, int] = field(default_factory=dict)
+    """Open fds by what they are (`fd_kinds`): scrape connections, probe connections..."""
 
 
 @dataclass
@@ -124,14 +126,67 @@ def config_text(args: argparse.Namespace, workdir: Path, http_url: str, variant:
                            "checks": checks}, sort_keys=False)
 
 
-def read_sample(pid: int, started: float) -> Sample:
-    """RSS and threads from /proc/PID/status, fds from /proc/PID/fd."""
+_TCP_STATES = {"01": "established", "06": "time-wait", "08": "close-wait", "0A": "listen"}
+
+
+def _tcp_sockets(pid: int) -> dict[str, tuple[int, int, str]]:
+    """socket inode -> (local port, remote port, state) from /proc/PID/net/tcp{,6}."""
+    sockets: dict[str, tuple[int, int, str]] = {}
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+                sockets[inode] = (int(local.rsplit(":", 1)[1], 16),
+                                  int(remote.rsplit(":", 1)[1], 16),
+                                  _TCP_STATES.get(state, state))
+    return sockets
+
+
+def fd_kinds(pid: int, serve_port: int, http_port: int) -> dict[str, int]:
+    """The daemon's open fds by what they are: `scrape` (a connection to its own port:
+    the scrapers and the reloader), `probe-http` (to the endpoint the http checks probe),
+    `listen`, other TCP, other sockets (unix), pipes, anonymous inodes (epoll, eventfd),
+    files."""
+    sockets = _tcp_sockets(pid)
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed since the listing
+        if target.startswith("socket:["):
+            tcp = sockets.get(target[8:-1])
+            if tcp is None:
+                kind = "socket-other"
+            elif tcp[2] == "listen":
+                kind = "listen"
+            elif tcp[0] == serve_port:
+                kind = f"scrape-{tcp[2]}"
+            elif tcp[1] == http_port:
+                kind = f"probe-http-{tcp[2]}"
+            else:
+                kind = f"tcp-other-{tcp[2]}"
+        elif target.startswith("pipe:"):
+            kind = "pipe"
+        elif target.startswith("anon_inode:"):
+            kind = target[len("anon_inode:"):].strip("[]")
+        else:
+            kind = "file"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def read_sample(pid: int, started: float, ports: tuple[int, int]) -> Sample:
+    """RSS and threads from /proc/PID/status, fds from /proc/PID/fd (counted and sorted
+    into kinds)."""
     status = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         status[key] = value.split()
+    kinds = fd_kinds(pid, *ports)
     return Sample(time.monotonic() - started, int(status["VmRSS"][0]),
-                  len(os.listdir(f"/proc/{pid}/fd")), int(status["Threads"][0]))
+                  sum(kinds.values()), int(status["Threads"][0]), kinds)
 
 
 async def health_app(observed: Observed) -> web.AppRunner:
@@ -189,11 +244,11 @@ async def reloader(session: aiohttp.ClientSession, base: str, path: Path, texts:
 
 
 async def sampler(pid: int, started: float, every: float, deadline: float,
-                  observed: Observed) -> None:
+                  observed: Observed, ports: tuple[int, int]) -> None:
     while time.monotonic() < deadline:
-        observed.samples.append(read_sample(pid, started))
+        observed.samples.append(read_sample(pid, started, ports))
         await asyncio.sleep(every)
-    observed.samples.append(read_sample(pid, started))
+    observed.samples.append(read_sample(pid, started, ports))
 
 
 async def wait_ready(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes],
@@ -234,7 +289,8 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[Observed, float
             ready = await wait_ready(session, base, proc, 600.0)
             deadline = started + args.minutes * 60
             await asyncio.gather(
-                sampler(proc.pid, started, args.sample_every, deadline, observed),
+                sampler(proc.pid, started, args.sample_every, deadline, observed,
+                        (port, http_port)),
                 reloader(session, base, path, texts, args.reload_every, deadline, observed),
                 *(scraper(session, f"{base}/metrics", args.scrape_every,
                           n * args.scrape_every / args.scrapers, deadline, observed)
@@ -311,6 +367,11 @@ def report(args: argparse.Namespace, observed: Observed, ready: float,
               f"{statistics.median(values[-window:]) / scale:.1f} ({medians:+.1f} %), max "
               f"{max(values) / scale:.1f} ({to_max:+.1f} %); "
               f"{'pass' if passed else 'FAIL'} (< {LIMIT_PERCENT:g} %)")
+    for label, part in (("first", after[:window]), ("last", after[-window:])):
+        kinds = sorted({kind for sample in part for kind in sample.fd_kinds})
+        print(f"open fds by kind, median of the {label} {window} samples: " + ", ".join(
+            f"{kind} {statistics.median(s.fd_kinds.get(kind, 0) for s in part):g}"
+            for kind in kinds))
     whole = observed.samples
     print("over the whole run (warm-up included): resident memory "
           f"{whole[0].rss_kib / 1024:.1f} -> {whole[-1].rss_kib / 1024:.1f} MiB, fds "
