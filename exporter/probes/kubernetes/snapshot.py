@@ -383,8 +383,8 @@ def check_status(status: int, verb: str, what: str, where: str) -> None:
 
 class _CollectorPause:
     """Pauses the cyclic garbage collector while any paginated LIST is being read (from
-    its first page to its last, pages decoded in threads included), and lets it run again
-    when the last one ends.
+    its first page to its last, pages decoded in worker threads included: the pause is
+    process-wide), and lets it run again when the last one ends.
 
     A LIST allocates hundreds of thousands of long-lived, acyclic containers (label maps,
     resources, item lists): with the collector running, every 25 % of growth of the
@@ -418,24 +418,22 @@ def decode_page(resource: Resource, body: bytes) -> dict[str, Any]:
     """Decode one LIST page straight into records: `{"items": [...], "continue": token,
     "resourceVersion": version}`.
 
-    The fields no assertion reads are skipped by the decoder, never built. The cyclic
-    garbage collector is paused meanwhile (`collector_paused`): a page allocates
-    thousands of acyclic containers (label maps, resources), and letting it run would
-    rescan the whole snapshot many times over.
+    The fields no assertion reads are skipped by the decoder, never built. `list_pages`,
+    its caller, holds `collector_paused` over the whole LIST, this page's decoding
+    included.
     """
-    with collector_paused:
-        try:
-            page = decode_list(resource, body)
-        except msgspec.ValidationError as exc:
-            raise ProbeError(Reason.PROTOCOL, f"list {resource.name}: the answer is not a "
-                             f"Kubernetes list ({exc})") from None
-        if page.items is None:
-            raise ProbeError(Reason.PROTOCOL, f"list {resource.name}: the answer has no "
-                             "items (not a Kubernetes API server?)")
-        list_meta = page.metadata
-        return {"items": page.items,
-                "continue": (list_meta.continue_ or None) if list_meta else None,
-                "resourceVersion": list_meta.resourceVersion if list_meta else None}
+    try:
+        page = decode_list(resource, body)
+    except msgspec.ValidationError as exc:
+        raise ProbeError(Reason.PROTOCOL, f"list {resource.name}: the answer is not a "
+                         f"Kubernetes list ({exc})") from None
+    if page.items is None:
+        raise ProbeError(Reason.PROTOCOL, f"list {resource.name}: the answer has no "
+                         "items (not a Kubernetes API server?)")
+    list_meta = page.metadata
+    return {"items": page.items,
+            "continue": (list_meta.continue_ or None) if list_meta else None,
+            "resourceVersion": list_meta.resourceVersion if list_meta else None}
 
 
 class _Gone(Exception):
