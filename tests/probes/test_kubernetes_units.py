@@ -279,3 +279,41 @@ async def test_the_collector_is_paused_while_any_list_runs_and_resumed_after_the
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_a_shared_request_is_cancelled_only_when_its_last_caller_gives_up() -> None:
+    """The near miss of cancelling a LIST whose check timed out: while another check
+    still awaits the same request it keeps running and that check gets its answer; only
+    when every caller has given up is it cancelled, and the next call starts afresh."""
+    from exporter.probes.kubernetes.connection import KubernetesConnection
+    from exporter.probes.kubernetes.snapshot import Cluster
+
+    cluster = Cluster(KubernetesConnection(kind="kubernetes", snapshot_ttl=0))
+    release = asyncio.Event()
+    started: list[asyncio.Task[object] | None] = []
+
+    async def make() -> str:
+        started.append(asyncio.current_task())
+        await release.wait()
+        return "listed"
+
+    key = ("list", "pods")
+    patient = asyncio.create_task(cluster._shared(key, make))
+    impatient = asyncio.create_task(cluster._shared(key, make))
+    await asyncio.sleep(0.01)
+    assert len(started) == 1  # one request for both callers
+    impatient.cancel()
+    await asyncio.sleep(0.01)
+    assert started[0] is not None and not started[0].cancelled()
+    release.set()
+    assert await patient == "listed"  # the other caller still got its answer
+
+    release.clear()
+    lone = asyncio.create_task(cluster._shared(key, make))
+    await asyncio.sleep(0.01)
+    lone.cancel()
+    await asyncio.sleep(0.01)
+    assert started[1] is not None and started[1].cancelled()  # nobody waits: stopped
+    release.set()
+    assert await cluster._shared(key, make) == "listed"
+    assert len(started) == 3  # asked afresh, not the cancelled request
