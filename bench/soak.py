@@ -10,8 +10,10 @@ read one of 200 small files), 30 % `env` (the daemon's environment), 20 % `confi
 endpoint served by this script, JSON assertion on the body). Every `--reload-every`
 seconds the configuration file is rewritten with the other of two variants, which differ
 in titles (10 %), intervals (1 %) and ids (1 % of the checks replaced), and
-`POST /-/reload` is sent (`--web.enable-lifecycle`). The scrapers run in this process;
-each asks for `/metrics` with `Accept-Encoding: gzip` every `--scrape-every` seconds.
+`POST /-/reload` is sent (`--web.enable-lifecycle`) on a new connection, closed after.
+The scrapers run in this process, each on one kept-alive connection of its own (as a
+Prometheus server scrapes a target); each asks for `/metrics` with `Accept-Encoding: gzip`
+every `--scrape-every` seconds.
 
 After the warm-up, growth is printed in % from the first sample at or after the warm-up to
 the last one, to the largest one, and between the medians of the first and the last
@@ -285,16 +287,25 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[Observed, float
     base = f"http://127.0.0.1:{port}"
     try:
         timeout = aiohttp.ClientTimeout(total=120)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # The load generator's own connections are fixed, so that the daemon's descriptors
+        # count only what the daemon holds: each scraper keeps one connection, as a
+        # Prometheus server keeps one per target (a shared pool would hold as many as the
+        # scrapes ever overlapped); the reloader closes its connection after each POST.
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(aiohttp.ClientSession(
+                timeout=timeout, connector=aiohttp.TCPConnector(force_close=True)))
+            scrapers = [await stack.enter_async_context(aiohttp.ClientSession(
+                timeout=timeout, connector=aiohttp.TCPConnector(limit=1)))
+                for _ in range(args.scrapers)]
             ready = await wait_ready(session, base, proc, 600.0)
             deadline = started + args.minutes * 60
             await asyncio.gather(
                 sampler(proc.pid, started, args.sample_every, deadline, observed,
                         (port, http_port)),
                 reloader(session, base, path, texts, args.reload_every, deadline, observed),
-                *(scraper(session, f"{base}/metrics", args.scrape_every,
+                *(scraper(own, f"{base}/metrics", args.scrape_every,
                           n * args.scrape_every / args.scrapers, deadline, observed)
-                  for n in range(args.scrapers)))
+                  for n, own in enumerate(scrapers)))
             if proc.poll() is not None:
                 raise SystemExit(f"serve exited with status {proc.returncode}")
     finally:
