@@ -2,7 +2,7 @@
 a reload every minute and 10 concurrent gzip scrapers; resident memory, open file
 descriptors and threads of the daemon sampled every 10 s.
 
-Run:  .venv/bin/python bench/soak.py [--minutes 60] [--warmup-minutes 10] [--checks 10000]
+Run:  .venv/bin/python bench/soak.py [--minutes 70] [--warmup-minutes 40] [--checks 10000]
 
 The checks are cheap kinds that still do real work, in this mix: 40 % `file` (stat and
 read one of 200 small files), 30 % `env` (the daemon's environment), 20 % `config_value`
@@ -397,8 +397,9 @@ def report(args: argparse.Namespace, observed: Observed, ready: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=60.0, help="whole run, warm-up included")
-    parser.add_argument("--warmup-minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=70.0, help="whole run, warm-up included")
+    parser.add_argument("--warmup-minutes", type=float, default=40.0,
+                        help="the pools of kept-alive connections fill in 30-40 minutes")
     parser.add_argument("--checks", type=int, default=10_000)
     parser.add_argument("--interval", type=float, default=60.0, help="check interval, seconds")
     parser.add_argument("--reload-every", type=float, default=60.0, help="seconds")
